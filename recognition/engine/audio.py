@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -22,6 +23,30 @@ DEFAULT_MAX_SECONDS = 600.0
 
 AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
+# Containers whose header states the exact length (sample counts, granule positions,
+# sample tables). For raw MP3/AAC/... FFmpeg guesses the length from the first frames'
+# bit rate, which is wildly off for VBR audio that starts quietly, so those guesses must
+# neither reject a file as "too long" nor as "truncated".
+_EXACT_DURATION_FORMATS = frozenset(
+    {"wav", "w64", "flac", "ogg", "mov", "mp4", "m4a", "matroska", "webm", "aiff", "caf"}
+)
+
+# Everything FFmpeg or the Python side of PyAV raises for bad input data. AudioError is
+# itself a ValueError, so callers re-raise it before reaching these handlers.
+_DECODE_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError, MemoryError)
+
+
+# A glitch in one packet (an ID3 tag between concatenated MP3s, a bit error) costs a
+# few milliseconds of audio; FFmpeg's own command line skips such packets too. More
+# than this share of undecodable packets means the file is broken, not glitched.
+_MAX_BAD_PACKET_SHARE = 0.02
+_MIN_BAD_PACKETS_ALLOWED = 2
+
+
+# How much of the input is read ahead to find a WAV file's data chunk (chunks such as
+# LIST, bext or iXML may come before it).
+_WAV_HEAD_BYTES = 1 << 16
+
 
 class AudioError(ValueError):
     """The input is not usable audio (not audio, empty, corrupt, too long, ...)."""
@@ -34,10 +59,17 @@ def _open(source: AudioSource) -> av.container.InputContainer:
         source = io.BytesIO(bytes(source))
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
+        if not path.exists():
             raise AudioError(f"No such audio file: {path}")
+        if not path.is_file():
+            raise AudioError(f"Not a file: {path}")
         if path.stat().st_size == 0:
             raise AudioError(f"The audio file is empty: {path.name}")
+    elif isinstance(source, io.TextIOBase) or not hasattr(source, "read"):
+        # A wrong argument type is the caller's bug, not bad user data.
+        raise TypeError(
+            f"decode_audio needs a path, bytes or a binary file object, not {type(source).__name__}"
+        )
     try:
         return av.open(source, mode="r", metadata_errors="ignore")
     except av.FFmpegError as exc:
@@ -51,12 +83,129 @@ def _reason(exc: BaseException) -> str:
     return text.strip() or type(exc).__name__
 
 
-def _declared_seconds(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
+def _audio_stream(container: av.container.InputContainer) -> av.audio.AudioStream:
+    if not container.streams.audio:
+        raise AudioError("The file has no audio stream.")
+    return container.streams.audio[0]
+
+
+def _declared_seconds(
+    container: av.container.InputContainer, stream: av.audio.AudioStream
+) -> float | None:
+    """Length stated by the container header, or None when it states none we can trust."""
+    names = set((container.format.name or "").split(","))
+    if not names & _EXACT_DURATION_FORMATS:
+        return None
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
         return float(stream.duration * stream.time_base)
-    if container.duration is not None:
+    if container.duration is not None and container.duration > 0:
         return container.duration / av.time_base
     return None
+
+
+def _decoded_frames(
+    container: av.container.InputContainer, stream: av.audio.AudioStream
+) -> Iterator[av.AudioFrame]:
+    """Decode packet by packet, skipping the few that the decoder rejects as invalid.
+
+    Raises:
+        AudioError: more than ``max(2, 2 %)`` of the packets are undecodable.
+    """
+    packets = bad = 0
+    last_error: BaseException | None = None
+    for packet in container.demux(stream):
+        packets += 1
+        try:
+            frames = packet.decode()  # the final, empty packet flushes the decoder
+        except av.error.InvalidDataError as exc:
+            bad += 1
+            last_error = exc
+            continue
+        yield from frames
+    if bad > max(_MIN_BAD_PACKETS_ALLOWED, _MAX_BAD_PACKET_SHARE * packets):
+        raise AudioError(
+            f"The audio data is corrupt: {bad} of {packets} packets could not be decoded "
+            f"({_reason(last_error)})."
+        )
+
+
+def _head(source: AudioSource) -> bytes:
+    """The first bytes of ``source`` without consuming it; empty when it cannot be peeked."""
+    try:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return bytes(source[:_WAV_HEAD_BYTES])
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as handle:
+                return handle.read(_WAV_HEAD_BYTES)
+        if source.seekable():
+            position = source.tell()
+            try:
+                return bytes(source.read(_WAV_HEAD_BYTES))
+            finally:
+                source.seek(position)
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass  # _open reports unreadable sources with a proper message
+    return b""
+
+
+def _wav_promised_seconds(head: bytes) -> float | None:
+    """Length promised by a RIFF/WAVE data chunk, or None when there is none.
+
+    FFmpeg quietly shortens a WAV whose data chunk runs past the end of the file to what
+    is there, so a cut-off upload would pass as a shorter clip; the header's own number
+    is the only trace of the loss. Streaming writers leave 0 or 0xFFFFFFFF as a
+    placeholder size: those promise nothing.
+    """
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    position, byte_rate = 12, 0
+    while position + 8 <= len(head):
+        chunk, size = (
+            head[position : position + 4],
+            int.from_bytes(head[position + 4 : position + 8], "little"),
+        )
+        body = position + 8
+        if chunk == b"fmt " and body + 12 <= len(head):
+            byte_rate = int.from_bytes(head[body + 8 : body + 12], "little")
+        elif chunk == b"data":
+            if byte_rate <= 0 or size == 0 or size >= 0x7FFFFFFF:
+                return None
+            return size / byte_rate
+        position = body + size + (size & 1)  # chunks are padded to even sizes
+    return None
+
+
+def _to_mono(frames: Iterable[av.AudioFrame], sample_rate: int) -> Iterable[np.ndarray]:
+    """Resample and downmix decoded frames; yields float32 chunks of shape ``(n,)``.
+
+    A stream may change rate or channel layout mid-way (concatenated MP3s, ADTS AAC);
+    PyAV's resampler refuses such frames, so a fresh one is started at each change.
+    """
+    resampler: av.AudioResampler | None = None
+    signature: tuple | None = None
+    for frame in frames:
+        current = (
+            frame.format.name,
+            frame.layout.name,
+            frame.layout.nb_channels,
+            frame.sample_rate,
+        )
+        if current != signature:
+            if resampler is not None:
+                for out in resampler.resample(None):
+                    yield out.to_ndarray().reshape(-1)
+            # rematrix_maxval=1 scales the downmix so it cannot exceed full scale: stereo
+            # becomes the channel mean instead of FFmpeg's default (L+R)/sqrt(2).
+            resampler = av.AudioResampler(
+                format="flt", layout="mono", rate=sample_rate, options={"rematrix_maxval": "1.0"}
+            )
+            signature = current
+        frame.pts = None  # let the resampler count samples; broken timestamps must not drop audio
+        for out in resampler.resample(frame):
+            yield out.to_ndarray().reshape(-1)
+    if resampler is not None:
+        for out in resampler.resample(None):
+            yield out.to_ndarray().reshape(-1)
 
 
 def decode_audio(
@@ -67,67 +216,90 @@ def decode_audio(
 ) -> np.ndarray:
     """Decode ``source`` (path, bytes or binary file object) to mono float32 at ``sample_rate``.
 
+    Multichannel audio is downmixed without gain (stereo becomes the channel mean).
+
     Returns:
         ``np.ndarray`` of shape ``(samples,)``, dtype float32, nominally in [-1, 1].
 
     Raises:
         AudioError: not audio, empty, truncated or corrupt, no audio stream, non-finite
             samples, or longer than ``max_seconds``.
+        TypeError: ``source`` is not a path, bytes-like object or binary file object.
     """
+    promised = _wav_promised_seconds(_head(source))
     container = _open(source)
     try:
-        if not container.streams.audio:
-            raise AudioError("The file has no audio stream.")
-        stream = container.streams.audio[0]
+        stream = _audio_stream(container)
         declared = _declared_seconds(container, stream)
         if max_seconds is not None and declared is not None and declared > max_seconds + 1.0:
-            raise AudioError(f"The audio is {declared:.0f} s long; the limit is {max_seconds:.0f} s.")
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+            raise AudioError(f"The audio is {declared:.0f} s long; the limit is {max_seconds:g} s.")
+        # Stop decoding as soon as the limit is passed: headerless streams can be endless.
         limit = None if max_seconds is None else int(max_seconds * sample_rate) + sample_rate // 10
         chunks: list[np.ndarray] = []
         total = 0
         try:
-            for frame in container.decode(stream):
-                frame.pts = None  # let the resampler count samples; broken timestamps must not drop audio
-                for out in resampler.resample(frame):
-                    chunk = out.to_ndarray().reshape(-1)
-                    chunks.append(chunk)
-                    total += chunk.size
+            for chunk in _to_mono(_decoded_frames(container, stream), sample_rate):
+                chunks.append(chunk)
+                total += chunk.size
                 if limit is not None and total > limit:
-                    raise AudioError(f"The audio is longer than the limit of {max_seconds:.0f} s.")
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
-        except av.FFmpegError as exc:
+                    raise AudioError(f"The audio is longer than the limit of {max_seconds:g} s.")
+        except AudioError:
+            raise
+        except _DECODE_ERRORS as exc:
             raise AudioError(f"The audio data is corrupt or truncated ({_reason(exc)}).") from exc
     finally:
         container.close()
 
-    waveform = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    waveform = (
+        np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    )
     if waveform.size == 0:
         raise AudioError("The file contains no audio samples.")
     if not np.all(np.isfinite(waveform)):
         raise AudioError("The audio contains non-finite samples (NaN or infinity).")
+    # The header's promise is checked after decoding, not before, so that a cut-off file
+    # is reported as truncated rather than as too long.
+    if promised is not None and (declared is None or promised > declared):
+        declared = promised
     if declared is not None and declared > 0.5 and waveform.size < 0.9 * declared * sample_rate:
         got = waveform.size / sample_rate
-        raise AudioError(f"The audio is truncated: the header promises {declared:.2f} s, the data holds {got:.2f} s.")
+        raise AudioError(
+            f"The audio is truncated: the header promises {declared:.2f} s, the data holds {got:.2f} s."
+        )
     if max_seconds is not None and waveform.size > max_seconds * sample_rate + sample_rate // 10:
-        raise AudioError(f"The audio is longer than the limit of {max_seconds:.0f} s.")
+        raise AudioError(f"The audio is longer than the limit of {max_seconds:g} s.")
     return waveform
 
 
+def _counted_seconds(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float:
+    """Length found by decoding (no resampling): the sum of every frame's samples / rate."""
+    seconds = 0.0
+    try:
+        for frame in _decoded_frames(container, stream):
+            if frame.sample_rate > 0:
+                seconds += frame.samples / frame.sample_rate
+    except AudioError:
+        raise
+    except _DECODE_ERRORS as exc:
+        raise AudioError(f"The audio data is corrupt or truncated ({_reason(exc)}).") from exc
+    return seconds
+
+
 def probe_duration(path: str | os.PathLike) -> float:
-    """Duration in seconds from the container header, decoding only when the header is silent.
+    """Duration in seconds from the container header, decoding when the header has no exact one.
 
     Raises:
-        AudioError: the file cannot be opened as audio.
+        AudioError: the file cannot be opened as audio, or holds no audio samples.
     """
     container = _open(path)
     try:
-        if not container.streams.audio:
-            raise AudioError("The file has no audio stream.")
-        declared = _declared_seconds(container, container.streams.audio[0])
+        stream = _audio_stream(container)
+        declared = _declared_seconds(container, stream)
+        if declared is not None:
+            return declared
+        seconds = _counted_seconds(container, stream)
     finally:
         container.close()
-    if declared is not None and declared > 0:
-        return declared
-    return decode_audio(path, max_seconds=None).size / SAMPLE_RATE
+    if seconds <= 0:
+        raise AudioError("The file contains no audio samples.")
+    return seconds

@@ -1,0 +1,159 @@
+"""One-file checkpoints: model state, model and feature config, labels, normalisation
+statistics, metrics and engine version. Loading checks all of it and refuses anything it
+cannot trust with a :class:`CheckpointError` that says why.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import ENGINE_VERSION
+from .features import FeatureConfig, FeatureExtractor, FeatureStats
+from .model import EmotionNet, ModelConfig
+
+__all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
+CHECKPOINT_FORMAT = "ser-studio/emotionnet"
+_REQUIRED = ("format", "engine_version", "model_config", "feature_config", "labels", "feature_mean", "feature_std", "state_dict")
+
+
+class CheckpointError(ValueError):
+    """The file is not a checkpoint this engine can trust."""
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to rebuild the trained model exactly; ``extra`` carries trainer state."""
+
+    model_config: ModelConfig
+    feature_config: FeatureConfig
+    labels: list[str]
+    stats: FeatureStats
+    state_dict: dict[str, torch.Tensor]
+    metrics: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    engine_version: str = ENGINE_VERSION
+
+    def build_model(self, device: str | torch.device = "cpu") -> EmotionNet:
+        model = EmotionNet(self.model_config)
+        model.load_state_dict(self.state_dict)
+        return model.to(device).eval()
+
+    def build_extractor(self, device: str | torch.device = "cpu") -> FeatureExtractor:
+        return FeatureExtractor(self.feature_config, self.stats).to(device).eval()
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "engine_version": self.engine_version,
+            "model_config": self.model_config.to_dict(),
+            "feature_config": self.feature_config.to_dict(),
+            "labels": list(self.labels),
+            "feature_mean": self.stats.mean.detach().cpu().float(),
+            "feature_std": self.stats.std.detach().cpu().float(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
+            "metrics": self.metrics,
+            "extra": self.extra,
+        }
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
+    """Write atomically (temporary file + rename) so a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(checkpoint.to_payload(), fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load and validate a checkpoint file.
+
+    Raises:
+        CheckpointError: missing, truncated, not a torch file, foreign content, incompatible
+            engine version, inconsistent labels, statistics or weights.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No such checkpoint file: {path}")
+    try:
+        # weights_only: never unpickle arbitrary objects from an uploaded file.
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for broken files
+        raise CheckpointError(f"{path.name} is not a readable checkpoint (truncated, corrupt or not a PyTorch file): {_first_line(exc)}") from exc
+    return checkpoint_from_payload(payload, source=path.name)
+
+
+def checkpoint_from_payload(payload: Any, *, source: str = "checkpoint") -> Checkpoint:
+    """Validate a loaded payload dict and turn it into a :class:`Checkpoint`."""
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{source} is not a SER studio checkpoint (no '{CHECKPOINT_FORMAT}' format tag).")
+    missing = [k for k in _REQUIRED if k not in payload]
+    if missing:
+        raise CheckpointError(f"{source} lacks {', '.join(missing)}.")
+    version = str(payload["engine_version"])
+    if version.split(".")[0] != ENGINE_VERSION.split(".")[0]:
+        raise CheckpointError(f"{source} was written by engine {version}; this engine ({ENGINE_VERSION}) cannot read it.")
+    try:
+        model_config = ModelConfig.from_dict(payload["model_config"])
+        feature_config = FeatureConfig.from_dict(payload["feature_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source} has an invalid configuration: {exc}") from exc
+    labels = payload["labels"]
+    if (
+        not isinstance(labels, list)
+        or not all(isinstance(x, str) and x for x in labels)
+        or len(set(labels)) != len(labels)
+        or len(labels) != model_config.n_classes
+    ):
+        raise CheckpointError(f"{source} has labels that do not match its classifier ({model_config.n_classes} classes).")
+    if model_config.n_features != feature_config.n_features:
+        raise CheckpointError(f"{source}: the model expects {model_config.n_features} features, the feature config makes {feature_config.n_features}.")
+    mean, std = payload["feature_mean"], payload["feature_std"]
+    for name, t in (("mean", mean), ("std", std)):
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (feature_config.n_features,) or not torch.isfinite(t).all():
+            raise CheckpointError(f"{source} has invalid feature {name} statistics.")
+    if not bool((std > 0).all()):
+        raise CheckpointError(f"{source} has a non-positive feature standard deviation.")
+    state = payload["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{source} has no valid model weights.")
+    try:
+        EmotionNet(model_config).load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{source}: the weights do not fit the stored architecture: {_first_line(exc)}") from exc
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise CheckpointError(f"{source} contains non-finite weights.")
+    metrics = payload.get("metrics") or {}
+    extra = payload.get("extra") or {}
+    if not isinstance(metrics, dict) or not isinstance(extra, dict):
+        raise CheckpointError(f"{source} has malformed metrics.")
+    return Checkpoint(
+        model_config=model_config,
+        feature_config=feature_config,
+        labels=list(labels),
+        stats=FeatureStats(mean.float(), std.float()),
+        state_dict=state,
+        metrics=metrics,
+        extra=extra,
+        engine_version=version,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

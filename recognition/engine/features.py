@@ -1,0 +1,274 @@
+"""Log-Mel and MFCC front ends on ``torch.stft``, shared by training and inference.
+
+Frames are taken with ``center=False``: every frame lies wholly inside the signal, so
+zero padding added to batch utterances of different lengths never changes a valid frame
+(padding invariance is tested). Normalisation statistics are computed on the training
+set and travel in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import SAMPLE_RATE
+
+__all__ = [
+    "FeatureConfig",
+    "FeatureExtractor",
+    "FeatureStats",
+    "mel_filterbank",
+    "hz_to_mel",
+    "mel_to_hz",
+    "prepare_waveform",
+    "frame_count",
+]
+
+FEATURE_KINDS = ("logmel", "mfcc")
+TRIM_METHODS = ("none", "energy", "vad")
+_AMIN = 1e-10  # power floor before the log, as in librosa's power_to_db
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Everything that defines the features; stored in every checkpoint."""
+
+    kind: str = "logmel"
+    sample_rate: int = SAMPLE_RATE
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    n_mels: int = 64
+    f_min: float = 0.0
+    f_max: float | None = None
+    n_mfcc: int = 20
+    deltas: bool = True
+    utterance_cmn: bool = False
+    trim: str = "energy"
+    trim_top_db: float = 35.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, not {self.kind!r}")
+        if self.trim not in TRIM_METHODS:
+            raise ValueError(f"trim must be one of {TRIM_METHODS}, not {self.trim!r}")
+        if self.win_length > self.n_fft:
+            raise ValueError("the window is longer than n_fft")
+        f_max = self.sample_rate / 2 if self.f_max is None else self.f_max
+        if not 0 <= self.f_min < f_max <= self.sample_rate / 2:
+            raise ValueError("need 0 <= f_min < f_max <= sample_rate / 2")
+        if self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels:
+            raise ValueError("need 1 <= n_mfcc <= n_mels")
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def n_features(self) -> int:
+        if self.kind == "logmel":
+            return self.n_mels
+        return self.n_mfcc * (3 if self.deltas else 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown feature settings: {sorted(unknown)}")
+        return cls(**data)
+
+
+def hz_to_mel(freq: np.ndarray | float) -> np.ndarray:
+    """Slaney's mel scale (linear below 1 kHz, logarithmic above), as librosa's default."""
+    freq = np.asarray(freq, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = freq / f_sp
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
+    log_region = freq >= min_log_hz
+    mels = np.where(log_region, min_log_mel + np.log(np.maximum(freq, 1e-12) / min_log_hz) / logstep, mels)
+    return mels
+
+
+def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
+    """Inverse of :func:`hz_to_mel`."""
+    mels = np.asarray(mels, dtype=np.float64)
+    f_sp = 200.0 / 3
+    freqs = f_sp * mels
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
+    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), freqs)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
+    """Triangular, area-normalised (Slaney) Mel filters for the real ``sample_rate``.
+
+    Returns:
+        float64 array of shape ``(n_mels, n_fft // 2 + 1)``.
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    mel_points = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+    widths = np.diff(mel_points)
+    ramps = mel_points[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_points[2:] - mel_points[:-2]))[:, None]
+    return weights
+
+
+def _dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
+    """Orthonormal DCT-II basis, shape ``(n_mfcc, n_mels)`` (scipy's ``dct(type=2, norm='ortho')``)."""
+    k = np.arange(n_mfcc)[:, None]
+    n = np.arange(n_mels)[None, :]
+    basis = np.cos(np.pi / n_mels * (n + 0.5) * k) * math.sqrt(2.0 / n_mels)
+    basis[0] /= math.sqrt(2.0)
+    return basis
+
+
+def frame_count(samples: int | Tensor, config: FeatureConfig) -> int | Tensor:
+    """Number of frames for a signal of ``samples`` samples (signals shorter than n_fft give one)."""
+    if isinstance(samples, Tensor):
+        return torch.clamp((samples - config.n_fft) // config.hop_length + 1, min=1)
+    return max(1, (samples - config.n_fft) // config.hop_length + 1)
+
+
+def prepare_waveform(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Apply the configured edge-silence trimming. Shape ``(samples,)`` in and out."""
+    if config.trim == "none":
+        return waveform
+    from .trim import trim_bounds
+
+    start, end = trim_bounds(waveform, sample_rate=config.sample_rate, method=config.trim, top_db=config.trim_top_db)
+    return waveform[start:end]
+
+
+@dataclass
+class FeatureStats:
+    """Per-feature mean and standard deviation over the training set, shapes ``(n_features,)``."""
+
+    mean: Tensor
+    std: Tensor
+
+    @classmethod
+    def identity(cls, n_features: int) -> FeatureStats:
+        return cls(torch.zeros(n_features), torch.ones(n_features))
+
+    @classmethod
+    def accumulate(cls, batches: list[Tensor] | tuple[Tensor, ...] | object) -> FeatureStats:
+        """Mean and std over frames of an iterable of ``(frames, n_features)`` tensors."""
+        total, total_sq, count = None, None, 0
+        for feats in batches:
+            feats = feats.double()
+            s, sq = feats.sum(0), (feats * feats).sum(0)
+            total = s if total is None else total + s
+            total_sq = sq if total_sq is None else total_sq + sq
+            count += feats.shape[0]
+        if count == 0:
+            raise ValueError("no frames to compute feature statistics from")
+        mean = total / count
+        var = torch.clamp(total_sq / count - mean * mean, min=1e-8)
+        return cls(mean.float(), var.sqrt().float())
+
+
+class FeatureExtractor(nn.Module):
+    """Batched waveform → normalised features on the module's device.
+
+    ``forward(waveforms, lengths)``:
+        waveforms: ``(batch, samples)`` float32, zero-padded.
+        lengths: ``(batch,)`` valid samples per row.
+    Returns:
+        features ``(batch, frames, n_features)`` with padded frames set to 0,
+        frame lengths ``(batch,)`` int64.
+    """
+
+    def __init__(self, config: FeatureConfig, stats: FeatureStats | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("window", torch.hann_window(config.win_length, periodic=True), persistent=False)
+        fb = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max)
+        self.register_buffer("mel_fb", torch.from_numpy(fb).float(), persistent=False)
+        if config.kind == "mfcc":
+            self.register_buffer("dct", torch.from_numpy(_dct_matrix(config.n_mfcc, config.n_mels)).float(), persistent=False)
+        stats = stats or FeatureStats.identity(config.n_features)
+        self.register_buffer("mean", stats.mean.clone().float())
+        self.register_buffer("std", stats.std.clone().float())
+
+    def set_stats(self, stats: FeatureStats) -> None:
+        self.mean.copy_(stats.mean)
+        self.std.copy_(stats.std)
+
+    @property
+    def stats(self) -> FeatureStats:
+        return FeatureStats(self.mean.detach().cpu().clone(), self.std.detach().cpu().clone())
+
+    def raw(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Un-normalised features ``(batch, frames, n_features)`` and frame lengths ``(batch,)``."""
+        cfg = self.config
+        if waveforms.shape[1] < cfg.n_fft:
+            waveforms = nn.functional.pad(waveforms, (0, cfg.n_fft - waveforms.shape[1]))
+        spec = torch.stft(
+            waveforms,
+            n_fft=cfg.n_fft,
+            hop_length=cfg.hop_length,
+            win_length=cfg.win_length,
+            window=self.window,
+            center=False,
+            return_complex=True,
+        )  # (batch, n_fft//2+1, frames)
+        power = spec.real.square() + spec.imag.square()
+        mel = torch.matmul(self.mel_fb, power)  # (batch, n_mels, frames)
+        feats = 10.0 * torch.log10(torch.clamp(mel, min=_AMIN)).transpose(1, 2)  # (batch, frames, n_mels)
+        frame_lengths = frame_count(lengths.to(feats.device), cfg).clamp(max=feats.shape[1])
+        if cfg.kind == "mfcc":
+            feats = torch.matmul(feats, self.dct.T)  # (batch, frames, n_mfcc)
+            if cfg.deltas:
+                d1 = _deltas(feats, frame_lengths)
+                feats = torch.cat([feats, d1, _deltas(d1, frame_lengths)], dim=2)
+        mask = _time_mask(frame_lengths, feats.shape[1])
+        if cfg.utterance_cmn:
+            denom = frame_lengths.clamp(min=1).to(feats.dtype)[:, None]
+            feats = feats - ((feats * mask[..., None]).sum(1) / denom)[:, None, :]
+        return feats * mask[..., None], frame_lengths
+
+    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        feats, frame_lengths = self.raw(waveforms, lengths)
+        feats = (feats - self.mean) / self.std
+        return feats * _time_mask(frame_lengths, feats.shape[1])[..., None], frame_lengths
+
+    def extract(self, waveform: np.ndarray | Tensor, *, normalise: bool = True) -> Tensor:
+        """One utterance ``(samples,)`` → features ``(frames, n_features)`` on the module's device."""
+        wav = torch.as_tensor(waveform, dtype=torch.float32, device=self.window.device)[None]
+        lengths = torch.tensor([wav.shape[1]], device=wav.device)
+        feats, _ = self(wav, lengths) if normalise else self.raw(wav, lengths)
+        return feats[0]
+
+
+def _time_mask(lengths: Tensor, frames: int) -> Tensor:
+    """``(batch, frames)`` float mask, 1 on valid frames."""
+    return (torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]).float()
+
+
+def _deltas(feats: Tensor, lengths: Tensor, width: int = 2) -> Tensor:
+    """Regression deltas over ±``width`` frames, edges replicated per utterance (never into padding)."""
+    batch, frames, _ = feats.shape
+    t = torch.arange(frames, device=feats.device)[None, :]
+    last = (lengths - 1).clamp(min=0)[:, None]
+    out = torch.zeros_like(feats)
+    for k in range(1, width + 1):
+        ahead = torch.minimum(t + k, last).clamp(min=0)
+        behind = torch.minimum((t - k).clamp(min=0), last)
+        gather = lambda idx: torch.gather(feats, 1, idx[..., None].expand(batch, frames, feats.shape[2]))  # noqa: E731
+        out = out + k * (gather(ahead) - gather(behind))
+    return out / (2 * sum(k * k for k in range(1, width + 1)))

@@ -1,0 +1,187 @@
+"""EmotionNet: CNN blocks over the log-Mel image → 2-layer BLSTM → attention pooling → classifier.
+
+Padding never changes an utterance's output: after every CNN block the padded frames are
+zeroed again (so they look exactly like the convolution's own zero padding), the BLSTM
+runs on packed sequences, and the attention softmax covers valid frames only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+__all__ = ["ModelConfig", "EmotionNet", "MODEL_SIZES"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture hyperparameters; stored in the checkpoint so inference rebuilds the exact model."""
+
+    n_features: int = 64
+    n_classes: int = 8
+    conv_channels: tuple[int, ...] = (16, 32, 64)
+    kernel_size: int = 3
+    # (frequency, time) pooling per CNN block; time stride 8 = one attention step per 80 ms.
+    pools: tuple[tuple[int, int], ...] = ((2, 2), (2, 2), (2, 2))
+    lstm_hidden: int = 96
+    lstm_layers: int = 2
+    attention_dim: int = 96
+    dropout: float = 0.3
+    conv_dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if len(self.conv_channels) != len(self.pools):
+            raise ValueError("conv_channels and pools need one entry per CNN block")
+        if self.n_classes < 2:
+            raise ValueError("need at least two classes")
+        if self.kernel_size % 2 != 1:
+            raise ValueError("kernel_size must be odd")
+        object.__setattr__(self, "conv_channels", tuple(int(c) for c in self.conv_channels))
+        object.__setattr__(self, "pools", tuple((int(f), int(t)) for f, t in self.pools))
+
+    @property
+    def time_stride(self) -> int:
+        """Input frames per output (attention) frame."""
+        stride = 1
+        for _, t in self.pools:
+            stride *= t
+        return stride
+
+    @property
+    def freq_out(self) -> int:
+        size = self.n_features
+        for f, _ in self.pools:
+            size //= f
+        return size
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["conv_channels"] = list(self.conv_channels)
+        data["pools"] = [list(p) for p in self.pools]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model settings: {sorted(unknown)}")
+        data = dict(data)
+        if "conv_channels" in data:
+            data["conv_channels"] = tuple(data["conv_channels"])
+        if "pools" in data:
+            data["pools"] = tuple(tuple(p) for p in data["pools"])
+        return cls(**data)
+
+
+# Named presets for the web form and the command line.
+MODEL_SIZES: dict[str, dict] = {
+    "small": {"conv_channels": (8, 16, 32), "lstm_hidden": 64, "attention_dim": 64},
+    "medium": {},
+    "large": {"conv_channels": (32, 64, 96), "lstm_hidden": 128, "attention_dim": 128},
+}
+
+
+class ConvBlock(nn.Module):
+    """Conv2d → BatchNorm2d → ReLU → MaxPool2d → re-zero padded steps → Dropout2d."""
+
+    def __init__(self, c_in: int, c_out: int, kernel: int, pool: tuple[int, int], dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False)
+        self.norm = nn.BatchNorm2d(c_out)
+        self.act = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(pool) if pool != (1, 1) else nn.Identity()
+        self.time_pool = pool[1]
+        self.drop = nn.Dropout2d(dropout)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """x: ``(batch, channels, freq, time)``; lengths ``(batch,)`` valid time steps."""
+        x = self.pool(self.act(self.norm(self.conv(x))))
+        # Pooled steps below floor(length / pool) cover valid frames only; zero the rest so the
+        # next convolution sees exactly the zeros it would see at the end of a lone utterance.
+        lengths = torch.div(lengths, self.time_pool, rounding_mode="floor")
+        x = x * _mask(lengths, x.shape[-1])[:, None, None, :]
+        return self.drop(x), lengths
+
+
+class AttentionPooling(nn.Module):
+    """Additive attention: score_t = vᵀ tanh(W h_t); softmax over valid frames; weighted sum."""
+
+    def __init__(self, dim: int, attention_dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, attention_dim)
+        self.score = nn.Linear(attention_dim, 1, bias=False)
+
+    def forward(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """h ``(batch, time, dim)`` → context ``(batch, dim)``, weights ``(batch, time)`` (0 on padding)."""
+        scores = self.score(torch.tanh(self.proj(h))).squeeze(-1)  # (batch, time)
+        valid = _mask(lengths, h.shape[1]).bool()
+        scores = scores.masked_fill(~valid, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        context = torch.bmm(weights.unsqueeze(1), h).squeeze(1)
+        return context, weights
+
+
+class EmotionNet(nn.Module):
+    """CNN + BLSTM + attention emotion classifier.
+
+    ``forward(features, lengths) -> (logits, attention)``
+        features: ``(batch, frames, n_features)`` normalised, zero-padded.
+        lengths: ``(batch,)`` valid frames per utterance.
+        logits: ``(batch, n_classes)``.
+        attention: ``(batch, frames // time_stride)`` weights summing to 1 over valid steps.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        blocks, c_in = [], 1
+        for c_out, pool in zip(config.conv_channels, config.pools, strict=True):
+            blocks.append(ConvBlock(c_in, c_out, config.kernel_size, pool, config.conv_dropout))
+            c_in = c_out
+        self.blocks = nn.ModuleList(blocks)
+        lstm_in = c_in * config.freq_out
+        self.lstm = nn.LSTM(
+            lstm_in,
+            config.lstm_hidden,
+            num_layers=config.lstm_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=config.dropout if config.lstm_layers > 1 else 0.0,
+        )
+        self.attention = AttentionPooling(2 * config.lstm_hidden, config.attention_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(2 * config.lstm_hidden, config.n_classes)
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Attention steps for input frame lengths ``(batch,)``."""
+        for block in self.blocks:
+            lengths = torch.div(lengths, block.time_pool, rounding_mode="floor")
+        return lengths.clamp(min=1)
+
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        stride = self.config.time_stride
+        # Very short inputs: pad so every utterance keeps at least one step after pooling.
+        lengths = lengths.clamp(min=stride)
+        if features.shape[1] < stride:
+            features = nn.functional.pad(features, (0, 0, 0, stride - features.shape[1]))
+        x = features.transpose(1, 2).unsqueeze(1)  # (batch, 1, n_features, frames)
+        steps = lengths
+        for block in self.blocks:
+            x, steps = block(x, steps)
+        batch, channels, freq, time = x.shape
+        x = x.permute(0, 3, 1, 2).reshape(batch, time, channels * freq)  # (batch, time, channels*freq)
+        packed = pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        h, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # (batch, time, 2*hidden)
+        context, weights = self.attention(h, steps)
+        logits = self.classifier(self.dropout(context))
+        return logits, weights
+
+
+def _mask(lengths: Tensor, size: int) -> Tensor:
+    """``(batch, size)`` float mask, 1 where the index is below the length."""
+    return (torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]).to(torch.float32)

@@ -1,0 +1,259 @@
+"""Speech segmentation with the WebRTC voice activity detector, batch or streaming.
+
+webrtcvad labels fixed 10/20/30 ms frames of 16-bit PCM as speech or not. A small state
+machine turns those labels into segments: speech opens when the current frame is voiced
+and most of a short window of recent frames is voiced too (so a lone click does not),
+and closes after ``min_silence_ms`` without a voiced frame. Segments are then padded and
+too-short ones dropped. :class:`StreamingVad` takes audio in chunks of any size and
+reports each segment as soon as it is known to be over; :func:`segment_speech` runs the
+same machine over a whole waveform, so both give identical segments.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import webrtcvad
+
+__all__ = ["VadConfig", "Segment", "StreamingVad", "segment_speech"]
+
+_FRAME_MS = (10, 20, 30)
+_SAMPLE_RATES = (8000, 16000, 32000, 48000)
+# Speech opens when at least 120 ms of the last 150 ms are voiced. Why 120: webrtcvad
+# labels the first 70-90 ms of any non-silent stream as speech while its noise model
+# settles, and that must not open a segment (nor, with a long min_silence_ms, glue
+# itself to the first real utterance).
+_ONSET_WINDOW_MS = 150
+_ONSET_VOICED_MS = 120
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """Settings of the segmenter; saved with results so a segmentation can be repeated.
+
+    Attributes:
+        frame_ms: webrtcvad frame length, 10, 20 or 30 ms.
+        aggressiveness: webrtcvad mode 0 (keeps most) to 3 (drops most non-speech).
+        padding_ms: audio kept before and after each segment's speech.
+        min_speech_ms: segments with less speech than this are dropped.
+        min_silence_ms: a pause at least this long ends a segment.
+        sample_rate: rate of the input, one of 8000, 16000, 32000, 48000 Hz.
+        max_segment_s: speech running longer is cut into pieces of this length, so a
+            listener gets results while someone keeps talking.
+    """
+
+    frame_ms: int = 30
+    aggressiveness: int = 2
+    padding_ms: int = 150
+    min_speech_ms: int = 200
+    min_silence_ms: int = 300
+    sample_rate: int = 16000
+    max_segment_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        if self.frame_ms not in _FRAME_MS:
+            raise ValueError(f"frame_ms must be one of {_FRAME_MS}, got {self.frame_ms!r}")
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise ValueError(f"aggressiveness must be 0, 1, 2 or 3, got {self.aggressiveness!r}")
+        if self.sample_rate not in _SAMPLE_RATES:
+            raise ValueError(
+                f"sample_rate must be one of {_SAMPLE_RATES}, got {self.sample_rate!r}"
+            )
+        for name in ("padding_ms", "min_speech_ms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.min_silence_ms <= 0:
+            raise ValueError(f"min_silence_ms must be > 0, got {self.min_silence_ms!r}")
+        if not self.max_segment_s * 1000 >= self.frame_ms:
+            raise ValueError(
+                f"max_segment_s must be at least one frame long, got {self.max_segment_s!r}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VadConfig:
+        """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown VadConfig keys: {unknown}; allowed: {sorted(known)}")
+        return cls(**data)
+
+    @property
+    def frame_samples(self) -> int:
+        """Samples per webrtcvad frame."""
+        return self.sample_rate * self.frame_ms // 1000
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of speech, in seconds from the start of the stream."""
+
+    start: float
+    end: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.end:
+            raise ValueError(f"a segment needs 0 <= start <= end, got {self.start!r}, {self.end!r}")
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.end - self.start
+
+    def slice(self, waveform: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+        """The samples of this segment: ``waveform`` shape ``(samples,)`` -> ``(n,)`` view."""
+        return waveform[int(round(self.start * sample_rate)) : int(round(self.end * sample_rate))]
+
+
+def _to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """float in [-1, 1], shape ``(n,)`` -> int16 ``(n,)``; NaN becomes silence."""
+    x = np.nan_to_num(np.asarray(samples, dtype=np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
+    return (np.clip(x, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+class StreamingVad:
+    """Incremental segmenter: :meth:`push` chunks of any length, :meth:`flush` at the end.
+
+    All times are absolute from the first pushed sample. Results do not depend on how
+    the audio was chunked, because every decision is taken at a frame boundary and only
+    from frames already complete. A trailing part-frame is never classified.
+    """
+
+    def __init__(self, config: VadConfig | None = None) -> None:
+        self.config = config if config is not None else VadConfig()
+        cfg = self.config
+        self._vad = webrtcvad.Vad(cfg.aggressiveness)
+        self._frame = cfg.frame_samples
+        self._frame_s = cfg.frame_ms / 1000.0
+        window = max(1, round(_ONSET_WINDOW_MS / cfg.frame_ms))
+        self._onset_needed = min(window, max(1, math.ceil(_ONSET_VOICED_MS / cfg.frame_ms)))
+        self._silence_frames = max(1, math.ceil(cfg.min_silence_ms / cfg.frame_ms))
+        self._max_frames = max(1, int(cfg.max_segment_s * 1000 // cfg.frame_ms))
+        self._recent: deque[bool] = deque(maxlen=window)  # labels while no segment is open
+        self._pending = np.zeros(0, np.int16)  # samples of the part-frame not yet classified
+        self._received = 0  # samples pushed so far
+        self._frames = 0  # frames classified so far
+        self._start: int | None = None  # first frame of the open segment
+        self._start_is_cut = False  # the open segment continues a force-cut one
+        self._last_voiced = -1
+        self._silence_run = 0
+        self._closed = False
+
+    @property
+    def position(self) -> float:
+        """Seconds of audio pushed so far."""
+        return self._received / self.config.sample_rate
+
+    def push(self, samples: np.ndarray) -> list[Segment]:
+        """Feed float samples, shape ``(n,)`` at ``config.sample_rate``; any ``n`` >= 0.
+
+        Returns:
+            Segments that ended within the audio seen so far, in time order.
+        """
+        if self._closed:
+            raise RuntimeError("this StreamingVad was flushed; start a new one for a new stream")
+        samples = np.asarray(samples)
+        if samples.ndim != 1:
+            raise ValueError(f"push() takes mono samples of shape (n,), got shape {samples.shape}")
+        if samples.size and not np.issubdtype(samples.dtype, np.floating):
+            raise ValueError(f"push() takes float samples in [-1, 1], got dtype {samples.dtype}")
+        self._received += samples.size
+        pcm = (
+            np.concatenate([self._pending, _to_pcm16(samples)])
+            if self._pending.size
+            else _to_pcm16(samples)
+        )
+        whole = pcm.size - pcm.size % self._frame
+        segments: list[Segment] = []
+        for offset in range(0, whole, self._frame):
+            voiced = self._vad.is_speech(
+                pcm[offset : offset + self._frame].tobytes(), self.config.sample_rate
+            )
+            segments.extend(self._step(bool(voiced)))
+        self._pending = pcm[whole:].copy()
+        return segments
+
+    def flush(self) -> list[Segment]:
+        """End of stream: close the open segment, if any, and return what is left."""
+        if self._closed:
+            return []
+        self._closed = True
+        if self._start is None:
+            return []
+        start, cut = self._start, self._start_is_cut
+        self._start = None
+        return self._emit(
+            start, self._last_voiced + 1, cut, False, self._received / self.config.sample_rate
+        )
+
+    # -- state machine, one call per classified frame ------------------------------------
+
+    def _step(self, voiced: bool) -> list[Segment]:
+        index = self._frames
+        self._frames += 1
+        seen_s = self._frames * self._frame_s  # audio classified so far: the clamp for padding
+        if self._start is None:
+            self._recent.append(voiced)
+            if voiced and sum(self._recent) >= self._onset_needed:
+                # Start at the earliest voiced frame of the window so onsets are not clipped.
+                first = index - len(self._recent) + 1 + list(self._recent).index(True)
+                self._open(first, cut=False)
+                self._last_voiced = index
+            return []
+        if voiced:
+            self._last_voiced = index
+            self._silence_run = 0
+        else:
+            self._silence_run += 1
+        if self._silence_run >= self._silence_frames:
+            return self._close(self._last_voiced + 1, cut=False, seen_s=seen_s)
+        if index + 1 - self._start >= self._max_frames:
+            if self._silence_run:  # already pausing: end at the last voiced frame
+                return self._close(self._last_voiced + 1, cut=False, seen_s=seen_s)
+            segments = self._close(index + 1, cut=True, seen_s=seen_s)
+            self._open(index + 1, cut=True)  # speech goes on: the next piece starts here
+            self._last_voiced = index
+            return segments
+        return []
+
+    def _open(self, first: int, *, cut: bool) -> None:
+        self._start = first
+        self._start_is_cut = cut
+        self._silence_run = 0
+        self._recent.clear()
+
+    def _close(self, end: int, *, cut: bool, seen_s: float) -> list[Segment]:
+        start, start_cut = self._start, self._start_is_cut
+        self._start = None
+        assert start is not None
+        return self._emit(start, end, start_cut, cut, seen_s)
+
+    def _emit(
+        self, start: int, end: int, start_cut: bool, end_cut: bool, limit_s: float
+    ) -> list[Segment]:
+        """Frames [start, end) -> a padded Segment, or nothing if there is too little speech."""
+        begin_s, end_s = start * self._frame_s, end * self._frame_s
+        if (end - start) * self.config.frame_ms < self.config.min_speech_ms or end <= start:
+            return []
+        pad = self.config.padding_ms / 1000.0
+        # Force-cut boundaries are not padded: the neighbouring piece holds that audio.
+        begin_s = max(0.0, begin_s - (0.0 if start_cut else pad))
+        end_s = min(limit_s, end_s + (0.0 if end_cut else pad))
+        return [Segment(round(begin_s, 6), round(max(end_s, begin_s), 6))]
+
+
+def segment_speech(waveform: np.ndarray, config: VadConfig | None = None) -> list[Segment]:
+    """Speech segments of a whole waveform, shape ``(samples,)`` float at ``config.sample_rate``.
+
+    Same result as pushing the audio into a :class:`StreamingVad` in any chunking.
+    """
+    vad = StreamingVad(config)
+    return vad.push(waveform) + vad.flush()

@@ -1,0 +1,190 @@
+"""Training data: a waveform cache (audio is decoded and trimmed once), length-bucketed
+batches of padded sequences, and augmentation (gain, speed, noise on the waveform;
+SpecAugment masks on the features).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recognition.engine.audio import decode_audio
+from recognition.engine.features import FeatureConfig, prepare_waveform
+
+__all__ = ["Example", "WaveformCache", "AugmentConfig", "bucket_batches", "collate", "augment_waveform", "spec_augment"]
+
+
+@dataclass
+class Example:
+    """One labelled utterance ready for training: waveform ``(samples,)`` float32 at 16 kHz."""
+
+    waveform: np.ndarray
+    label: int
+    corpus: str
+    speaker: str | None = None
+    path: str = ""
+
+
+class WaveformCache:
+    """Decoded and trimmed waveforms, keyed by file identity and the trimming settings.
+
+    Kept in memory and, when ``cache_dir`` is given, as ``.npy`` files (float16, half the
+    space; the front end's log compression makes the rounding irrelevant) so later runs
+    skip decoding entirely.
+    """
+
+    def __init__(self, feature_config: FeatureConfig, cache_dir: str | os.PathLike | None = None) -> None:
+        self.feature_config = feature_config
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._memory: dict[str, np.ndarray] = {}
+
+    def _key(self, path: Path) -> str:
+        st = path.stat()
+        cfg = self.feature_config
+        ident = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{cfg.sample_rate}|{cfg.trim}|{cfg.trim_top_db}"
+        return hashlib.sha1(ident.encode()).hexdigest()
+
+    def get(self, path: str | os.PathLike) -> np.ndarray:
+        path = Path(path)
+        key = self._key(path)
+        if key in self._memory:
+            return self._memory[key]
+        wav = None
+        disk = self.cache_dir / key[:2] / f"{key}.npy" if self.cache_dir else None
+        if disk is not None and disk.is_file():
+            try:
+                wav = np.load(disk).astype(np.float32)
+            except (OSError, ValueError):
+                wav = None  # a damaged cache entry is rebuilt, never trusted
+        if wav is None:
+            wav = prepare_waveform(decode_audio(path, sample_rate=self.feature_config.sample_rate), self.feature_config)
+            wav = np.ascontiguousarray(wav, dtype=np.float32)
+            if disk is not None:
+                disk.parent.mkdir(parents=True, exist_ok=True)
+                tmp = disk.with_suffix(f".{os.getpid()}.tmp")
+                with open(tmp, "wb") as fh:
+                    np.save(fh, wav.astype(np.float16))
+                os.replace(tmp, disk)
+        self._memory[key] = wav
+        return wav
+
+    def load_many(self, paths: Sequence[str | os.PathLike], progress: Callable[[int, int], None] | None = None) -> list[np.ndarray]:
+        out = []
+        for i, p in enumerate(paths):
+            out.append(self.get(p))
+            if progress:
+                progress(i + 1, len(paths))
+        return out
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation switches and strengths (training only)."""
+
+    enabled: bool = True
+    gain_db: float = 6.0
+    speed: tuple[float, ...] = (0.9, 1.0, 1.1)
+    noise_prob: float = 0.3
+    noise_snr_db: tuple[float, float] = (15.0, 40.0)
+    freq_masks: int = 2
+    freq_mask_width: int = 8
+    time_masks: int = 2
+    time_mask_fraction: float = 0.1
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["speed"] = list(self.speed)
+        data["noise_snr_db"] = list(self.noise_snr_db)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AugmentConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown augmentation settings: {sorted(unknown)}")
+        data = dict(data)
+        for key in ("speed", "noise_snr_db"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def augment_waveform(wav: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Random speed (resampling: tempo and pitch together), gain and additive noise. ``(samples,)``."""
+    if not config.enabled:
+        return wav
+    factor = float(rng.choice(config.speed)) if config.speed else 1.0
+    if factor != 1.0 and wav.size > 1:
+        n_out = max(1, int(round(wav.size / factor)))
+        wav = np.interp(np.linspace(0, wav.size - 1, n_out), np.arange(wav.size), wav).astype(np.float32)
+    if config.gain_db > 0:
+        wav = wav * np.float32(10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20))
+    if config.noise_prob > 0 and rng.random() < config.noise_prob:
+        power = float(np.mean(wav * wav)) + 1e-12
+        snr = rng.uniform(*config.noise_snr_db)
+        wav = wav + rng.normal(0, np.sqrt(power / 10 ** (snr / 10)), wav.size).astype(np.float32)
+    return wav.astype(np.float32, copy=False)
+
+
+def spec_augment(feats: Tensor, lengths: Tensor, config: AugmentConfig, generator: torch.Generator) -> Tensor:
+    """SpecAugment frequency and time masks, filled with 0 (the normalised mean).
+
+    feats ``(batch, frames, n_features)``; lengths ``(batch,)``. Masks stay inside valid frames.
+    """
+    if not config.enabled:
+        return feats
+    feats = feats.clone()
+    batch, _, n_feat = feats.shape
+    for b in range(batch):
+        length = int(lengths[b])
+        for _ in range(config.freq_masks):
+            width = int(torch.randint(0, config.freq_mask_width + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, n_feat - width), (1,), generator=generator))
+            feats[b, :length, start : start + width] = 0
+        max_t = int(config.time_mask_fraction * length)
+        for _ in range(config.time_masks):
+            width = int(torch.randint(0, max_t + 1, (1,), generator=generator))
+            start = int(torch.randint(0, max(1, length - width), (1,), generator=generator))
+            feats[b, start : start + width] = 0
+    return feats
+
+
+def bucket_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None, *, drop_singletons: bool = False) -> list[list[int]]:
+    """Group indices of similar length into batches (less padding); shuffled when ``rng`` is given.
+
+    Sorting by length with a little random jitter keeps batches varied between epochs.
+    """
+    lengths = np.asarray(lengths, dtype=np.float64)
+    if rng is not None:
+        jitter = rng.uniform(0.9, 1.1, lengths.size)
+        order = np.argsort(lengths * jitter, kind="stable")
+    else:
+        order = np.argsort(lengths, kind="stable")
+    batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+    if drop_singletons and len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2].extend(batches.pop())  # BatchNorm cannot train on a batch of one
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def collate(waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
+    """Zero-pad waveforms into ``(batch, max_samples)`` with lengths ``(batch,)``."""
+    lengths = torch.tensor([w.size for w in waves], dtype=torch.int64)
+    out = torch.zeros(len(waves), int(lengths.max()), dtype=torch.float32)
+    for i, w in enumerate(waves):
+        out[i, : w.size] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+    return out, lengths
+
+
+def batches_of(examples: Sequence[Example], batch_size: int) -> Iterator[list[int]]:
+    """Deterministic length-sorted batches for evaluation."""
+    yield from bucket_batches([e.waveform.size for e in examples], batch_size, None)

@@ -1,0 +1,325 @@
+"""Experiments: from corpus scans to trained models and JSON reports.
+
+This is what the command-line tools (and the web app's training task) call: it maps labels,
+loads audio through the cache, builds speaker-independent splits, runs the trainer, scores
+the best checkpoint on the held-out speakers, and writes a report that always names its
+protocol.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recognition.engine import ENGINE_VERSION
+from recognition.engine.checkpoint import load_checkpoint
+from recognition.engine.features import FeatureConfig
+from recognition.engine.model import MODEL_SIZES, ModelConfig
+
+from .corpora import CorpusScan, Utterance
+from .data import Example, WaveformCache
+from .labels import LabelSet, resolve_label_set
+from .metrics import scores, summarise_folds
+from .splits import Split, holdout_split, kfold_splits
+from .trainer import Callback, TrainConfig, Trainer, evaluate_examples
+
+__all__ = ["Recipe", "Dataset", "build_dataset", "train_holdout", "cross_validate", "evaluate_checkpoint"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The default training recipe; every field can be overridden per run."""
+
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model_size: str = "medium"
+    model_overrides: dict = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def model_config(self, n_classes: int) -> ModelConfig:
+        if self.model_size not in MODEL_SIZES:
+            raise ValueError(f"model size must be one of {sorted(MODEL_SIZES)}")
+        return ModelConfig(n_features=self.features.n_features, n_classes=n_classes, **{**MODEL_SIZES[self.model_size], **self.model_overrides})
+
+    def to_dict(self) -> dict:
+        return {
+            "features": self.features.to_dict(),
+            "model_size": self.model_size,
+            "model_overrides": dict(self.model_overrides),
+            "train": self.train.to_dict(),
+        }
+
+
+@dataclass
+class Dataset:
+    """The utterances a run uses after label mapping, with their class indices."""
+
+    label_set: LabelSet
+    utterances: list[Utterance]
+    targets: list[int]
+    corpora: list[str]
+    dropped: dict[str, int]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.label_set.labels)
+
+    def examples(self, cache: WaveformCache, progress: Callable[[int, int], None] | None = None) -> list[Example]:
+        waves = cache.load_many([u.path for u in self.utterances], progress)
+        return [
+            Example(w, t, u.corpus, u.speaker, str(u.path))
+            for w, t, u in zip(waves, self.targets, self.utterances, strict=True)
+        ]
+
+
+def build_dataset(
+    scans: Sequence[CorpusScan],
+    *,
+    mode: str = "common",
+    mapping: dict[str, str | None] | None = None,
+    include: list[str] | None = None,
+    label_set: LabelSet | None = None,
+) -> Dataset:
+    """Pool the corpora and keep the utterances whose (mapped) label is in the label set."""
+    if not scans:
+        raise ValueError("no corpora given")
+    names = [s.name for s in scans]
+    if len(set(names)) != len(names):
+        raise ValueError(f"corpus names must be distinct, got {names}")
+    if label_set is None:
+        label_set = resolve_label_set({s.name: set(s.label_counts()) for s in scans}, mode, mapping, include)
+    utts, targets, dropped = [], [], {}
+    for scan in scans:
+        for u in scan.utterances:
+            label = label_set.apply(u.label)
+            if label is None:
+                dropped[u.label] = dropped.get(u.label, 0) + 1
+                continue
+            utts.append(u)
+            targets.append(label_set.index(label))
+    if not utts:
+        raise ValueError("no utterances left after applying the label set")
+    return Dataset(label_set, utts, targets, [u.corpus for u in utts], dropped)
+
+
+def _split_args(ds: Dataset) -> tuple[list[str], list[str | None], list[str]]:
+    return [ds.labels[t] for t in ds.targets], [u.speaker for u in ds.utterances], ds.corpora
+
+
+def _run_split(
+    ds: Dataset,
+    examples: list[Example],
+    split: Split,
+    recipe: Recipe,
+    out_dir: Path,
+    *,
+    callback: Callback | None,
+    should_stop: Callable[[], bool] | None,
+    resume: bool,
+    metadata: dict,
+) -> tuple[dict, Any]:
+    labels = ds.labels
+    trainer = Trainer(
+        labels=labels,
+        feature_config=recipe.features,
+        model_config=recipe.model_config(len(labels)),
+        train_config=recipe.train,
+        out_dir=out_dir,
+        callback=callback,
+        should_stop=should_stop,
+        metadata={"protocol": split.protocol, "split": split.to_dict(), "label_set": ds.label_set.to_dict(), **metadata},
+    )
+    started = time.perf_counter()
+    result = trainer.fit([examples[i] for i in split.train], [examples[i] for i in split.valid], resume=resume)
+    train_seconds = time.perf_counter() - started
+    ck = load_checkpoint(result.best_path)
+    test = evaluate_examples(ck.build_model(), ck.build_extractor(), [examples[i] for i in split.test], labels)
+    # The registered model carries its test metrics.
+    ck.metrics = {**ck.metrics, "test": _public(test), "protocol": split.protocol}
+    from recognition.engine.checkpoint import save_checkpoint
+
+    save_checkpoint(result.best_path, ck)
+    fold = {
+        "protocol": split.protocol,
+        "split": split.to_dict(),
+        **_public(test),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped": result.stopped,
+        "validation_ua": result.best_metrics.get("ua"),
+        "train_seconds": round(train_seconds, 1),
+    }
+    return fold, result
+
+
+def _public(metrics: dict) -> dict:
+    keys = ("wa", "ua", "macro_f1", "n", "confusion", "per_class", "absent_classes", "per_corpus")
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def _report_head(ds: Dataset, scans: Sequence[CorpusScan], recipe: Recipe) -> dict:
+    return {
+        "engine_version": ENGINE_VERSION,
+        "labels": ds.labels,
+        "label_set": ds.label_set.to_dict(),
+        "corpora": [{"name": s.name, "format": s.format, "utterances": len(s.utterances), "skipped": len(s.skipped)} for s in scans],
+        "utterances": len(ds.utterances),
+        "dropped_labels": ds.dropped,
+        "recipe": recipe.to_dict(),
+    }
+
+
+def train_holdout(
+    scans: Sequence[CorpusScan],
+    out: str | Path,
+    *,
+    recipe: Recipe = Recipe(),
+    dataset: Dataset | None = None,
+    test_speakers: Sequence[str] | None = None,
+    test_fraction: float = 0.2,
+    work_dir: str | Path | None = None,
+    cache: WaveformCache | None = None,
+    callback: Callback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Train one model on a speaker-independent hold-out split; copy the best checkpoint to ``out``.
+
+    Returns the report (``protocol``, ``labels``, ``wa``, ``ua``, ``macro_f1``, ``confusion``,
+    ``per_corpus``, ``folds`` (one entry), timings).
+    """
+    started = time.perf_counter()
+    ds = dataset or build_dataset(scans)
+    cache = cache or WaveformCache(recipe.features)
+    examples = ds.examples(cache, progress)
+    split = holdout_split(*_split_args(ds), test_speakers=test_speakers, test_fraction=test_fraction, seed=recipe.train.seed)
+    out = Path(out)
+    work = Path(work_dir) if work_dir else out.with_suffix(".work")
+    fold, _ = _run_split(ds, examples, split, recipe, work, callback=callback, should_stop=should_stop, resume=resume, metadata={})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(work / "best.pt", out)
+    report = {"protocol": split.protocol, **_report_head(ds, scans, recipe), **{k: v for k, v in fold.items() if k != "protocol"}}
+    report.setdefault("per_corpus", {})
+    report["folds"] = [fold]
+    report["model"] = str(out)
+    report["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def cross_validate(
+    scans: Sequence[CorpusScan],
+    work_dir: str | Path,
+    *,
+    folds: int,
+    only_folds: Sequence[int] | None = None,
+    recipe: Recipe = Recipe(),
+    dataset: Dataset | None = None,
+    cache: WaveformCache | None = None,
+    callback: Callback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_fold: Callable[[int, dict], None] | None = None,
+) -> dict:
+    """Leave-speakers-out k-fold cross-validation (consecutive speaker groups).
+
+    ``only_folds`` (0-based) runs a subset. The report gives fold means and standard
+    deviations of WA, UA and macro-F1, the confusion summed over folds, and each fold.
+    """
+    started = time.perf_counter()
+    ds = dataset or build_dataset(scans)
+    cache = cache or WaveformCache(recipe.features)
+    examples = ds.examples(cache, progress)
+    splits = kfold_splits(*_split_args(ds), folds=folds, seed=recipe.train.seed)
+    chosen = list(range(folds)) if only_folds is None else sorted(set(only_folds))
+    for f in chosen:
+        if not 0 <= f < folds:
+            raise ValueError(f"fold {f + 1} does not exist (1..{folds})")
+    results = []
+    for f in chosen:
+        def fold_callback(event: dict, f: int = f) -> None:
+            if callback:
+                callback({**event, "fold": f + 1, "folds": folds})
+
+        fold, _ = _run_split(
+            ds, examples, splits[f], recipe, Path(work_dir) / f"fold{f + 1}",
+            callback=fold_callback, should_stop=should_stop, resume=False, metadata={"fold": f + 1},
+        )
+        fold["fold"] = f + 1
+        results.append(fold)
+        if on_fold:
+            on_fold(f, fold)
+    n = len(ds.labels)
+    total = np.sum([np.array(r["confusion"]) for r in results], axis=0) if results else np.zeros((n, n), int)
+    pooled = scores(total, ds.labels)
+    speaker_independent = all(s.speaker_independent for s in splits)
+    protocol = (
+        f"{folds}-fold leave-speakers-out cross-validation (consecutive speaker groups per corpus)"
+        if speaker_independent
+        else f"{folds}-fold cross-validation (stratified random where speakers are unknown: not speaker-independent)"
+    )
+    if len(chosen) != folds:
+        protocol += f"; folds run: {[c + 1 for c in chosen]}"
+    report = {"protocol": protocol, **_report_head(ds, scans, recipe), **summarise_folds(results)}
+    report["confusion"] = total.tolist()
+    report["pooled"] = {k: pooled[k] for k in ("wa", "ua", "macro_f1", "per_class")}
+    report["per_corpus"] = _per_corpus_over_folds(results)
+    report["folds"] = results
+    report["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _per_corpus_over_folds(results: list[dict]) -> dict:
+    names = sorted({c for r in results for c in r.get("per_corpus", {})})
+    out = {}
+    for name in names:
+        parts = [r["per_corpus"][name] for r in results if name in r.get("per_corpus", {})]
+        out[name] = summarise_folds(parts)
+    return out
+
+
+def evaluate_checkpoint(
+    model_path: str | Path,
+    scans: Sequence[CorpusScan],
+    *,
+    speakers: Sequence[str] | None = None,
+    cache: WaveformCache | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Score a saved model on corpora (optionally only some speakers), mapping corpus labels
+    onto the model's labels; utterances of classes the model does not know are left out and
+    counted in ``dropped_labels``."""
+    ck = load_checkpoint(model_path)
+    labels = list(ck.labels)
+    stored = ck.extra.get("label_set")
+    label_set = LabelSet.from_dict(stored) if stored else LabelSet(tuple(labels), {}, "all")
+    ds = build_dataset(scans, label_set=label_set)
+    keep = list(range(len(ds.utterances)))
+    if speakers:
+        wanted = set(speakers)
+        keep = [i for i, u in enumerate(ds.utterances) if u.speaker in wanted or f"{u.corpus}/{u.speaker}" in wanted]
+        if not keep:
+            raise ValueError(f"no utterances from speakers {sorted(wanted)}")
+    ds = replace(ds, utterances=[ds.utterances[i] for i in keep], targets=[ds.targets[i] for i in keep], corpora=[ds.corpora[i] for i in keep])
+    cache = cache or WaveformCache(ck.feature_config)
+    examples = ds.examples(cache, progress)
+    result = evaluate_examples(ck.build_model(), ck.build_extractor(), examples, labels)
+    trained_on = ck.metrics.get("protocol") or ck.extra.get("protocol", "unknown")
+    protocol = f"evaluation of {Path(model_path).name} on {'speakers ' + ', '.join(speakers) if speakers else 'all utterances'}"
+    protocol += f" (model trained with: {trained_on}; check that these speakers were held out)"
+    return {
+        "protocol": protocol,
+        "engine_version": ENGINE_VERSION,
+        "labels": labels,
+        "corpora": [{"name": s.name, "format": s.format, "utterances": len(s.utterances)} for s in scans],
+        "utterances": len(examples),
+        "dropped_labels": ds.dropped,
+        **_public(result),
+        "per_corpus": result.get("per_corpus", {}),
+        "folds": [],
+    }

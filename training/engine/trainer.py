@@ -1,0 +1,389 @@
+"""The trainer: AdamW, warm-up + cosine learning rate, gradient clipping, class weighting,
+early stopping on validation UA, augmentation, cooperative cancellation, best/last
+checkpoints and exact resume.
+
+Progress reaches the caller through one callback that receives plain dicts:
+``{"type": "progress", ...}`` every few batches and ``{"type": "epoch", ...}`` after every
+epoch (see :meth:`Trainer.fit`). The web app forwards exactly these to the browser.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recognition.engine import ENGINE_VERSION
+from recognition.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from recognition.engine.features import FeatureConfig, FeatureExtractor, FeatureStats
+from recognition.engine.model import EmotionNet, ModelConfig
+
+from .data import (
+    AugmentConfig,
+    Example,
+    augment_waveform,
+    batches_of,
+    bucket_batches,
+    collate,
+    spec_augment,
+)
+from .metrics import confusion_matrix, scores
+
+__all__ = ["TrainConfig", "Trainer", "TrainResult", "evaluate_examples", "pick_device"]
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation hyperparameters. ``patience=0`` disables early stopping."""
+
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_epochs: float = 2.0
+    min_lr_ratio: float = 0.02
+    grad_clip: float = 5.0
+    label_smoothing: float = 0.05
+    class_weighting: bool = True
+    balanced_sampling: bool = False
+    patience: int = 15
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int = 0
+    progress_every: int = 10
+    eval_batch_size: int = 64
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["augment"] = self.augment.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training settings: {sorted(unknown)}")
+        data = dict(data)
+        if isinstance(data.get("augment"), dict):
+            data["augment"] = AugmentConfig.from_dict(data["augment"])
+        return cls(**data)
+
+
+@dataclass
+class TrainResult:
+    best_path: Path
+    last_path: Path
+    best_epoch: int
+    best_metrics: dict
+    history: list[dict]
+    stopped: str  # "completed" | "early_stopping" | "cancelled"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.inference_mode()
+def evaluate_examples(
+    model: EmotionNet,
+    extractor: FeatureExtractor,
+    examples: Sequence[Example],
+    labels: Sequence[str],
+    *,
+    batch_size: int = 64,
+    class_weights: torch.Tensor | None = None,
+) -> dict:
+    """Scores (WA, UA, macro-F1, confusion, per class), loss and a per-corpus breakdown."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    preds, trues, corpora, total_loss = [], [], [], 0.0
+    loss_fn = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device), reduction="sum")
+    for idx in batches_of(examples, batch_size):
+        waves, lengths = collate([examples[i].waveform for i in idx])
+        feats, flen = extractor(waves.to(device), lengths.to(device))
+        logits, _ = model(feats, flen)
+        target = torch.tensor([examples[i].label for i in idx], device=device)
+        total_loss += float(loss_fn(logits, target))
+        preds.extend(logits.argmax(1).tolist())
+        trues.extend(target.tolist())
+        corpora.extend(examples[i].corpus for i in idx)
+    model.train(was_training)
+    n = len(labels)
+    result = scores(confusion_matrix(trues, preds, n), labels)
+    result["loss"] = total_loss / max(1, len(trues))
+    names = sorted(set(corpora))
+    if len(names) > 1:
+        result["per_corpus"] = {}
+        for name in names:
+            sel = [k for k, c in enumerate(corpora) if c == name]
+            part = scores(confusion_matrix([trues[k] for k in sel], [preds[k] for k in sel], n), labels)
+            result["per_corpus"][name] = {key: part[key] for key in ("wa", "ua", "macro_f1", "n", "confusion", "absent_classes")}
+    return result
+
+
+class Trainer:
+    """Trains one :class:`EmotionNet` on in-memory :class:`Example` lists.
+
+    Writes ``best.pt`` (highest validation UA) and ``last.pt`` (full trainer state, for
+    resume) into ``out_dir``.
+    """
+
+    def __init__(
+        self,
+        *,
+        labels: Sequence[str],
+        feature_config: FeatureConfig,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        out_dir: str | os.PathLike,
+        callback: Callback | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        metadata: dict | None = None,
+    ) -> None:
+        if model_config.n_classes != len(labels) or model_config.n_features != feature_config.n_features:
+            raise ValueError("model config does not match the labels or the feature config")
+        self.labels = list(labels)
+        self.feature_config = feature_config
+        self.model_config = model_config
+        self.config = train_config
+        self.out_dir = Path(out_dir)
+        self.callback = callback or (lambda event: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.metadata = metadata or {}
+        self.device = pick_device(train_config.device)
+        self.best_path = self.out_dir / "best.pt"
+        self.last_path = self.out_dir / "last.pt"
+
+    # -- setup -------------------------------------------------------------------------
+    def _class_weights(self, train: Sequence[Example]) -> torch.Tensor | None:
+        if not self.config.class_weighting:
+            return None
+        counts = np.bincount([e.label for e in train], minlength=len(self.labels)).astype(np.float64)
+        weights = np.where(counts > 0, counts.sum() / (len(self.labels) * np.maximum(counts, 1)), 0.0)
+        return torch.tensor(weights, dtype=torch.float32)
+
+    def _feature_stats(self, extractor: FeatureExtractor, train: Sequence[Example]) -> FeatureStats:
+        def frames():
+            with torch.inference_mode():
+                for idx in batches_of(train, 64):
+                    waves, lengths = collate([train[i].waveform for i in idx])
+                    feats, flen = extractor.raw(waves.to(self.device), lengths.to(self.device))
+                    for b in range(feats.shape[0]):
+                        yield feats[b, : flen[b]].cpu()
+
+        return FeatureStats.accumulate(frames())
+
+    def _epoch_indices(self, train: Sequence[Example], rng: np.random.Generator) -> np.ndarray:
+        if not self.config.balanced_sampling:
+            return np.arange(len(train))
+        # Every (corpus, class) cell gets the same expected share of the epoch.
+        cells = [(e.corpus, e.label) for e in train]
+        counts: dict[tuple[str, int], int] = {}
+        for c in cells:
+            counts[c] = counts.get(c, 0) + 1
+        p = np.array([1.0 / counts[c] for c in cells])
+        return rng.choice(len(train), size=len(train), replace=True, p=p / p.sum())
+
+    def _lr_at(self, step: int, total: int, steps_per_epoch: int) -> float:
+        cfg = self.config
+        warm = max(1, int(cfg.warmup_epochs * steps_per_epoch))
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        floor = cfg.lr * cfg.min_lr_ratio
+        return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def _checkpoint(self, model: EmotionNet, stats: FeatureStats, metrics: dict, extra: dict) -> Checkpoint:
+        return Checkpoint(
+            model_config=self.model_config,
+            feature_config=self.feature_config,
+            labels=self.labels,
+            stats=stats,
+            state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            metrics=metrics,
+            extra={"train_config": self.config.to_dict(), **self.metadata, **extra},
+            engine_version=ENGINE_VERSION,
+        )
+
+    # -- training ----------------------------------------------------------------------
+    def fit(self, train: Sequence[Example], valid: Sequence[Example], *, resume: bool = False) -> TrainResult:
+        """Train, validating after every epoch.
+
+        Callback events:
+            progress: ``epoch``, ``epochs``, ``batch``, ``batches``, ``progress`` (0–1 over the
+                whole run), ``train_loss`` (running mean of the epoch so far).
+            epoch: ``epoch``, ``epochs``, ``train_loss``, ``train_acc``, ``val_loss``, ``wa``, ``ua``,
+                ``macro_f1``, ``confusion`` (true × predicted counts), ``per_class_recall``, ``lr``,
+                ``duration`` (s), ``best_ua``, ``best_epoch``, ``is_best``.
+        """
+        cfg = self.config
+        if not train:
+            raise ValueError("no training examples")
+        valid = list(valid) if valid else list(train)  # no validation set: select on training data
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+
+        extractor = FeatureExtractor(self.feature_config).to(self.device)
+        model = EmotionNet(self.model_config).to(self.device)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        class_weights = self._class_weights(train)
+        loss_fn = nn.CrossEntropyLoss(
+            weight=None if class_weights is None else class_weights.to(self.device), label_smoothing=cfg.label_smoothing
+        )
+        history: list[dict] = []
+        start_epoch, step, best_ua, best_epoch, bad_epochs = 0, 0, -1.0, 0, 0
+        best_metrics: dict = {}
+
+        if resume and self.last_path.is_file():
+            ck = load_checkpoint(self.last_path, map_location=self.device)
+            state = ck.extra.get("trainer") or {}
+            if ck.labels != self.labels or ck.model_config != self.model_config or ck.feature_config != self.feature_config:
+                raise ValueError("the last checkpoint belongs to a different configuration; cannot resume")
+            model.load_state_dict(ck.state_dict)
+            extractor.set_stats(ck.stats)
+            optimiser.load_state_dict(state["optimiser"])
+            start_epoch, step = int(state["epoch"]), int(state["step"])
+            best_ua, best_epoch, bad_epochs = float(state["best_ua"]), int(state["best_epoch"]), int(state["bad_epochs"])
+            best_metrics, history = dict(state.get("best_metrics") or {}), list(state.get("history") or [])
+            rng.bit_generator.state = state["numpy_rng"]
+            gen.set_state(state["torch_rng"])
+            torch.set_rng_state(state["torch_global_rng"])
+        else:
+            extractor.set_stats(self._feature_stats(extractor, train))
+        stats = extractor.stats
+
+        steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
+        total_steps = steps_per_epoch * cfg.epochs
+        stopped = "completed"
+
+        def save_last(epoch_done: int) -> None:
+            state = {
+                "optimiser": optimiser.state_dict(),
+                "epoch": epoch_done,
+                "step": step,
+                "best_ua": best_ua,
+                "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs,
+                "best_metrics": best_metrics,
+                "history": history,
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": gen.get_state(),
+                "torch_global_rng": torch.get_rng_state(),
+            }
+            save_checkpoint(self.last_path, self._checkpoint(model, stats, best_metrics, {"trainer": state}))
+
+        epoch = start_epoch
+        for epoch in range(start_epoch, cfg.epochs):
+            if bad_epochs >= cfg.patience > 0:
+                stopped = "early_stopping"
+                break
+            epoch_start = time.perf_counter()
+            # Snapshot RNG state at the epoch start so a cancelled epoch restarts identically.
+            epoch_rng_state = (rng.bit_generator.state, gen.get_state(), torch.get_rng_state(), step)
+            model.train()
+            order = self._epoch_indices(train, rng)
+            waves = [augment_waveform(train[i].waveform, cfg.augment, rng) for i in order]
+            targets = [train[i].label for i in order]
+            batches = bucket_batches([w.size for w in waves], cfg.batch_size, rng, drop_singletons=True)
+            loss_sum, correct, seen, cancelled = 0.0, 0, 0, False
+            for b, idx in enumerate(batches):
+                if self.should_stop():
+                    cancelled = True
+                    break
+                for group in optimiser.param_groups:
+                    group["lr"] = self._lr_at(step, total_steps, steps_per_epoch)
+                x, lengths = collate([waves[i] for i in idx])
+                y = torch.tensor([targets[i] for i in idx], device=self.device)
+                with torch.no_grad():
+                    feats, flen = extractor(x.to(self.device), lengths.to(self.device))
+                    feats = spec_augment(feats, flen, cfg.augment, gen)
+                logits, _ = model(feats, flen)
+                loss = loss_fn(logits, y)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimiser.step()
+                step += 1
+                loss_sum += loss.item() * len(idx)
+                correct += int((logits.argmax(1) == y).sum())
+                seen += len(idx)
+                if (b + 1) % max(1, cfg.progress_every) == 0 or b + 1 == len(batches):
+                    self.callback({
+                        "type": "progress",
+                        "epoch": epoch + 1,
+                        "epochs": cfg.epochs,
+                        "batch": b + 1,
+                        "batches": len(batches),
+                        "progress": (epoch + (b + 1) / len(batches)) / cfg.epochs,
+                        "train_loss": loss_sum / max(1, seen),
+                    })
+            if cancelled:
+                stopped = "cancelled"
+                rng.bit_generator.state, s_gen, s_global, step = epoch_rng_state
+                gen.set_state(s_gen)
+                torch.set_rng_state(s_global)
+                if not self.best_path.is_file():
+                    # Nothing selected yet: the current weights still make a usable model.
+                    metrics = evaluate_examples(model, extractor, valid, self.labels, batch_size=cfg.eval_batch_size)
+                    best_metrics = {"epoch": epoch, **_brief(metrics)}
+                    save_checkpoint(self.best_path, self._checkpoint(model, stats, {"validation": best_metrics}, {}))
+                save_last(epoch)
+                break
+
+            metrics = evaluate_examples(model, extractor, valid, self.labels, batch_size=cfg.eval_batch_size, class_weights=class_weights)
+            is_best = metrics["ua"] > best_ua
+            if is_best:
+                best_ua, best_epoch, bad_epochs = metrics["ua"], epoch + 1, 0
+                best_metrics = {"epoch": epoch + 1, **_brief(metrics)}
+                save_checkpoint(self.best_path, self._checkpoint(model, stats, {"validation": best_metrics}, {}))
+            else:
+                bad_epochs += 1
+            record = {
+                "type": "epoch",
+                "epoch": epoch + 1,
+                "epochs": cfg.epochs,
+                "train_loss": loss_sum / max(1, seen),
+                "train_acc": correct / max(1, seen),
+                "val_loss": metrics["loss"],
+                "wa": metrics["wa"],
+                "ua": metrics["ua"],
+                "macro_f1": metrics["macro_f1"],
+                "confusion": metrics["confusion"],
+                "per_class_recall": {k: v["recall"] for k, v in metrics["per_class"].items()},
+                "lr": optimiser.param_groups[0]["lr"],
+                "duration": time.perf_counter() - epoch_start,
+                "best_ua": best_ua,
+                "best_epoch": best_epoch,
+                "is_best": is_best,
+            }
+            history.append(record)
+            save_last(epoch + 1)
+            self.callback(record)
+        else:
+            epoch = cfg.epochs
+        if stopped == "completed" and bad_epochs >= cfg.patience > 0 and epoch < cfg.epochs:
+            stopped = "early_stopping"
+        return TrainResult(self.best_path, self.last_path, best_epoch, best_metrics, history, stopped)
+
+
+def _brief(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("wa", "ua", "macro_f1", "loss", "confusion", "n")}

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from . import SAMPLE_RATE
+from .trim import TRIM_METHODS, trim_bounds
 
 __all__ = [
     "FeatureConfig",
@@ -25,11 +26,11 @@ __all__ = [
     "hz_to_mel",
     "mel_to_hz",
     "prepare_waveform",
+    "trim_span",
     "frame_count",
 ]
 
 FEATURE_KINDS = ("logmel", "mfcc")
-TRIM_METHODS = ("none", "energy", "vad")
 _AMIN = 1e-10  # power floor before the log, as in librosa's power_to_db
 
 
@@ -144,13 +145,16 @@ def frame_count(samples: int | Tensor, config: FeatureConfig) -> int | Tensor:
     return max(1, (samples - config.n_fft) // config.hop_length + 1)
 
 
+def trim_span(waveform: np.ndarray, config: FeatureConfig) -> tuple[int, int]:
+    """``[start, end)`` samples kept by the configured edge-silence trimming."""
+    if config.trim == "none":
+        return 0, int(waveform.shape[0])
+    return trim_bounds(waveform, sample_rate=config.sample_rate, method=config.trim, top_db=config.trim_top_db)
+
+
 def prepare_waveform(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     """Apply the configured edge-silence trimming. Shape ``(samples,)`` in and out."""
-    if config.trim == "none":
-        return waveform
-    from .trim import trim_bounds
-
-    start, end = trim_bounds(waveform, sample_rate=config.sample_rate, method=config.trim, top_db=config.trim_top_db)
+    start, end = trim_span(waveform, config)
     return waveform[start:end]
 
 

@@ -164,6 +164,9 @@ class EmotionNet(nn.Module):
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         stride = self.config.time_stride
+        # Whatever the caller left in the padded frames, the first convolution must see zeros
+        # there (its kernel reaches one frame past the end of each utterance).
+        features = features * _mask(lengths, features.shape[1]).to(features.dtype)[..., None]
         # Very short inputs: pad so every utterance keeps at least one step after pooling.
         lengths = lengths.clamp(min=stride)
         if features.shape[1] < stride:

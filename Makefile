@@ -1,0 +1,34 @@
+# Two commands for a newcomer: `make run` (start the studio) and `make test` (the whole suite).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test run lint bench-speed bench-accuracy clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+test: venv
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check .
+
+run: venv
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py runserver 127.0.0.1:8000
+
+bench-speed: venv
+	$(BIN)/python bench/speed.py
+
+bench-accuracy: venv
+	$(BIN)/python bench/accuracy.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,305 @@
+"""Classify utterances with a trained checkpoint: one waveform, a batch, a file, or segments.
+
+The :class:`Predictor` rebuilds the feature extractor and the model from a
+:class:`~recognition.engine.checkpoint.Checkpoint` once, keeps both in eval mode and then
+only reads them. Inference applies exactly what training applied: edge-silence trimming
+(:func:`~recognition.engine.features.prepare_waveform`), log-Mel/MFCC features normalised
+with the checkpoint's statistics, the model and a softmax.
+
+Thread safety: one Predictor may be shared by the threads of a web server's pool. Every
+call works on its own local tensors under ``torch.inference_mode()`` (a thread-local
+switch), the modules are in eval mode (BatchNorm and Dropout then only read their
+buffers), and nothing is stored on ``self`` per call. So no lock is needed, and none is
+taken: a lock around ``predict`` would serialise the pool. The one lazily mutated piece
+of torch state, the LSTM's flattened weight list, is settled by a warm-up forward in
+``__init__`` before any other thread can see the object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .audio import DEFAULT_MAX_SECONDS, decode_audio
+from .checkpoint import Checkpoint, load_checkpoint
+from .features import FeatureConfig, FeatureExtractor, trim_span
+from .model import EmotionNet, ModelConfig
+from .vad import VadConfig, segment_speech
+
+__all__ = ["Prediction", "SegmentPrediction", "Predictor"]
+
+# Rounding for JSON: probabilities keep 6 decimals (tiny classes stay distinguishable),
+# attention weights 5, times 4 (0.1 ms, far below one 10 ms frame).
+_PROB_DECIMALS = 6
+_ATTENTION_DECIMALS = 5
+_TIME_DECIMALS = 4
+
+
+@dataclass
+class Prediction:
+    """The model's verdict on one utterance.
+
+    Attributes:
+        label: the most probable label.
+        probabilities: label -> probability, in the checkpoint's label order, summing to 1.
+        attention: ``(steps,)`` float32 attention weights summing to 1; step ``i`` covers
+            the audio from ``attention_offset + i * attention_hop`` seconds on.
+        attention_hop: seconds per attention step (hop_length * time_stride / sample_rate).
+        attention_offset: seconds from the start of the original waveform to the first
+            analysed sample (edge silence trimmed before the features is skipped).
+        duration: seconds of the input waveform, before trimming.
+    """
+
+    label: str
+    probabilities: dict[str, float]
+    attention: np.ndarray
+    attention_hop: float
+    attention_offset: float
+    duration: float
+
+    def to_dict(self, *, include_attention: bool = True) -> dict[str, Any]:
+        """JSON-able dict: plain floats and lists, rounded."""
+        data: dict[str, Any] = {
+            "label": self.label,
+            "probabilities": {k: round(float(v), _PROB_DECIMALS) for k, v in self.probabilities.items()},
+            "duration": round(float(self.duration), _TIME_DECIMALS),
+        }
+        if include_attention:
+            data["attention"] = [round(float(w), _ATTENTION_DECIMALS) for w in self.attention]
+            data["attention_hop"] = round(float(self.attention_hop), _TIME_DECIMALS)
+            data["attention_offset"] = round(float(self.attention_offset), _TIME_DECIMALS)
+        return data
+
+
+@dataclass
+class SegmentPrediction:
+    """A speech segment ``[start, end)`` (seconds, absolute in the input) and its prediction.
+
+    ``prediction.attention_offset`` is absolute in the whole input too, so the attention
+    can be drawn on the same time axis as ``start``/``end``; ``prediction.duration`` is the
+    segment's length.
+    """
+
+    start: float
+    end: float
+    prediction: Prediction
+
+    def to_dict(self, *, include_attention: bool = False) -> dict[str, Any]:
+        """Flat JSON-able dict: start, end, label, probabilities (+ attention fields)."""
+        data = self.prediction.to_dict(include_attention=include_attention)
+        data.pop("duration")
+        return {
+            "start": round(float(self.start), _TIME_DECIMALS),
+            "end": round(float(self.end), _TIME_DECIMALS),
+            **data,
+        }
+
+
+class Predictor:
+    """Inference with one checkpoint; safe to share between threads (see module docstring).
+
+    Args:
+        checkpoint: a validated checkpoint (see :func:`load_checkpoint`).
+        device: torch device; ``None`` picks CUDA when available, else the CPU.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device | None = None) -> None:
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._device = torch.device(device)
+        self._checkpoint = checkpoint
+        self._labels: tuple[str, ...] = tuple(checkpoint.labels)
+        self._extractor: FeatureExtractor = checkpoint.build_extractor(self._device)
+        self._model: EmotionNet = checkpoint.build_model(self._device)
+        cfg = checkpoint.feature_config
+        self._hop_s = cfg.hop_length * checkpoint.model_config.time_stride / cfg.sample_rate
+        # Warm-up: lets torch finish any lazy set-up (LSTM flat weights, CUDA kernels)
+        # here, single-threaded, instead of inside the first concurrent calls.
+        self._forward([np.zeros(cfg.n_fft, np.float32)])
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> Predictor:
+        """Load ``path`` with :func:`load_checkpoint` (its CheckpointError propagates)."""
+        return cls(load_checkpoint(path, map_location="cpu"), device=device)
+
+    # -- read-only views -----------------------------------------------------------------
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        """The checkpoint this predictor was built from (metrics, extra, engine version)."""
+        return self._checkpoint
+
+    @property
+    def labels(self) -> list[str]:
+        """Class labels in the model's output order (a fresh list)."""
+        return list(self._labels)
+
+    @property
+    def feature_config(self) -> FeatureConfig:
+        return self._checkpoint.feature_config
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return self._checkpoint.model_config
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate every waveform passed in must have (16 kHz for the default features)."""
+        return self._checkpoint.feature_config.sample_rate
+
+    # -- public API ----------------------------------------------------------------------
+
+    def predict(self, waveform: np.ndarray) -> Prediction:
+        """Classify one mono waveform, shape ``(samples,)`` float at :attr:`sample_rate`.
+
+        Raises:
+            ValueError: empty, not 1-D, not floating point, or non-finite samples.
+        """
+        return self._forward([self._validate(waveform)])[0]
+
+    def predict_batch(self, waveforms: Sequence[np.ndarray], batch_size: int = 32) -> list[Prediction]:
+        """Classify several waveforms (each ``(samples_i,)``), in input order.
+
+        Results equal those of :meth:`predict` one by one: the features and the model
+        ignore zero padding. Utterances are grouped by length to keep padding small.
+
+        Raises:
+            ValueError: any waveform is invalid (message names its index), or batch_size < 1.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        checked = []
+        for index, waveform in enumerate(waveforms):
+            try:
+                checked.append(self._validate(waveform))
+            except ValueError as exc:
+                raise ValueError(f"waveform {index}: {exc}") from exc
+        # Sort by length so each batch pads little; results go back to input order.
+        order = sorted(range(len(checked)), key=lambda i: checked[i].size)
+        results: list[Prediction | None] = [None] * len(checked)
+        for first in range(0, len(order), batch_size):
+            chunk = order[first : first + batch_size]
+            for i, prediction in zip(chunk, self._forward([checked[i] for i in chunk]), strict=True):
+                results[i] = prediction
+        return results  # type: ignore[return-value]  # every slot is filled above
+
+    def predict_file(
+        self,
+        source: str | os.PathLike | bytes | bytearray | memoryview | BinaryIO,
+        max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    ) -> Prediction:
+        """Decode ``source`` (path, bytes or binary file) with :func:`decode_audio` and classify it.
+
+        Raises:
+            AudioError: (a ValueError) the input is not usable audio or is too long.
+        """
+        waveform = decode_audio(source, sample_rate=self.sample_rate, max_seconds=max_seconds)
+        return self.predict(waveform)
+
+    def predict_segments(
+        self, waveform: np.ndarray, vad_config: VadConfig | None = None, batch_size: int = 32
+    ) -> list[SegmentPrediction]:
+        """Cut ``waveform`` ``(samples,)`` into speech segments (webrtcvad) and classify each.
+
+        Returns:
+            One :class:`SegmentPrediction` per segment, in time order; empty when no speech.
+
+        Raises:
+            ValueError: invalid waveform, or ``vad_config.sample_rate`` differs from
+                :attr:`sample_rate`.
+        """
+        waveform = self._validate(waveform)
+        sr = self.sample_rate
+        config = vad_config if vad_config is not None else VadConfig(sample_rate=sr)
+        if config.sample_rate != sr:
+            raise ValueError(f"the VAD runs at {config.sample_rate} Hz but the model needs {sr} Hz")
+        spans = []
+        for segment in segment_speech(waveform, config):
+            # Same rounding as Segment.slice, so start/end name the exact samples classified.
+            begin, stop = int(round(segment.start * sr)), int(round(segment.end * sr))
+            if stop > begin:
+                spans.append((begin, stop))
+        predictions = self.predict_batch([waveform[b:e] for b, e in spans], batch_size=batch_size)
+        return [
+            SegmentPrediction(
+                start=b / sr,
+                end=e / sr,
+                prediction=dataclasses.replace(p, attention_offset=p.attention_offset + b / sr),
+            )
+            for (b, e), p in zip(spans, predictions, strict=True)
+        ]
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _validate(self, waveform: np.ndarray) -> np.ndarray:
+        """Check one input and return it as contiguous float32 ``(samples,)``."""
+        if isinstance(waveform, Tensor):
+            waveform = waveform.detach().cpu().numpy()
+        x = np.asarray(waveform)
+        if x.ndim != 1:
+            raise ValueError(f"expected a mono waveform of shape (samples,), got shape {x.shape}")
+        if x.size == 0:
+            raise ValueError("the waveform is empty")
+        if not np.issubdtype(x.dtype, np.floating):
+            # Integer PCM would be 32768 times too loud; make the caller scale it.
+            raise ValueError(f"expected float samples in [-1, 1], got dtype {x.dtype}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("the waveform contains non-finite samples (NaN or infinity)")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _trim(self, waveform: np.ndarray) -> tuple[int, int]:
+        """``[start, end)`` samples kept by training's trimming."""
+        return trim_span(waveform, self._checkpoint.feature_config)
+
+    def _forward(self, waveforms: list[np.ndarray]) -> list[Prediction]:
+        """Trim, pad, extract, classify one batch of validated ``(samples_i,)`` waveforms."""
+        sr = self._checkpoint.feature_config.sample_rate
+        bounds = [self._trim(w) for w in waveforms]
+        batch, lengths = _collate([w[s:e] for w, (s, e) in zip(waveforms, bounds, strict=True)])
+        with torch.inference_mode():
+            batch = batch.to(self._device, non_blocking=True)
+            lengths = lengths.to(self._device)
+            features, frame_lengths = self._extractor(batch, lengths)  # (B, frames, F), (B,)
+            logits, weights = self._model(features, frame_lengths)  # (B, C), (B, steps)
+            steps = self._model.output_lengths(frame_lengths).cpu()  # (B,) valid attention steps
+            probs = torch.softmax(logits.double(), dim=1).cpu().numpy()  # (B, C) float64
+            weights = weights.double().cpu().numpy()  # (B, steps_max), 0 on padding
+        results = []
+        for i, (start, _) in enumerate(bounds):
+            p = probs[i] / probs[i].sum()
+            att = weights[i, : int(steps[i])]
+            att = (att / att.sum()).astype(np.float32)
+            results.append(
+                Prediction(
+                    label=self._labels[int(np.argmax(p))],
+                    probabilities={label: float(v) for label, v in zip(self._labels, p, strict=True)},
+                    attention=att,
+                    attention_hop=self._hop_s,
+                    attention_offset=start / sr,
+                    duration=waveforms[i].size / sr,
+                )
+            )
+        return results
+
+
+def _collate(waveforms: list[np.ndarray]) -> tuple[Tensor, Tensor]:
+    """Zero-pad ``(samples_i,)`` arrays into ``(batch, max_samples)`` float32 and lengths ``(batch,)``.
+
+    Kept private here because recognition must not import training's collate.
+    """
+    lengths = torch.tensor([w.size for w in waveforms], dtype=torch.int64)
+    batch = torch.zeros(len(waveforms), int(lengths.max()), dtype=torch.float32)
+    for row, w in enumerate(waveforms):
+        batch[row, : w.size] = torch.from_numpy(w)
+    return batch, lengths

@@ -1,0 +1,68 @@
+"""python manage.py classify FILE [FILE ...] [--model MODEL.pt] [--segments] [--json]"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from recognition.engine.audio import AudioError, decode_audio
+from recognition.engine.checkpoint import CheckpointError
+from recognition.engine.predictor import Predictor
+from recognition.engine.vad import VadConfig
+
+
+class Command(BaseCommand):
+    help = "Classify the emotion of audio files (any format the engine decodes), whole or per speech segment."
+
+    def add_arguments(self, parser):
+        parser.add_argument("files", nargs="+", metavar="FILE")
+        parser.add_argument("--model", default=os.environ.get("SER_MODEL"), help="checkpoint file (.pt); default: $SER_MODEL")
+        parser.add_argument("--segments", action="store_true", help="also cut speech segments with the VAD and classify each")
+        parser.add_argument("--aggressiveness", type=int, default=VadConfig().aggressiveness, choices=range(4))
+        parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+
+    def handle(self, *args, **options):
+        if not options["model"]:
+            raise CommandError("no model: pass --model MODEL.pt (or set SER_MODEL)")
+        try:
+            predictor = Predictor.from_checkpoint(options["model"])
+        except CheckpointError as exc:
+            raise CommandError(str(exc)) from exc
+        vad = VadConfig(aggressiveness=options["aggressiveness"])
+        results, failures = [], 0
+        for path in options["files"]:
+            try:
+                wave = decode_audio(path, max_seconds=settings.SER_MAX_AUDIO_SECONDS)
+            except AudioError as exc:
+                failures += 1
+                results.append({"file": path, "error": str(exc)})
+                continue
+            item = {"file": path, **predictor.predict(wave).to_dict()}
+            item.pop("attention", None)
+            if options["segments"]:
+                item["segments"] = []
+                for seg in predictor.predict_segments(wave, vad):
+                    data = seg.to_dict()
+                    data.pop("attention", None)
+                    item["segments"].append(data)
+            results.append(item)
+        if options["json"]:
+            self.stdout.write(json.dumps({"model": options["model"], "labels": predictor.labels, "results": results}, indent=2))
+        else:
+            for item in results:
+                self._print(item)
+        if failures == len(results):
+            raise CommandError("no file could be classified")
+
+    def _print(self, item: dict) -> None:
+        if "error" in item:
+            self.stderr.write(f"{item['file']}: error: {item['error']}")
+            return
+        top = sorted(item["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+        others = ", ".join(f"{k} {v:.2f}" for k, v in top[1:])
+        self.stdout.write(f"{item['file']}: {item['label']} {top[0][1]:.2f} ({others}) [{item['duration']:.2f} s]")
+        for seg in item.get("segments", []):
+            self.stdout.write(f"    {seg['start']:7.2f}-{seg['end']:7.2f} s  {seg['label']} {seg['probabilities'][seg['label']]:.2f}")

@@ -1,0 +1,107 @@
+"""The command-line tools end to end on a small synthetic corpus (no server, no Redis)."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from tests.synth import make_folder_corpus, speech_silence_speech, write_wav
+
+LABELS = ["neutral", "happy", "sad", "angry"]
+FAST = ["--epochs", "3", "--batch-size", "8", "--model-size", "small", "--trim", "none", "--threads", "1", "--patience", "0"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_folder_corpus(tmp_path_factory.mktemp("corpus") / "synth", LABELS, speakers=4, per_class=3)
+
+
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("model")
+    model, report = out / "model.pt", out / "report.json"
+    stdout = StringIO()
+    call_command(
+        "train", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--out", str(model),
+        "--test-speakers", "spk3", "--report", str(report), "--cache-dir", str(out / "cache"), *FAST, stdout=stdout,
+    )
+    text = stdout.getvalue()
+    assert "folders, 48 utterances, 4 speakers" in text
+    assert "epoch   3/3" in text
+    return model, json.loads(report.read_text())
+
+
+def test_train_writes_model_and_report(trained):
+    model, report = trained
+    assert model.is_file()
+    assert report["protocol"].startswith("speaker-independent hold-out")
+    assert report["labels"] == ["neutral", "happy", "sad", "angry"]
+    assert report["folds"][0]["split"]["test_speakers"] == ["synth/spk3"]
+    for key in ("wa", "ua", "macro_f1"):
+        assert 0.0 <= report[key] <= 1.0
+    assert len(report["confusion"]) == 4 and sum(map(sum, report["confusion"])) == 12
+
+
+def test_evaluate_on_held_out_speaker(trained, corpus, tmp_path):
+    model, report = trained
+    out = tmp_path / "eval.json"
+    call_command("evaluate", str(model), "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_",
+                 "--speakers", "spk3", "--report", str(out), "--cache-dir", str(tmp_path / "c"), stdout=StringIO())
+    data = json.loads(out.read_text())
+    assert data["utterances"] == 12
+    # Same model, same speaker, same audio: the scores match the training report's test scores.
+    assert data["ua"] == pytest.approx(report["ua"])
+    assert data["confusion"] == report["confusion"]
+
+
+def test_classify_text_and_json(trained, tmp_path):
+    model, _ = trained
+    wave, _ = speech_silence_speech("angry")
+    wav = write_wav(tmp_path / "two.wav", wave)
+    stdout = StringIO()
+    call_command("classify", str(wav), "--model", str(model), "--segments", "--json", stdout=stdout)
+    data = json.loads(stdout.getvalue())
+    result = data["results"][0]
+    assert result["label"] in LABELS
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert len(result["segments"]) == 2
+    text = StringIO()
+    call_command("classify", str(wav), "--model", str(model), stdout=text)
+    assert str(wav) in text.getvalue()
+
+
+def test_classify_reports_bad_files(trained, tmp_path):
+    model, _ = trained
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF....not really audio")
+    with pytest.raises(CommandError, match="no file could be classified"):
+        call_command("classify", str(bad), "--model", str(model), stdout=StringIO(), stderr=StringIO())
+
+
+def test_classify_rejects_foreign_model(tmp_path):
+    fake = tmp_path / "fake.pt"
+    fake.write_bytes(b"definitely not a checkpoint")
+    with pytest.raises(CommandError, match="not a readable checkpoint"):
+        call_command("classify", str(fake), "--model", str(fake), stdout=StringIO())
+
+
+def test_crossval_two_folds(corpus, tmp_path):
+    out = tmp_path / "cv.json"
+    stdout = StringIO()
+    call_command("crossval", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--folds", "2",
+                 "--report", str(out), "--cache-dir", str(tmp_path / "c"), *FAST, stdout=stdout)
+    data = json.loads(out.read_text())
+    assert data["protocol"].startswith("2-fold leave-speakers-out")
+    assert [f["fold"] for f in data["folds"]] == [1, 2]
+    assert [f["split"]["test_speakers"] for f in data["folds"]] == [["synth/spk0", "synth/spk1"], ["synth/spk2", "synth/spk3"]]
+    assert "ua_std" in data and sum(map(sum, data["confusion"])) == 48
+
+
+def test_bad_corpus_path_is_a_clear_error(tmp_path):
+    with pytest.raises(CommandError):
+        call_command("train", "--corpus", str(tmp_path / "missing"), "--out", str(tmp_path / "m.pt"), *FAST, stdout=StringIO())

@@ -73,6 +73,7 @@ def save_checkpoint(path: str | os.PathLike, checkpoint: Checkpoint) -> Path:
             torch.save(checkpoint.to_payload(), fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the web server and workers may be other users
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -125,16 +126,21 @@ def checkpoint_from_payload(payload: Any, *, source: str = "checkpoint") -> Chec
         raise CheckpointError(f"{source}: the model expects {model_config.n_features} features, the feature config makes {feature_config.n_features}.")
     mean, std = payload["feature_mean"], payload["feature_std"]
     for name, t in (("mean", mean), ("std", std)):
-        if not isinstance(t, torch.Tensor) or tuple(t.shape) != (feature_config.n_features,) or not torch.isfinite(t).all():
+        if (
+            not isinstance(t, torch.Tensor)
+            or not t.is_floating_point()
+            or tuple(t.shape) != (feature_config.n_features,)
+            or not torch.isfinite(t).all()
+        ):
             raise CheckpointError(f"{source} has invalid feature {name} statistics.")
     if not bool((std > 0).all()):
         raise CheckpointError(f"{source} has a non-positive feature standard deviation.")
     state = payload["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f"{source} has no valid model weights.")
     try:
         EmotionNet(model_config).load_state_dict(state)
-    except RuntimeError as exc:
+    except (RuntimeError, ValueError, TypeError) as exc:  # nn.LSTM refuses hidden_size=0 etc. with ValueError
         raise CheckpointError(f"{source}: the weights do not fit the stored architecture: {_first_line(exc)}") from exc
     if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         raise CheckpointError(f"{source} contains non-finite weights.")

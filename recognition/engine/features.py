@@ -57,6 +57,12 @@ class FeatureConfig:
             raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, not {self.kind!r}")
         if self.trim not in TRIM_METHODS:
             raise ValueError(f"trim must be one of {TRIM_METHODS}, not {self.trim!r}")
+        if self.win_ms <= 0 or self.hop_ms <= 0 or self.hop_length < 1:
+            raise ValueError("win_ms and hop_ms must be positive")
+        for name in ("n_fft", "n_mels", "n_mfcc", "sample_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer")
         if self.win_length > self.n_fft:
             raise ValueError("the window is longer than n_fft")
         f_max = self.sample_rate / 2 if self.f_max is None else self.f_max

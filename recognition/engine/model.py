@@ -26,6 +26,9 @@ class ModelConfig:
     kernel_size: int = 3
     # (frequency, time) pooling per CNN block; time stride 8 = one attention step per 80 ms.
     pools: tuple[tuple[int, int], ...] = ((2, 2), (2, 2), (2, 2))
+    # Linear + LayerNorm from the CNN's channels×frequency to this size before the BLSTM
+    # (0 = feed the CNN output directly). Keeps the recurrence's inputs well scaled.
+    lstm_input: int = 128
     lstm_hidden: int = 96
     lstm_layers: int = 2
     attention_dim: int = 96
@@ -144,6 +147,11 @@ class EmotionNet(nn.Module):
             c_in = c_out
         self.blocks = nn.ModuleList(blocks)
         lstm_in = c_in * config.freq_out
+        if config.lstm_input:
+            self.project = nn.Sequential(nn.Linear(lstm_in, config.lstm_input), nn.LayerNorm(config.lstm_input))
+            lstm_in = config.lstm_input
+        else:
+            self.project = nn.Identity()
         self.lstm = nn.LSTM(
             lstm_in,
             config.lstm_hidden,
@@ -177,6 +185,7 @@ class EmotionNet(nn.Module):
             x, steps = block(x, steps)
         batch, channels, freq, time = x.shape
         x = x.permute(0, 3, 1, 2).reshape(batch, time, channels * freq)  # (batch, time, channels*freq)
+        x = self.project(x)  # (batch, time, lstm_input); padded steps never enter the packed LSTM
         packed = pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
         h, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # (batch, time, 2*hidden)

@@ -9,6 +9,7 @@ epoch (see :meth:`Trainer.fit`). The web app forwards exactly these to the brows
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -231,12 +232,19 @@ class Trainer:
                 ``macro_f1``, ``confusion`` (true × predicted counts), ``per_class_recall``, ``lr``,
                 ``duration`` (s), ``best_ua``, ``best_epoch``, ``is_best``.
         """
-        cfg = self.config
         if not train:
             raise ValueError("no training examples")
-        valid = list(valid) if valid else list(train)  # no validation set: select on training data
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        previous_threads = torch.get_num_threads()
+        if self.config.num_threads:
+            torch.set_num_threads(self.config.num_threads)
+        try:
+            return self._fit(train, list(valid) if valid else list(train), resume)
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _fit(self, train: Sequence[Example], valid: list[Example], resume: bool) -> TrainResult:
+        # No validation set: model selection falls back to the training data (see fit()).
+        cfg = self.config
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
@@ -253,7 +261,8 @@ class Trainer:
         best_metrics: dict = {}
 
         if resume and self.last_path.is_file():
-            ck = load_checkpoint(self.last_path, map_location=self.device)
+            # RNG states must stay on the CPU; load_state_dict moves weights to the device.
+            ck = load_checkpoint(self.last_path, map_location="cpu")
             state = ck.extra.get("trainer") or {}
             if ck.labels != self.labels or ck.model_config != self.model_config or ck.feature_config != self.feature_config:
                 raise ValueError("the last checkpoint belongs to a different configuration; cannot resume")
@@ -267,6 +276,9 @@ class Trainer:
             gen.set_state(state["torch_rng"])
             torch.set_rng_state(state["torch_global_rng"])
         else:
+            # A fresh run never inherits a previous run's checkpoints from the same folder.
+            self.best_path.unlink(missing_ok=True)
+            self.last_path.unlink(missing_ok=True)
             extractor.set_stats(self._feature_stats(extractor, train))
         stats = extractor.stats
 
@@ -298,6 +310,9 @@ class Trainer:
             epoch_start = time.perf_counter()
             # Snapshot RNG state at the epoch start so a cancelled epoch restarts identically.
             epoch_rng_state = (rng.bit_generator.state, gen.get_state(), torch.get_rng_state(), step)
+            # ... and the weights and optimiser state: last.pt written on cancellation must hold the
+            # epoch-start state, or resume would redo this epoch on top of its partial updates.
+            epoch_train_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimiser.state_dict()))
             model.train()
             order = self._epoch_indices(train, rng)
             waves = [augment_waveform(train[i].waveform, cfg.augment, rng) for i in order]
@@ -346,6 +361,8 @@ class Trainer:
                     metrics = evaluate_examples(model, extractor, valid, self.labels, batch_size=cfg.eval_batch_size)
                     best_metrics = {"epoch": epoch, **_brief(metrics)}
                     save_checkpoint(self.best_path, self._checkpoint(model, stats, {"validation": best_metrics}, {}))
+                model.load_state_dict(epoch_train_state[0])
+                optimiser.load_state_dict(epoch_train_state[1])
                 save_last(epoch)
                 break
 

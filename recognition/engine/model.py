@@ -32,8 +32,8 @@ class ModelConfig:
     lstm_hidden: int = 96
     lstm_layers: int = 2
     attention_dim: int = 96
-    dropout: float = 0.3
-    conv_dropout: float = 0.1
+    dropout: float = 0.1
+    conv_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.conv_channels) != len(self.pools):
@@ -145,7 +145,7 @@ class EmotionNet(nn.Module):
         for c_out, pool in zip(config.conv_channels, config.pools, strict=True):
             blocks.append(ConvBlock(c_in, c_out, config.kernel_size, pool, config.conv_dropout))
             c_in = c_out
-        self.blocks = nn.ModuleList(blocks)
+        self.blocks = nn.ModuleList(blocks).to(memory_format=torch.channels_last)
         lstm_in = c_in * config.freq_out
         if config.lstm_input:
             self.project = nn.Sequential(nn.Linear(lstm_in, config.lstm_input), nn.LayerNorm(config.lstm_input))
@@ -179,7 +179,8 @@ class EmotionNet(nn.Module):
         lengths = lengths.clamp(min=stride)
         if features.shape[1] < stride:
             features = nn.functional.pad(features, (0, 0, 0, stride - features.shape[1]))
-        x = features.transpose(1, 2).unsqueeze(1)  # (batch, 1, n_features, frames)
+        # channels_last: oneDNN convolutions, batch norm and pooling run markedly faster on CPU.
+        x = features.transpose(1, 2).unsqueeze(1).contiguous(memory_format=torch.channels_last)  # (batch, 1, n_features, frames)
         steps = lengths
         for block in self.blocks:
             x, steps = block(x, steps)

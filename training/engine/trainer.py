@@ -47,14 +47,14 @@ Callback = Callable[[dict[str, Any]], None]
 class TrainConfig:
     """Optimisation hyperparameters. ``patience=0`` disables early stopping."""
 
-    epochs: int = 40
-    batch_size: int = 32
-    lr: float = 1e-3
+    epochs: int = 50
+    batch_size: int = 16
+    lr: float = 3e-3
     weight_decay: float = 1e-2
-    warmup_epochs: float = 2.0
+    warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.02
     grad_clip: float = 5.0
-    label_smoothing: float = 0.05
+    label_smoothing: float = 0.0
     class_weighting: bool = True
     balanced_sampling: bool = False
     patience: int = 15

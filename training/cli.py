@@ -118,8 +118,9 @@ def dataset_for(scans: list[CorpusScan], options: dict[str, Any]):
         raise CommandError(str(exc)) from exc
 
 
-def make_cache(recipe: Recipe, options: dict[str, Any]) -> WaveformCache:
-    return WaveformCache(recipe.features, options.get("cache_dir") or settings.SER_FEATURE_CACHE_DIR)
+def make_cache(features: FeatureConfig, options: dict[str, Any]) -> WaveformCache:
+    """The decoded-audio cache for these feature settings (``--cache-dir`` or the settings' default)."""
+    return WaveformCache(features, options.get("cache_dir") or settings.SER_FEATURE_CACHE_DIR)
 
 
 class ProgressBar:

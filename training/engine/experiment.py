@@ -18,16 +18,17 @@ from typing import Any
 import numpy as np
 
 from recognition.engine import ENGINE_VERSION
-from recognition.engine.checkpoint import load_checkpoint
+from recognition.engine.checkpoint import load_checkpoint, save_checkpoint
 from recognition.engine.features import FeatureConfig
 from recognition.engine.model import MODEL_SIZES, ModelConfig
 
 from .corpora import CorpusScan, Utterance
 from .data import Example, WaveformCache
+from .evaluation import evaluate_examples
 from .labels import LabelSet, resolve_label_set
 from .metrics import scores, summarise_folds
 from .splits import Split, holdout_split, kfold_splits
-from .trainer import Callback, TrainConfig, Trainer, evaluate_examples
+from .trainer import Callback, TrainConfig, Trainer
 
 __all__ = ["Recipe", "Dataset", "build_dataset", "train_holdout", "cross_validate", "evaluate_checkpoint"]
 
@@ -141,8 +142,6 @@ def _run_split(
     test = evaluate_examples(ck.build_model(), ck.build_extractor(), [examples[i] for i in split.test], labels)
     # The registered model carries its test metrics.
     ck.metrics = {**ck.metrics, "test": _public(test), "protocol": split.protocol}
-    from recognition.engine.checkpoint import save_checkpoint
-
     save_checkpoint(result.best_path, ck)
     fold = {
         "protocol": split.protocol,
@@ -288,12 +287,12 @@ def evaluate_checkpoint(
     scans: Sequence[CorpusScan],
     *,
     speakers: Sequence[str] | None = None,
-    cache: WaveformCache | None = None,
+    cache_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Score a saved model on corpora (optionally only some speakers), mapping corpus labels
     onto the model's labels; utterances of classes the model does not know are left out and
-    counted in ``dropped_labels``."""
+    counted in ``dropped_labels``. Audio is cached under ``cache_dir`` when given."""
     ck = load_checkpoint(model_path)
     labels = list(ck.labels)
     stored = ck.extra.get("label_set")
@@ -306,8 +305,7 @@ def evaluate_checkpoint(
         if not keep:
             raise ValueError(f"no utterances from speakers {sorted(wanted)}")
     ds = replace(ds, utterances=[ds.utterances[i] for i in keep], targets=[ds.targets[i] for i in keep], corpora=[ds.corpora[i] for i in keep])
-    cache = cache or WaveformCache(ck.feature_config)
-    examples = ds.examples(cache, progress)
+    examples = ds.examples(WaveformCache(ck.feature_config, cache_dir), progress)
     result = evaluate_examples(ck.build_model(), ck.build_extractor(), examples, labels)
     trained_on = ck.metrics.get("protocol") or ck.extra.get("protocol", "unknown")
     protocol = f"evaluation of {Path(model_path).name} on {'speakers ' + ', '.join(speakers) if speakers else 'all utterances'}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from recognition.engine.checkpoint import CheckpointError
@@ -22,13 +23,10 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         scans = cli.scan_corpora(options, self.stdout)
         try:
-            from recognition.engine.checkpoint import load_checkpoint
-            from training.engine.data import WaveformCache
-
-            ck = load_checkpoint(options["model"])
-            cache = WaveformCache(ck.feature_config, options.get("cache_dir") or cli.settings.SER_FEATURE_CACHE_DIR)
-            report = evaluate_checkpoint(options["model"], scans, speakers=options["speakers"], cache=cache,
-                                         progress=cli.ProgressBar("loading audio"))
+            report = evaluate_checkpoint(
+                options["model"], scans, speakers=options["speakers"],
+                cache_dir=options["cache_dir"] or settings.SER_FEATURE_CACHE_DIR, progress=cli.ProgressBar("loading audio"),
+            )
         except (CheckpointError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(cli.summary_line(report))

@@ -33,7 +33,7 @@ class Command(BaseCommand):
         try:
             report = train_holdout(
                 scans, options["out"], recipe=recipe, dataset=dataset, test_speakers=options["test_speakers"],
-                test_fraction=options["test_fraction"], work_dir=options["work_dir"], cache=cli.make_cache(recipe, options),
+                test_fraction=options["test_fraction"], work_dir=options["work_dir"], cache=cli.make_cache(recipe.features, options),
                 callback=cli.epoch_printer(self.stdout, bar), resume=options["resume"], progress=bar,
             )
         except (SplitError, ValueError) as exc:

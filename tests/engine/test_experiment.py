@@ -1,0 +1,148 @@
+"""Training engine: the experiment layer (datasets, hold-out, cross-validation, evaluation)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from recognition.engine.checkpoint import load_checkpoint
+from recognition.engine.features import FeatureConfig
+from tests.synth import make_folder_corpus
+from training.engine.corpora import scan_corpus
+from training.engine.data import AugmentConfig
+from training.engine.experiment import (
+    Recipe,
+    build_dataset,
+    cross_validate,
+    evaluate_checkpoint,
+    train_holdout,
+)
+from training.engine.trainer import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpora")
+    make_folder_corpus(root / "alpha", ["neutral", "happy", "sad", "angry"], speakers=4, per_class=1, seed=1)
+    make_folder_corpus(root / "beta", ["neutral", "happy", "sad", "fearful"], speakers=4, per_class=1, seed=2)
+    regex = r"^(?P<speaker>spk\d+)_"
+    return [
+        scan_corpus(root / "alpha", format="folders", speaker_regex=regex),
+        scan_corpus(root / "beta", format="folders", speaker_regex=regex, name="beta"),
+    ]
+
+
+def tiny_recipe(epochs=2) -> Recipe:
+    features = FeatureConfig(trim="none", n_mels=32)
+    return Recipe(
+        features=features,
+        model_size="small",
+        model_overrides={"conv_channels": (4, 8, 8), "lstm_hidden": 16, "attention_dim": 16},
+        train=TrainConfig(epochs=epochs, batch_size=8, lr=3e-3, seed=0, device="cpu", num_threads=1, augment=AugmentConfig(enabled=False)),
+    )
+
+
+def test_scans_have_speakers(scans):
+    alpha, beta = scans
+    assert alpha.name == "alpha" and beta.name == "beta"
+    assert alpha.speakers() == ["spk0", "spk1", "spk2", "spk3"] and alpha.has_speakers
+    assert len(alpha.utterances) == 16 and not alpha.skipped
+
+
+def test_build_dataset_label_modes(scans):
+    common = build_dataset(scans)
+    assert common.labels == ["neutral", "happy", "sad"]
+    assert len(common.utterances) == 24
+    assert common.dropped == {"angry": 4, "fearful": 4}
+    assert all(common.labels[t] == u.label for t, u in zip(common.targets, common.utterances, strict=True))
+    assert set(common.corpora) == {"alpha", "beta"}
+
+    union = build_dataset(scans, mode="all")
+    assert union.labels == ["neutral", "happy", "sad", "angry", "fearful"]
+    assert len(union.utterances) == 32 and union.dropped == {}
+
+    mapped = build_dataset(scans, mapping={"fearful": "angry"})
+    assert mapped.labels == ["neutral", "happy", "sad", "angry"]
+    fear = [t for t, u in zip(mapped.targets, mapped.utterances, strict=True) if u.label == "fearful"]
+    assert len(fear) == 4 and set(fear) == {mapped.labels.index("angry")}
+
+    dropped = build_dataset(scans, mode="all", mapping={"sad": None})
+    assert "sad" not in dropped.labels and dropped.dropped == {"sad": 8}
+
+    chosen = build_dataset(scans, include=["happy", "angry"])
+    assert chosen.labels == ["happy", "angry"] and chosen.label_set.mode == "include"
+    assert len(chosen.utterances) == 12
+
+    with pytest.raises(ValueError):
+        build_dataset(scans, include=["boredom"])
+    with pytest.raises(ValueError):
+        build_dataset([scans[0], scans[0]])
+    with pytest.raises(ValueError):
+        build_dataset([])
+
+
+def test_train_holdout_and_evaluate(tmp_path, scans):
+    events = []
+    out = tmp_path / "models" / "holdout.pt"
+    report = train_holdout(scans, out, recipe=tiny_recipe(), dataset=build_dataset(scans), work_dir=tmp_path / "work", callback=events.append)
+    assert out.is_file()
+    for key in ("protocol", "labels", "wa", "ua", "macro_f1", "confusion", "per_corpus", "folds"):
+        assert key in report, key
+    assert "speaker-independent" in report["protocol"]
+    assert report["labels"] == ["neutral", "happy", "sad"]
+    assert len(report["folds"]) == 1
+    confusion = np.array(report["confusion"])
+    assert confusion.shape == (3, 3) and confusion.sum() == report["n"]
+    test_speakers = report["split"]["test_speakers"]
+    assert {k.split("/")[0] for k in test_speakers} == {"alpha", "beta"}
+    assert report["n"] == 3 * len(test_speakers)  # one utterance per class and speaker
+    assert set(report["per_corpus"]) == {"alpha", "beta"}
+    assert sum(p["n"] for p in report["per_corpus"].values()) == report["n"]
+    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
+    json.dumps(report)
+
+    ck = load_checkpoint(out)
+    assert ck.labels == report["labels"]
+    assert ck.metrics["test"]["ua"] == pytest.approx(report["ua"])
+    assert ck.metrics["protocol"] == report["protocol"]
+
+    evaluation = evaluate_checkpoint(out, scans, speakers=test_speakers)
+    assert evaluation["labels"] == report["labels"]
+    assert evaluation["utterances"] == report["n"]
+    assert evaluation["confusion"] == report["confusion"]
+    assert evaluation["ua"] == pytest.approx(report["ua"])
+    assert "check that these speakers were held out" in evaluation["protocol"]
+    assert evaluation["dropped_labels"] == {"angry": 4, "fearful": 4}
+    with pytest.raises(ValueError):
+        evaluate_checkpoint(out, scans, speakers=["spk99"])
+
+
+def test_cross_validate_two_folds(tmp_path, scans):
+    seen_folds = []
+    report = cross_validate(
+        scans, tmp_path, folds=2, recipe=tiny_recipe(epochs=1), dataset=build_dataset(scans),
+        on_fold=lambda f, fold: seen_folds.append(f),
+    )
+    assert seen_folds == [0, 1]
+    folds = report["folds"]
+    assert [f["fold"] for f in folds] == [1, 2]
+    assert "leave-speakers-out" in report["protocol"]
+    for key in ("wa", "ua", "macro_f1"):
+        values = np.array([f[key] for f in folds])
+        assert report[key] == pytest.approx(values.mean())
+        assert report[f"{key}_std"] == pytest.approx(values.std())
+    assert np.array(report["confusion"]).tolist() == (np.array(folds[0]["confusion"]) + np.array(folds[1]["confusion"])).tolist()
+    assert np.array(report["confusion"]).sum() == 24  # every utterance tested once
+    tested = [set(f["split"]["test_speakers"]) for f in folds]
+    assert tested[0].isdisjoint(tested[1])
+    assert tested[0] | tested[1] == {f"{c}/spk{s}" for c, s in itertools.product(("alpha", "beta"), range(4))}
+    assert set(report["per_corpus"]) == {"alpha", "beta"}
+    for f in (1, 2):
+        assert (tmp_path / f"fold{f}" / "best.pt").is_file()
+    with pytest.raises(ValueError):
+        cross_validate(scans, tmp_path / "x", folds=2, only_folds=[2], recipe=tiny_recipe(epochs=1))

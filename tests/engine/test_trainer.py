@@ -1,0 +1,274 @@
+"""Training engine: the trainer (learning, events, determinism, cancellation, exact resume,
+early stopping)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recognition.engine.checkpoint import load_checkpoint
+from recognition.engine.features import FeatureConfig
+from recognition.engine.model import ModelConfig
+from tests.synth import speech_like
+from training.engine import trainer as trainer_module
+from training.engine.data import AugmentConfig, Example, collate
+from training.engine.trainer import TrainConfig, Trainer
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+EPOCH_KEYS = {
+    "type",
+    "epoch",
+    "epochs",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "wa",
+    "ua",
+    "macro_f1",
+    "confusion",
+    "per_class_recall",
+    "lr",
+    "duration",
+    "best_ua",
+    "best_epoch",
+    "is_best",
+}
+PROGRESS_KEYS = {"type", "epoch", "epochs", "batch", "batches", "progress", "train_loss"}
+
+LABELS4 = ["neutral", "happy", "sad", "angry"]
+LABELS2 = ["neutral", "angry"]
+
+
+def synthetic_examples(labels, per_class, seed, duration, corpus="synth", lead_silence=0.1):
+    out = []
+    for c, label in enumerate(labels):
+        for i in range(per_class):
+            wave = speech_like(label, duration, seed=seed + 1000 * c + i, lead_silence=lead_silence)
+            out.append(Example(wave, c, corpus, f"s{i % 4}"))
+    return out
+
+
+def tiny_model(n_features, n_classes):
+    return ModelConfig(n_features=n_features, n_classes=n_classes, conv_channels=(4, 8, 8), lstm_hidden=16, attention_dim=16)
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    """Two classes, 12 short training utterances, 4 validation utterances."""
+    return synthetic_examples(LABELS2, 6, 0, 0.4, lead_silence=0.05), synthetic_examples(LABELS2, 2, 500, 0.4, lead_silence=0.05)
+
+
+SMALL_FEATURES = FeatureConfig(trim="none", n_mels=32)
+
+
+def small_trainer(out_dir, *, epochs=4, callback=None, should_stop=None, **train_overrides) -> Trainer:
+    settings = {"batch_size": 4, "lr": 3e-3, "seed": 0, "device": "cpu", "patience": 0, "num_threads": 1, "progress_every": 1}
+    config = TrainConfig(epochs=epochs, **{**settings, **train_overrides})
+    return Trainer(
+        labels=LABELS2,
+        feature_config=SMALL_FEATURES,
+        model_config=tiny_model(32, 2),
+        train_config=config,
+        out_dir=out_dir,
+        callback=callback,
+        should_stop=should_stop,
+    )
+
+
+def final_weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).state_dict
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_trainer_learns_synthetic_emotions(tmp_path):
+    train = synthetic_examples(LABELS4, 24, 0, 0.8)
+    valid = synthetic_examples(LABELS4, 8, 500, 0.8)
+    events = []
+    epochs = 15
+    trainer = Trainer(
+        labels=LABELS4,
+        feature_config=FeatureConfig(trim="none"),
+        model_config=tiny_model(64, 4),
+        train_config=TrainConfig(
+            epochs=epochs, batch_size=16, lr=3e-3, seed=0, device="cpu", num_threads=1, patience=0, progress_every=2,
+            augment=AugmentConfig(enabled=False),  # speed and gain would blur the pitch/loudness cues
+        ),
+        out_dir=tmp_path,
+        callback=events.append,
+    )
+    result = trainer.fit(train, valid)
+    assert result.stopped == "completed"
+    assert result.best_metrics["ua"] >= 0.9, [round(h["ua"], 3) for h in result.history]
+    assert result.history[-1]["ua"] >= 0.9
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+    epoch_events = [e for e in events if e["type"] == "epoch"]
+    progress_events = [e for e in events if e["type"] == "progress"]
+    assert [e["epoch"] for e in epoch_events] == list(range(1, epochs + 1))
+    assert epoch_events == result.history
+    for e in epoch_events:
+        assert set(e) == EPOCH_KEYS
+        assert e["epochs"] == epochs
+        assert np.array(e["confusion"]).shape == (4, 4) and np.array(e["confusion"]).sum() == len(valid)
+        assert set(e["per_class_recall"]) == set(LABELS4)
+        assert 0 <= e["wa"] <= 1 and 0 <= e["ua"] <= 1 and 0 <= e["macro_f1"] <= 1
+        assert e["lr"] > 0 and e["duration"] >= 0
+        json.dumps(e)
+    best = max(epoch_events, key=lambda e: e["ua"])  # first epoch reaching the maximum
+    assert result.best_epoch == best["epoch"] == epoch_events[-1]["best_epoch"]
+    assert epoch_events[-1]["best_ua"] == pytest.approx(best["ua"])
+    assert sum(e["is_best"] for e in epoch_events) >= 1 and epoch_events[0]["is_best"]
+    assert progress_events and all(set(e) == PROGRESS_KEYS for e in progress_events)
+    fractions = [e["progress"] for e in progress_events]
+    assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+
+    ck = load_checkpoint(result.best_path)
+    assert ck.labels == LABELS4
+    assert ck.metrics["validation"]["ua"] == pytest.approx(result.best_metrics["ua"])
+    assert "train_config" in ck.extra
+    # The saved model predicts the validation set as well as during training.
+    scores_again = trainer_module.evaluate_examples(ck.build_model(), ck.build_extractor(), valid, LABELS4)
+    assert scores_again["ua"] == pytest.approx(result.best_metrics["ua"])
+
+
+def test_same_seed_same_history(tmp_path, small_data):
+    train, valid = small_data
+    a = small_trainer(tmp_path / "a", epochs=3).fit(train, valid)
+    b = small_trainer(tmp_path / "b", epochs=3).fit(train, valid)
+    keys = ("train_loss", "val_loss", "train_acc", "ua", "lr")
+    assert [[h[k] for k in keys] for h in a.history] == [[h[k] for k in keys] for h in b.history]
+    assert_same_weights(final_weights(a.last_path), final_weights(b.last_path))
+    c = small_trainer(tmp_path / "c", epochs=3, seed=1).fit(train, valid)
+    assert [h["train_loss"] for h in c.history] != [h["train_loss"] for h in a.history]
+
+
+def test_cancellation_keeps_a_usable_model(tmp_path, small_data):
+    train, valid = small_data
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > 2  # two batches into the first epoch
+
+    result = small_trainer(tmp_path, epochs=4, should_stop=should_stop).fit(train, valid)
+    assert result.stopped == "cancelled"
+    assert result.history == []
+    assert result.best_path.is_file() and result.last_path.is_file()
+    ck = load_checkpoint(result.best_path)
+    model, extractor = ck.build_model(), ck.build_extractor()
+    waves, lengths = collate([e.waveform for e in valid])
+    with torch.no_grad():
+        logits, _ = model(*extractor(waves, lengths))
+    assert logits.shape == (len(valid), 2) and torch.isfinite(logits).all()
+    assert load_checkpoint(result.last_path).extra["trainer"]["epoch"] == 0
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, small_data):
+    """The reference: 4 epochs in one go."""
+    train, valid = small_data
+    result = small_trainer(tmp_path_factory.mktemp("ref"), epochs=4).fit(train, valid)
+    return result, final_weights(result.last_path)
+
+
+def test_resume_after_cancellation_between_epochs(tmp_path, small_data, uninterrupted):
+    train, valid = small_data
+    reference, reference_weights = uninterrupted
+    done = []
+
+    def remember(event):
+        if event["type"] == "epoch":
+            done.append(event["epoch"])
+
+    first = small_trainer(tmp_path, epochs=4, callback=remember, should_stop=lambda: len(done) >= 2).fit(train, valid)
+    assert first.stopped == "cancelled"
+    assert [h["epoch"] for h in first.history] == [1, 2]
+
+    resumed_events = []
+    second = small_trainer(tmp_path, epochs=4, callback=resumed_events.append).fit(train, valid, resume=True)
+    assert second.stopped == "completed"
+    assert [h["epoch"] for h in second.history] == [1, 2, 3, 4]
+    assert [e["epoch"] for e in resumed_events if e["type"] == "epoch"] == [3, 4]
+    # Exactly the uninterrupted run: same losses, same weights, same best epoch.
+    assert [h["train_loss"] for h in second.history] == [h["train_loss"] for h in reference.history]
+    assert [h["val_loss"] for h in second.history] == [h["val_loss"] for h in reference.history]
+    assert second.best_epoch == reference.best_epoch
+    assert_same_weights(final_weights(second.last_path), reference_weights)
+
+
+@pytest.mark.parametrize("batches_before_stop", [7, 8])
+def test_resume_after_cancellation_mid_epoch(tmp_path, small_data, uninterrupted, batches_before_stop):
+    """12 utterances in batches of 4: 3 batches per epoch, so the stop falls inside epoch 3."""
+    train, valid = small_data
+    reference, reference_weights = uninterrupted
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) > batches_before_stop
+
+    first = small_trainer(tmp_path, epochs=4, should_stop=should_stop).fit(train, valid)
+    assert first.stopped == "cancelled" and len(first.history) == 2
+    assert load_checkpoint(first.last_path).extra["trainer"]["epoch"] == 2
+    second = small_trainer(tmp_path, epochs=4).fit(train, valid, resume=True)
+    assert [h["epoch"] for h in second.history] == [1, 2, 3, 4]
+    assert [h["train_loss"] for h in second.history] == [h["train_loss"] for h in reference.history]
+    assert_same_weights(final_weights(second.last_path), reference_weights)
+
+
+def test_resume_refuses_another_configuration(tmp_path, small_data):
+    train, valid = small_data
+    small_trainer(tmp_path, epochs=1).fit(train, valid)
+    other = Trainer(
+        labels=LABELS2,
+        feature_config=SMALL_FEATURES,
+        model_config=ModelConfig(n_features=32, n_classes=2, conv_channels=(4, 8, 16), lstm_hidden=16, attention_dim=16),
+        train_config=TrainConfig(epochs=2, device="cpu", num_threads=1),
+        out_dir=tmp_path,
+    )
+    with pytest.raises(ValueError, match="different configuration"):
+        other.fit(train, valid, resume=True)
+
+
+def test_early_stopping_with_patience(tmp_path, small_data, monkeypatch):
+    train, valid = small_data
+    real_evaluate = trainer_module.evaluate_examples
+    scripted_ua = iter([0.5, 0.75, 0.75, 0.6, 0.7, 1.0, 1.0, 1.0])
+
+    def scripted(*args, **kwargs):
+        metrics = real_evaluate(*args, **kwargs)
+        metrics["ua"] = next(scripted_ua)
+        return metrics
+
+    monkeypatch.setattr(trainer_module, "evaluate_examples", scripted)
+    events = []
+    result = small_trainer(tmp_path, epochs=8, patience=3, callback=events.append).fit(train, valid)
+    assert result.stopped == "early_stopping"
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]  # best at 2, then 3 bad epochs
+    assert result.best_epoch == 2
+    assert [h["is_best"] for h in result.history] == [True, True, False, False, False]
+    assert result.history[-1]["best_ua"] == 0.75
+    assert load_checkpoint(result.best_path).metrics["validation"]["epoch"] == 2
+
+
+def test_trainer_rejects_mismatched_configs(tmp_path):
+    with pytest.raises(ValueError):
+        Trainer(
+            labels=LABELS4,
+            feature_config=SMALL_FEATURES,
+            model_config=tiny_model(32, 2),
+            train_config=TrainConfig(device="cpu"),
+            out_dir=tmp_path,
+        )
+    with pytest.raises(ValueError):
+        small_trainer(tmp_path).fit([], [])

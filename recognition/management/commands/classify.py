@@ -40,14 +40,9 @@ class Command(BaseCommand):
                 failures += 1
                 results.append({"file": path, "error": str(exc)})
                 continue
-            item = {"file": path, **predictor.predict(wave).to_dict()}
-            item.pop("attention", None)
+            item = {"file": path, **predictor.predict(wave).to_dict(include_attention=False)}
             if options["segments"]:
-                item["segments"] = []
-                for seg in predictor.predict_segments(wave, vad):
-                    data = seg.to_dict()
-                    data.pop("attention", None)
-                    item["segments"].append(data)
+                item["segments"] = [seg.to_dict() for seg in predictor.predict_segments(wave, vad)]
             results.append(item)
         if options["json"]:
             self.stdout.write(json.dumps({"model": options["model"], "labels": predictor.labels, "results": results}, indent=2))

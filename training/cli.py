@@ -50,6 +50,8 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=t.lr)
     g.add_argument("--weight-decay", type=float, default=t.weight_decay)
     g.add_argument("--patience", type=int, default=t.patience, help="early stopping on validation UA (0 = off)")
+    g.add_argument("--ema", type=float, default=t.ema_decay, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights (e.g. 0.995; 0 = off)")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")
@@ -66,7 +68,7 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
             epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
             weight_decay=options["weight_decay"], patience=options["patience"],
             class_weighting=not options["no_class_weights"], balanced_sampling=options["balanced"],
-            seed=options["seed"], device=options["device"], num_threads=options["threads"],
+            seed=options["seed"], device=options["device"], num_threads=options["threads"], ema_decay=options["ema"],
             augment=AugmentConfig(enabled=not options["no_augment"]),
         )
     except ValueError as exc:

@@ -272,3 +272,22 @@ def test_trainer_rejects_mismatched_configs(tmp_path):
         )
     with pytest.raises(ValueError):
         small_trainer(tmp_path).fit([], [])
+
+
+def test_weight_averaging_is_validated_saved_and_resumed(tmp_path, small_data):
+    """With ema_decay the averaged weights are what best.pt holds, and resume restores the average."""
+    train, valid = small_data
+    reference = small_trainer(tmp_path / "ref", epochs=3, ema_decay=0.9).fit(train, valid)
+    best = load_checkpoint(reference.best_path)
+    last = load_checkpoint(reference.last_path)
+    averaged = {k[len("module."):]: v for k, v in last.extra["trainer"]["ema"].items() if k.startswith("module.")}
+    if reference.best_epoch == 3:
+        assert_same_weights(best.state_dict, averaged)
+    # The average differs from the raw weights it follows.
+    assert any(not torch.equal(averaged[k], last.state_dict[k]) for k in averaged if averaged[k].is_floating_point())
+
+    done = []
+    small_trainer(tmp_path / "cut", epochs=3, ema_decay=0.9, callback=lambda e: done.append(e) if e["type"] == "epoch" else None,
+                  should_stop=lambda: len(done) >= 1).fit(train, valid)
+    resumed = small_trainer(tmp_path / "cut", epochs=3, ema_decay=0.9).fit(train, valid, resume=True)
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in reference.history]

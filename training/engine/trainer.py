@@ -55,6 +55,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.02
     grad_clip: float = 5.0
     label_smoothing: float = 0.0
+    # Exponential moving average of the weights (0 = off): the averaged model is what gets
+    # validated and saved; it is smoother than the raw weights, so selection is less noisy.
+    ema_decay: float = 0.0
     class_weighting: bool = True
     balanced_sampling: bool = False
     patience: int = 15
@@ -213,6 +216,12 @@ class Trainer:
         extractor = FeatureExtractor(self.feature_config).to(self.device)
         model = EmotionNet(self.model_config).to(self.device)
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        ema = (
+            torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+            if cfg.ema_decay > 0
+            else None
+        )
+        scored = ema.module if ema is not None else model  # the weights that are validated and saved
         class_weights = self._class_weights(train)
         loss_fn = nn.CrossEntropyLoss(
             weight=None if class_weights is None else class_weights.to(self.device), label_smoothing=cfg.label_smoothing
@@ -230,6 +239,8 @@ class Trainer:
             model.load_state_dict(ck.state_dict)
             extractor.set_stats(ck.stats)
             optimiser.load_state_dict(state["optimiser"])
+            if ema is not None:
+                ema.load_state_dict(state["ema"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
             best_ua, best_epoch, bad_epochs = float(state["best_ua"]), int(state["best_epoch"]), int(state["bad_epochs"])
             best_metrics, history = dict(state.get("best_metrics") or {}), list(state.get("history") or [])
@@ -261,6 +272,8 @@ class Trainer:
                 "torch_rng": gen.get_state(),
                 "torch_global_rng": torch.get_rng_state(),
             }
+            if ema is not None:
+                state["ema"] = ema.state_dict()
             save_checkpoint(self.last_path, self._checkpoint(model, stats, best_metrics, {"trainer": state}))
 
         epoch = start_epoch
@@ -273,7 +286,11 @@ class Trainer:
             epoch_rng_state = (rng.bit_generator.state, gen.get_state(), torch.get_rng_state(), step)
             # ... and the weights and optimiser state: last.pt written on cancellation must hold the
             # epoch-start state, or resume would redo this epoch on top of its partial updates.
-            epoch_train_state = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimiser.state_dict()))
+            epoch_train_state = (
+                copy.deepcopy(model.state_dict()),
+                copy.deepcopy(optimiser.state_dict()),
+                None if ema is None else copy.deepcopy(ema.state_dict()),
+            )
             model.train()
             order = self._epoch_indices(train, rng)
             waves = [augment_waveform(train[i].waveform, cfg.augment, rng) for i in order]
@@ -298,6 +315,8 @@ class Trainer:
                 if cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimiser.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 step += 1
                 loss_sum += loss.item() * len(idx)
                 correct += int((logits.argmax(1) == y).sum())
@@ -319,20 +338,22 @@ class Trainer:
                 torch.set_rng_state(s_global)
                 if not self.best_path.is_file():
                     # Nothing selected yet: the current weights still make a usable model.
-                    metrics = evaluate_examples(model, extractor, valid, self.labels, batch_size=cfg.eval_batch_size)
+                    metrics = evaluate_examples(scored, extractor, valid, self.labels, batch_size=cfg.eval_batch_size)
                     best_metrics = {"epoch": epoch, **_brief(metrics)}
-                    save_checkpoint(self.best_path, self._checkpoint(model, stats, {"validation": best_metrics}, {}))
+                    save_checkpoint(self.best_path, self._checkpoint(scored, stats, {"validation": best_metrics}, {}))
                 model.load_state_dict(epoch_train_state[0])
                 optimiser.load_state_dict(epoch_train_state[1])
+                if ema is not None:
+                    ema.load_state_dict(epoch_train_state[2])
                 save_last(epoch)
                 break
 
-            metrics = evaluate_examples(model, extractor, valid, self.labels, batch_size=cfg.eval_batch_size, class_weights=class_weights)
+            metrics = evaluate_examples(scored, extractor, valid, self.labels, batch_size=cfg.eval_batch_size, class_weights=class_weights)
             is_best = metrics["ua"] > best_ua
             if is_best:
                 best_ua, best_epoch, bad_epochs = metrics["ua"], epoch + 1, 0
                 best_metrics = {"epoch": epoch + 1, **_brief(metrics)}
-                save_checkpoint(self.best_path, self._checkpoint(model, stats, {"validation": best_metrics}, {}))
+                save_checkpoint(self.best_path, self._checkpoint(scored, stats, {"validation": best_metrics}, {}))
             else:
                 bad_epochs += 1
             record = {

@@ -237,15 +237,17 @@ class FeatureExtractor(nn.Module):
             center=False,
             return_complex=True,
         )  # (batch, n_fft//2+1, frames)
-        power = spec.real.square() + spec.imag.square()
+        power = spec.real.square().addcmul_(spec.imag, spec.imag)  # |X|², in place to save a pass
         mel = torch.matmul(self.mel_fb, power)  # (batch, n_mels, frames)
-        feats = 10.0 * torch.log10(torch.clamp(mel, min=_AMIN)).transpose(1, 2)  # (batch, frames, n_mels)
+        feats = mel.clamp_(min=_AMIN).log10_().mul_(10.0).transpose(1, 2)  # (batch, frames, n_mels)
         frame_lengths = frame_count(lengths.to(feats.device), cfg).clamp(max=feats.shape[1])
         if cfg.kind == "mfcc":
             feats = torch.matmul(feats, self.dct.T)  # (batch, frames, n_mfcc)
             if cfg.deltas:
                 d1 = _deltas(feats, frame_lengths)
                 feats = torch.cat([feats, d1, _deltas(d1, frame_lengths)], dim=2)
+        if not cfg.utterance_cmn and bool((frame_lengths == feats.shape[1]).all()):
+            return feats, frame_lengths  # no padded frames to zero (the common single-utterance case)
         mask = _time_mask(frame_lengths, feats.shape[1])
         if cfg.utterance_cmn:
             denom = frame_lengths.clamp(min=1).to(feats.dtype)[:, None]

@@ -9,13 +9,14 @@ set and travel in the checkpoint.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from . import SAMPLE_RATE
+from .config import known_fields
 from .trim import TRIM_METHODS, trim_bounds
 
 __all__ = [
@@ -90,11 +91,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown feature settings: {sorted(unknown)}")
-        return cls(**data)
+        return cls(**known_fields(cls, data, "feature settings"))
 
 
 def hz_to_mel(freq: np.ndarray | float) -> np.ndarray:

@@ -7,11 +7,13 @@ runs on packed sequences, and the attention softmax covers valid frames only.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .config import known_fields
 
 __all__ = ["ModelConfig", "EmotionNet", "MODEL_SIZES"]
 
@@ -68,11 +70,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown model settings: {sorted(unknown)}")
-        data = dict(data)
+        data = known_fields(cls, data, "model settings")
         if "conv_channels" in data:
             data["conv_channels"] = tuple(data["conv_channels"])
         if "pools" in data:

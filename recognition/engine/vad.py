@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import webrtcvad
+
+from .config import known_fields
 
 __all__ = ["VadConfig", "Segment", "StreamingVad", "segment_speech"]
 
@@ -80,11 +82,7 @@ class VadConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VadConfig:
         """Inverse of :meth:`to_dict`; missing keys take defaults, unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown VadConfig keys: {unknown}; allowed: {sorted(known)}")
-        return cls(**data)
+        return cls(**known_fields(cls, data, "VadConfig keys"))
 
     @property
     def frame_samples(self) -> int:

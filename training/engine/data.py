@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from recognition.engine.audio import decode_audio
+from recognition.engine.config import known_fields
 from recognition.engine.features import FeatureConfig, prepare_waveform
 
 __all__ = ["Example", "WaveformCache", "AugmentConfig", "bucket_batches", "collate", "augment_waveform", "spec_augment"]
@@ -107,11 +108,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> AugmentConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown augmentation settings: {sorted(unknown)}")
-        data = dict(data)
+        data = known_fields(cls, data, "augmentation settings")
         for key in ("speed", "noise_snr_db"):
             if key in data:
                 data[key] = tuple(data[key])

@@ -262,6 +262,8 @@ def cross_validate(
         if speaker_independent
         else f"{folds}-fold cross-validation (stratified random where speakers are unknown: not speaker-independent)"
     )
+    if any("validation drawn from training speakers" in splits[f].protocol for f in chosen):
+        protocol += "; validation drawn from training speakers (too few speakers for held-out validation speakers)"
     if len(chosen) != folds:
         protocol += f"; folds run: {[c + 1 for c in chosen]}"
     report = {"protocol": protocol, **_report_head(ds, scans, recipe), **summarise_folds(results)}

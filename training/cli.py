@@ -17,7 +17,7 @@ from recognition.engine.features import FEATURE_KINDS, TRIM_METHODS, FeatureConf
 from recognition.engine.model import MODEL_SIZES
 from training.engine.corpora import FORMATS, CorpusError, CorpusScan, scan_corpus
 from training.engine.data import AugmentConfig, WaveformCache
-from training.engine.experiment import Recipe, build_dataset
+from training.engine.experiment import Dataset, Recipe, build_dataset
 from training.engine.trainer import TrainConfig
 
 
@@ -113,11 +113,23 @@ def scan_corpora(options: dict[str, Any], out: TextIO) -> list[CorpusScan]:
     return scans
 
 
-def dataset_for(scans: list[CorpusScan], options: dict[str, Any]):
+def add_training_arguments(parser: ArgumentParser) -> None:
+    """Corpus, label-set and recipe options, as ``train`` and ``crossval`` share them."""
+    add_corpus_arguments(parser)
+    add_label_arguments(parser)
+    add_recipe_arguments(parser)
+
+
+def prepare_training(options: dict[str, Any], out: TextIO) -> tuple[list[CorpusScan], Recipe, Dataset]:
+    """Scan the corpora, build the recipe and the labelled dataset, and say what was found."""
+    scans = scan_corpora(options, out)
+    recipe = recipe_from_options(options)
     try:
-        return build_dataset(scans, **label_options(options))
+        dataset = build_dataset(scans, **label_options(options))
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
+    out.write(f"labels: {', '.join(dataset.labels)} ({len(dataset.utterances)} utterances)\n")
+    return scans, recipe, dataset
 
 
 def make_cache(features: FeatureConfig, options: dict[str, Any]) -> WaveformCache:

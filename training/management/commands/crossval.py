@@ -15,9 +15,7 @@ class Command(BaseCommand):
     help = "Leave-speakers-out k-fold cross-validation (consecutive speaker groups; RAVDESS 6 folds = actors 1-4, 5-8, ...)."
 
     def add_arguments(self, parser):
-        cli.add_corpus_arguments(parser)
-        cli.add_label_arguments(parser)
-        cli.add_recipe_arguments(parser)
+        cli.add_training_arguments(parser)
         parser.add_argument("--folds", type=int, required=True)
         parser.add_argument("--fold", type=int, action="append", default=None, metavar="I",
                             help="run only fold I (1-based; repeatable)")
@@ -25,10 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--report", default=None, help="write the JSON report here")
 
     def handle(self, *args, **options):
-        scans = cli.scan_corpora(options, self.stdout)
-        recipe = cli.recipe_from_options(options)
-        dataset = cli.dataset_for(scans, options)
-        self.stdout.write(f"labels: {', '.join(dataset.labels)} ({len(dataset.utterances)} utterances)")
+        scans, recipe, dataset = cli.prepare_training(options, self.stdout)
         bar = cli.ProgressBar("loading audio")
         only = None if not options["fold"] else [f - 1 for f in options["fold"]]
 

@@ -13,9 +13,7 @@ class Command(BaseCommand):
     help = "Train an emotion model on one or more corpora with a speaker-independent hold-out split."
 
     def add_arguments(self, parser):
-        cli.add_corpus_arguments(parser)
-        cli.add_label_arguments(parser)
-        cli.add_recipe_arguments(parser)
+        cli.add_training_arguments(parser)
         parser.add_argument("--out", required=True, help="where to write the best checkpoint (.pt)")
         parser.add_argument("--test-speakers", nargs="+", default=None, metavar="SPEAKER",
                             help="held-out test speakers (default: a seeded 20%% of each corpus' speakers)")
@@ -25,10 +23,7 @@ class Command(BaseCommand):
         parser.add_argument("--report", default=None, help="write the JSON report here")
 
     def handle(self, *args, **options):
-        scans = cli.scan_corpora(options, self.stdout)
-        recipe = cli.recipe_from_options(options)
-        dataset = cli.dataset_for(scans, options)
-        self.stdout.write(f"labels: {', '.join(dataset.labels)} ({len(dataset.utterances)} utterances)")
+        scans, recipe, dataset = cli.prepare_training(options, self.stdout)
         bar = cli.ProgressBar("loading audio")
         try:
             report = train_holdout(

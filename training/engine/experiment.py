@@ -63,12 +63,16 @@ class Dataset:
     label_set: LabelSet
     utterances: list[Utterance]
     targets: list[int]
-    corpora: list[str]
     dropped: dict[str, int]
 
     @property
     def labels(self) -> list[str]:
         return list(self.label_set.labels)
+
+    @property
+    def corpora(self) -> list[str]:
+        """Corpus name of each utterance, in order."""
+        return [u.corpus for u in self.utterances]
 
     def examples(self, cache: WaveformCache, progress: Callable[[int, int], None] | None = None) -> list[Example]:
         waves = cache.load_many([u.path for u in self.utterances], progress)
@@ -105,7 +109,7 @@ def build_dataset(
             targets.append(label_set.index(label))
     if not utts:
         raise ValueError("no utterances left after applying the label set")
-    return Dataset(label_set, utts, targets, [u.corpus for u in utts], dropped)
+    return Dataset(label_set, utts, targets, dropped)
 
 
 def _split_args(ds: Dataset) -> tuple[list[str], list[str | None], list[str]]:
@@ -306,7 +310,7 @@ def evaluate_checkpoint(
         keep = [i for i, u in enumerate(ds.utterances) if u.speaker in wanted or f"{u.corpus}/{u.speaker}" in wanted]
         if not keep:
             raise ValueError(f"no utterances from speakers {sorted(wanted)}")
-    ds = replace(ds, utterances=[ds.utterances[i] for i in keep], targets=[ds.targets[i] for i in keep], corpora=[ds.corpora[i] for i in keep])
+    ds = replace(ds, utterances=[ds.utterances[i] for i in keep], targets=[ds.targets[i] for i in keep])
     examples = ds.examples(WaveformCache(ck.feature_config, cache_dir), progress)
     result = evaluate_examples(ck.build_model(), ck.build_extractor(), examples, labels)
     trained_on = ck.metrics.get("protocol") or ck.extra.get("protocol", "unknown")

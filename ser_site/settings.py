@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
@@ -56,6 +57,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a login; the few public views say so with @login_not_required.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -103,12 +106,18 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+STATICFILES_DIRS = [
+    BASE_DIR / "static",
+    # plotly.min.js straight from the installed plotly package: no CDN.
+    ("vendor/plotly", Path(find_spec("plotly").origin).resolve().parent / "package_data"),
+]
 STATIC_ROOT = DATA_DIR / "static"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("SER_MEDIA_ROOT", DATA_DIR / "media")).resolve()
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 # Redis: an external server when REDIS_URL is set, otherwise the embedded one (unix socket).
 REDIS_URL = os.environ.get("REDIS_URL", "")
@@ -124,13 +133,39 @@ CHANNEL_LAYERS = {
 
 CELERY_BROKER_URL = REDIS_URL or f"redis+socket://{EMBEDDED_REDIS_SOCKET}"
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Training has its own queue so GPU workers can consume only it (celery worker -Q training).
+CELERY_TASK_ROUTES = {"training.tasks.run_train": {"queue": "training"}}
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
+# A redelivered message (a killed worker, a run longer than this) finds the run no longer
+# "queued" and does nothing: a run never starts twice. The long timeout only limits how
+# often that happens.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-runs": {"task": "training.tasks.runs_reap_stale", "schedule": 30.0},
+}
+# A running run writes a heartbeat every SER_HEARTBEAT_SECONDS; one silent for
+# SER_HEARTBEAT_TIMEOUT seconds is marked interrupted (its worker died).
+SER_HEARTBEAT_SECONDS = float(os.environ.get("SER_HEARTBEAT_SECONDS", "10"))
+SER_HEARTBEAT_TIMEOUT = float(os.environ.get("SER_HEARTBEAT_TIMEOUT", "60"))
 
 # Engine defaults used by the command-line tools and, later, the web app.
 SER_MODEL_DIR = DATA_DIR / "models"
 SER_FEATURE_CACHE_DIR = Path(os.environ.get("SER_FEATURE_CACHE_DIR", DATA_DIR / "cache")).resolve()
 SER_MAX_AUDIO_SECONDS = float(os.environ.get("SER_MAX_AUDIO_SECONDS", "600"))
+SER_RUNS_DIR = DATA_DIR / "runs"
+# CPU threads per training run (0 = all cores).
+SER_TRAIN_THREADS = int(os.environ.get("SER_TRAIN_THREADS", "0"))
+
+# Uploads of corpora: limits that hold against zip bombs and oversized requests.
+SER_MAX_UPLOAD_BYTES = int(os.environ.get("SER_MAX_UPLOAD_BYTES", str(2 * 1024**3)))
+SER_MAX_UNZIPPED_BYTES = int(os.environ.get("SER_MAX_UNZIPPED_BYTES", str(8 * 1024**3)))
+SER_MAX_ARCHIVE_FILES = int(os.environ.get("SER_MAX_ARCHIVE_FILES", "100000"))
+DATA_UPLOAD_MAX_NUMBER_FILES = SER_MAX_ARCHIVE_FILES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024**2
 
 LOGGING = {
     "version": 1,

@@ -47,6 +47,16 @@ class Recipe:
             raise ValueError(f"model size must be one of {sorted(MODEL_SIZES)}")
         return ModelConfig(n_features=self.features.n_features, n_classes=n_classes, **{**MODEL_SIZES[self.model_size], **self.model_overrides})
 
+    @classmethod
+    def from_dict(cls, data: dict) -> Recipe:
+        """Inverse of :meth:`to_dict`; missing parts take their defaults."""
+        return cls(
+            features=FeatureConfig.from_dict(data.get("features") or {}),
+            model_size=data.get("model_size", "medium"),
+            model_overrides=dict(data.get("model_overrides") or {}),
+            train=TrainConfig.from_dict(data.get("train") or {}),
+        )
+
     def to_dict(self) -> dict:
         return {
             "features": self.features.to_dict(),
@@ -228,12 +238,17 @@ def cross_validate(
     should_stop: Callable[[], bool] | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_fold: Callable[[int, dict], None] | None = None,
+    completed: dict[int, dict] | None = None,
+    resume: bool = False,
 ) -> dict:
     """Leave-speakers-out k-fold cross-validation (consecutive speaker groups).
 
     ``only_folds`` (0-based) runs a subset. The report gives fold means and standard
     deviations of WA, UA and macro-F1, the confusion summed over folds, and each fold.
+    ``completed`` (0-based fold → its result from an earlier, interrupted call) skips those
+    folds; with ``resume`` the first remaining fold continues from its ``last.pt``.
     """
+    completed = dict(completed or {})
     started = time.perf_counter()
     ds = dataset or build_dataset(scans)
     cache = cache or WaveformCache(recipe.features)
@@ -244,15 +259,21 @@ def cross_validate(
         if not 0 <= f < folds:
             raise ValueError(f"fold {f + 1} does not exist (1..{folds})")
     results = []
+    first_remaining = True
     for f in chosen:
+        if f in completed:
+            results.append(completed[f])
+            continue
+
         def fold_callback(event: dict, f: int = f) -> None:
             if callback:
                 callback({**event, "fold": f + 1, "folds": folds})
 
         fold, _ = _run_split(
             ds, examples, splits[f], recipe, Path(work_dir) / f"fold{f + 1}",
-            callback=fold_callback, should_stop=should_stop, resume=False, metadata={"fold": f + 1},
+            callback=fold_callback, should_stop=should_stop, resume=resume and first_remaining, metadata={"fold": f + 1},
         )
+        first_remaining = False
         fold["fold"] = f + 1
         results.append(fold)
         if on_fold:

@@ -1,0 +1,4 @@
+from .imports import ImportConsumer
+from .runs import RunConsumer
+
+__all__ = ["ImportConsumer", "RunConsumer"]

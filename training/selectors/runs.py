@@ -1,0 +1,80 @@
+"""Reads about training runs: lists, a run's history for its charts, comparisons."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from training.models import EpochMetric, TrainingRun
+
+__all__ = ["run_exists", "run_list", "run_snapshot", "run_status_payload", "epoch_payload", "run_history", "run_compare_data"]
+
+EPOCH_FIELDS = (
+    "fold", "epoch", "train_loss", "train_acc", "val_loss", "wa", "ua", "macro_f1",
+    "confusion", "per_class_recall", "lr", "duration", "is_best",
+)
+
+
+def run_exists(run_id: int) -> bool:
+    return TrainingRun.objects.filter(pk=run_id).exists()
+
+
+def run_list() -> QuerySet[TrainingRun]:
+    return TrainingRun.objects.prefetch_related("corpora").select_related("model_version")
+
+
+def epoch_payload(metric: EpochMetric | dict) -> dict:
+    """The JSON an epoch is drawn from; the same for stored history and live messages."""
+    if isinstance(metric, EpochMetric):
+        return {k: getattr(metric, k) for k in EPOCH_FIELDS}
+    return {k: metric[k] for k in EPOCH_FIELDS}
+
+
+def run_status_payload(run: TrainingRun) -> dict:
+    return {
+        "run": run.pk,
+        "status": run.status,
+        "phase": run.phase,
+        "progress": run.progress,
+        "current_fold": run.current_fold,
+        "current_epoch": run.current_epoch,
+        "best_ua": run.best_ua,
+        "error": run.error,
+        "cancel_requested": run.cancel_requested,
+        "model_version": run.model_version_id,
+        "test_metrics": run.test_metrics,
+    }
+
+
+def run_history(run_id: int, *, after: tuple[int, int] = (0, 0)) -> list[dict]:
+    fold, epoch = after
+    rows = EpochMetric.objects.filter(run_id=run_id).order_by("fold", "epoch")
+    return [epoch_payload(m) for m in rows if (m.fold, m.epoch) > (fold, epoch)]
+
+
+def run_snapshot(run_id: int, *, after: tuple[int, int] = (0, 0)) -> dict:
+    run = TrainingRun.objects.get(pk=run_id)
+    return {"status": run_status_payload(run), "epochs": run_history(run_id, after=after)}
+
+
+def run_compare_data(run_ids: list[int]) -> list[dict]:
+    """Validation UA curves and settings of chosen runs, in the order given."""
+    runs = {r.pk: r for r in TrainingRun.objects.filter(pk__in=run_ids).prefetch_related("corpora")}
+    out = []
+    for pk in run_ids:
+        run = runs.get(pk)
+        if run is None:
+            continue
+        epochs = list(EpochMetric.objects.filter(run=run).order_by("fold", "epoch").values("fold", "epoch", "ua", "wa", "val_loss"))
+        out.append({
+            "id": run.pk,
+            "name": run.name,
+            "status": run.status,
+            "corpora": [c.name for c in run.corpora.all()],
+            "labels": run.labels,
+            "protocol": run.get_protocol_display() + (f" ({run.folds} folds)" if run.protocol == "kfold" else ""),
+            "hyperparameters": run.hyperparameters,
+            "best_ua": run.best_ua,
+            "test_metrics": run.test_metrics,
+            "epochs": epochs,
+        })
+    return out

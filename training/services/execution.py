@@ -1,0 +1,226 @@
+"""Executing a training run inside a Celery worker.
+
+- The run is claimed with a conditional UPDATE (queued → running): a redelivered message,
+  a duplicate enqueue or a run cancelled before it started finds nothing to claim and does
+  nothing, so a run never starts twice.
+- A heartbeat thread stamps ``heartbeat_at`` every ``SER_HEARTBEAT_SECONDS`` and reads the
+  cancel flag; the training loop only checks an in-memory event.
+- Every epoch is stored (EpochMetric) *then* pushed to the group ``run-<id>``, so a page that
+  reconnects always finds in the table what it may have missed on the wire.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from django.conf import settings
+from django.db import close_old_connections
+from django.utils import timezone
+
+from recognition.services import model_version_register
+from ser_site.channels_util import group_send
+from training.engine.data import WaveformCache
+from training.engine.experiment import build_dataset, cross_validate, train_holdout
+from training.models import EpochMetric, TrainingRun
+from training.selectors.runs import epoch_payload
+
+from .datasets import corpus_scans
+from .runs import recipe_of, run_dir, run_notify_status, summary_for
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_execute", "RunCancelled"]
+
+PROGRESS_INTERVAL = 0.25  # seconds between progress messages: smooth bar, little traffic
+
+
+class RunCancelled(Exception):
+    pass
+
+
+class _Heartbeat(threading.Thread):
+    """Stamps the heartbeat and mirrors the cancel flag into an Event."""
+
+    def __init__(self, run_id: int, interval: float) -> None:
+        super().__init__(name=f"heartbeat-run-{run_id}", daemon=True)
+        self.run_id = run_id
+        self.interval = interval
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.done.wait(self.interval):
+                TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(heartbeat_at=timezone.now())
+                if TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists():
+                    self.cancel.set()
+        finally:
+            close_old_connections()
+
+
+def _claim(run_id: int) -> bool:
+    now = timezone.now()
+    return bool(
+        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).update(
+            status=TrainingRun.Status.RUNNING,
+            heartbeat_at=now,
+            worker=f"{socket.gethostname()}:{os.getpid()}",
+            phase="loading audio",
+            error="",
+        )
+    )
+
+
+def run_execute(run_id: int) -> str:
+    """Run a training run to its end. Returns the final status (or "skipped")."""
+    if not _claim(run_id):
+        log.info("run %s is not queued; nothing to do", run_id)
+        return "skipped"
+    run = TrainingRun.objects.get(pk=run_id)
+    if run.started_at is None:
+        TrainingRun.objects.filter(pk=run_id).update(started_at=timezone.now())
+    run.refresh_from_db()
+    run_notify_status(run)
+    beat = _Heartbeat(run_id, settings.SER_HEARTBEAT_SECONDS)
+    beat.start()
+    try:
+        status = _train(run, beat.cancel)
+    except RunCancelled:
+        status = _finish(run_id, TrainingRun.Status.CANCELLED, phase="cancelled")
+    except Exception as exc:  # noqa: BLE001 — any failure becomes the run's error, shown to the user
+        log.exception("run %s failed", run_id)
+        status = _finish(run_id, TrainingRun.Status.FAILED, phase="failed", error=f"{type(exc).__name__}: {exc}")
+    finally:
+        beat.done.set()
+        beat.join(timeout=5)
+    return status
+
+
+def _finish(run_id: int, status: str, **fields: object) -> str:
+    TrainingRun.objects.filter(pk=run_id).update(
+        status=status, finished_at=timezone.now(), resume_requested=False, cancel_requested=False, **fields
+    )
+    run_notify_status(TrainingRun.objects.get(pk=run_id))
+    return status
+
+
+class _Reporter:
+    """Turns trainer events into rows, run fields and group messages."""
+
+    def __init__(self, run: TrainingRun, folds: int) -> None:
+        self.run = run
+        self.folds = folds
+        self.group = f"run-{run.pk}"
+        self.last_progress = 0.0
+
+    def overall(self, fold: int, fraction: float) -> float:
+        return min(1.0, ((fold - 1) + fraction) / self.folds)
+
+    def __call__(self, event: dict) -> None:
+        fold = int(event.get("fold", 1))
+        if event["type"] == "progress":
+            now = time.monotonic()
+            if now - self.last_progress < PROGRESS_INTERVAL and event["batch"] != event["batches"]:
+                return
+            self.last_progress = now
+            progress = self.overall(fold, event["progress"])
+            TrainingRun.objects.filter(pk=self.run.pk).update(progress=progress, current_fold=fold, current_epoch=event["epoch"] - 1)
+            group_send(self.group, {
+                "type": "run.progress", "fold": fold, "epoch": event["epoch"], "epochs": event["epochs"],
+                "batch": event["batch"], "batches": event["batches"], "progress": progress,
+                "train_loss": event["train_loss"],
+            })
+        elif event["type"] == "epoch":
+            values = epoch_payload({**event, "fold": fold})
+            EpochMetric.objects.update_or_create(
+                run_id=self.run.pk, fold=fold, epoch=event["epoch"],
+                defaults={k: v for k, v in values.items() if k not in ("fold", "epoch")},
+            )
+            best = TrainingRun.objects.filter(pk=self.run.pk).values_list("best_ua", flat=True).first()
+            TrainingRun.objects.filter(pk=self.run.pk).update(
+                progress=self.overall(fold, event["epoch"] / event["epochs"]),
+                current_fold=fold, current_epoch=event["epoch"],
+                best_ua=max(best or 0.0, event["ua"]),
+                phase=f"training{f' fold {fold}/{self.folds}' if self.folds > 1 else ''}",
+            )
+            group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": time.time(), **values})
+
+
+def _train(run: TrainingRun, cancel: threading.Event) -> str:
+    recipe = recipe_of(run)
+    scans = corpus_scans(run.corpora.all())
+    label_set_dict = {"mode": run.label_mode, "mapping": run.label_mapping}
+    dataset = build_dataset(scans, mode=run.label_mode, mapping=run.label_mapping or None)
+    if list(dataset.labels) != list(run.labels):
+        raise ValueError(f"the corpora's labels changed since the run was created: {dataset.labels} != {run.labels}")
+    folder = run_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    cache = WaveformCache(recipe.features, settings.SER_FEATURE_CACHE_DIR)
+    folds = run.folds if run.protocol == TrainingRun.Protocol.KFOLD else 1
+    reporter = _Reporter(run, folds)
+    resume = run.resume_requested
+
+    def loading(done: int, total: int) -> None:
+        if done == total or done % 50 == 0:
+            TrainingRun.objects.filter(pk=run.pk).update(phase=f"loading audio {done}/{total}")
+            group_send(f"run-{run.pk}", {"type": "run.log", "message": f"loaded {done}/{total} files"})
+        if cancel.is_set():
+            raise RunCancelled
+
+    should_stop = cancel.is_set
+    if run.protocol == TrainingRun.Protocol.KFOLD:
+        done = {int(k) - 1: v for k, v in (run.report.get("completed_folds") or {}).items()} if resume else {}
+
+        def on_fold(index: int, result: dict) -> None:
+            completed = {**(TrainingRun.objects.get(pk=run.pk).report.get("completed_folds") or {}), str(index + 1): result}
+            TrainingRun.objects.filter(pk=run.pk).update(report={"completed_folds": completed})
+            group_send(f"run-{run.pk}", {"type": "run.log", "message": f"fold {index + 1}: test UA {result['ua']:.3f}"})
+            if cancel.is_set() or result.get("stopped") == "cancelled":
+                raise RunCancelled
+
+        report = cross_validate(
+            scans, folder, folds=folds, recipe=recipe, dataset=dataset, cache=cache, callback=reporter,
+            should_stop=should_stop, progress=loading, on_fold=on_fold, completed=done, resume=resume,
+        )
+        best_fold = max(report["folds"], key=lambda f: f.get("validation_ua") or 0.0)
+        checkpoint = folder / f"fold{best_fold['fold']}" / "best.pt"
+        metrics = {
+            "wa": report["wa"], "ua": report["ua"], "macro_f1": report["macro_f1"],
+            "wa_std": report.get("wa_std"), "ua_std": report.get("ua_std"),
+            "per_class": report.get("pooled", {}).get("per_class", {}),
+            "split": "test", "protocol": report["protocol"],
+            "note": f"k-fold means; the registered model is fold {best_fold['fold']} (best validation UA)",
+        }
+        confusion = report["confusion"]
+    else:
+        report = train_holdout(
+            scans, folder / "model.pt", recipe=recipe, dataset=dataset, work_dir=folder / "work", cache=cache,
+            callback=reporter, should_stop=should_stop, resume=resume, progress=loading,
+        )
+        if report["folds"][0].get("stopped") == "cancelled" or cancel.is_set():
+            raise RunCancelled
+        checkpoint = folder / "model.pt"
+        metrics = {k: report[k] for k in ("wa", "ua", "macro_f1") if k in report}
+        metrics.update(per_class=report.get("per_class", {}), split="test", protocol=report["protocol"])
+        confusion = report["confusion"]
+
+    TrainingRun.objects.filter(pk=run.pk).update(phase="registering the model", test_metrics=metrics, report=_slim(report))
+    run.refresh_from_db()
+    version = model_version_register(
+        name=run.name, checkpoint_path=checkpoint, lineage={**summary_for(run), "label_set": label_set_dict},
+        metrics=metrics, confusion=confusion, created_by=run.created_by,
+    )
+    TrainingRun.objects.filter(pk=run.pk).update(model_version=version, progress=1.0)
+    return _finish(run.pk, TrainingRun.Status.SUCCEEDED, phase="done")
+
+
+def _slim(report: dict) -> dict:
+    """The report without bulky per-utterance parts, for the run row."""
+    drop = {"model", "recipe"}
+    return {k: v for k, v in report.items() if k not in drop}
+
+

@@ -1,0 +1,201 @@
+"""The shared result dict (recognition.analysis) and the per-process model cache (recognition.inference)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from recognition.engine.audio import AudioError
+from recognition.engine.checkpoint import Checkpoint, save_checkpoint
+from recognition.engine.features import (
+    FeatureConfig,
+    FeatureExtractor,
+    FeatureStats,
+    prepare_waveform,
+)
+from recognition.engine.model import EmotionNet, ModelConfig
+from recognition.engine.vad import segment_speech
+from tests.synth import SR, speech_like, speech_silence_speech, write_wav
+
+LABELS = ["neutral", "happy", "angry"]
+
+
+def tiny_checkpoint(path: Path, *, seed: int = 0, labels: list[str] = LABELS) -> Path:
+    """A small, randomly initialised, deterministic checkpoint with statistics from real features."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(n_features=64, n_classes=len(labels), conv_channels=(4, 8, 8), lstm_hidden=16, attention_dim=16)
+    model = EmotionNet(cfg)
+    feature_config = FeatureConfig()
+    extractor = FeatureExtractor(feature_config)
+    with torch.inference_mode():
+        feats = [extractor.extract(prepare_waveform(speech_like(lab, seed=i), feature_config), normalise=False)
+                 for i, lab in enumerate(labels)]
+    ckpt = Checkpoint(model_config=cfg, feature_config=feature_config, labels=list(labels),
+                      stats=FeatureStats.accumulate(feats), state_dict=model.state_dict(), metrics={})
+    return save_checkpoint(path, ckpt)
+
+
+@pytest.fixture
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def active_version(db, tmp_path, one_torch_thread):
+    """A registered, active ModelVersion with a tiny checkpoint; the predictor cache is emptied around it."""
+    from recognition.inference import predictor_cache_clear
+    from recognition.services import model_version_register
+
+    predictor_cache_clear()
+    version = model_version_register(name="tiny", checkpoint_path=tiny_checkpoint(tmp_path / "tiny.pt"), activate=True)
+    yield version
+    predictor_cache_clear()
+
+
+def test_no_active_model_is_a_clear_error(db):
+    from recognition.inference import NoModelError, predictor_for
+
+    with pytest.raises(NoModelError, match="No model is active"):
+        predictor_for()
+    with pytest.raises(NoModelError, match="no model version with id 999"):
+        predictor_for(999)
+
+
+def test_predictor_is_loaded_once_and_shared_between_threads(active_version):
+    from recognition.inference import predictor_for, predictor_load
+
+    version, predictor = predictor_for()
+    assert version.pk == active_version.pk
+    assert predictor.labels == LABELS
+    assert predictor_for(active_version.pk)[1] is predictor
+    barrier = threading.Barrier(4)
+
+    def load():
+        barrier.wait()
+        return predictor_load(active_version)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: load(), range(4)))
+    assert all(p is predictor for p in results)
+
+
+def test_run_inference_runs_in_the_pool(settings):
+    from recognition.inference import inference_executor, run_inference
+
+    names = asyncio.run(run_inference(lambda: threading.current_thread().name))
+    assert names.startswith("ser-inference")
+    assert inference_executor() is inference_executor()
+
+
+def test_missing_checkpoint_file_is_no_model_error(active_version):
+    from recognition.inference import NoModelError, predictor_cache_clear, predictor_for
+
+    predictor_cache_clear()
+    Path(active_version.checkpoint.path).unlink()
+    with pytest.raises(NoModelError, match="cannot be loaded"):
+        predictor_for()
+
+
+def test_result_dict_of_a_waveform(active_version):
+    from recognition.analysis import MAX_COLUMNS, analyse_waveform
+    from recognition.inference import predictor_for
+
+    version, predictor = predictor_for()
+    wave, truth = speech_silence_speech("angry", speech=0.8, silence=0.8)
+    result = analyse_waveform(version=version, predictor=predictor, waveform=wave)
+
+    assert result["model"] == {"id": version.pk, "name": "tiny", "version": 1, "labels": LABELS}
+    assert result["duration"] == pytest.approx(wave.size / SR, abs=1e-4)
+    whole, expected = result["whole"], predictor.predict(wave)
+    assert set(whole) == {"label", "probabilities", "attention", "attention_hop", "attention_offset"}
+    assert whole["label"] == expected.label
+    assert whole["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
+    assert len(whole["attention"]) == expected.attention.size
+    assert sum(whole["attention"]) == pytest.approx(1.0, abs=1e-3)
+    assert whole["attention_hop"] == pytest.approx(0.08)
+    # Edge trimming skips the leading silence: step 0 starts near the first burst.
+    assert 0.2 < whole["attention_offset"] < truth[0][0] + 0.05
+
+    segments = result["segments"]
+    assert [s["index"] for s in segments] == list(range(len(truth)))
+    for seg, (start, end) in zip(segments, truth, strict=True):
+        assert seg["start"] == pytest.approx(start, abs=0.2)
+        assert seg["end"] == pytest.approx(end, abs=0.35)
+        assert seg["label"] == max(seg["probabilities"], key=seg["probabilities"].get)
+        assert sum(seg["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert [(s.start, s.end) for s in segment_speech(wave)] == [(s["start"], s["end"]) for s in segments]
+
+    spec = result["spectrogram"]
+    assert spec["n_mels"] == 64 and len(spec["db"]) == 64
+    assert spec["f_max"] == 8000.0
+    columns = len(spec["db"][0])
+    assert columns <= MAX_COLUMNS
+    assert columns * spec["hop"] == pytest.approx(wave.size / SR, abs=0.05)
+    # Loud bursts are louder than the pauses in the picture too.
+    db = np.array(spec["db"])
+    loud = db[:, int(0.9 / spec["hop"])].max()
+    quiet = db[:, int(1.7 / spec["hop"])].max()
+    assert loud > quiet + 20
+
+
+def test_long_audio_is_pooled_to_max_columns(active_version):
+    from recognition.analysis import MAX_COLUMNS, spectrogram
+    from recognition.inference import predictor_for
+
+    _, predictor = predictor_for()
+    wave = np.tile(speech_like("happy", duration=2.0), 40)[: 70 * SR]  # 70 s: 6998 frames
+    spec = spectrogram(wave, predictor.feature_config)
+    columns = len(spec["db"][0])
+    assert columns <= MAX_COLUMNS
+    frames = (wave.size - 512) // 160 + 1
+    assert columns == math.ceil(frames / math.ceil(frames / MAX_COLUMNS))
+    assert spec["hop"] == pytest.approx(math.ceil(frames / MAX_COLUMNS) * 0.01)
+    assert np.isfinite(np.array(spec["db"])).all()
+
+
+def test_given_segments_are_used_as_they_are(active_version):
+    from recognition.analysis import analyse_waveform
+    from recognition.inference import predictor_for
+
+    version, predictor = predictor_for()
+    wave = speech_like("sad", duration=1.0)
+    given = [{"start": 0.1, "end": 0.9, "label": "happy", "probabilities": {"neutral": 0.2, "happy": 0.5, "angry": 0.3}}]
+    result = analyse_waveform(version=version, predictor=predictor, waveform=wave, segments=given)
+    assert result["segments"] == [{"index": 0, **given[0]}]
+
+
+def test_empty_waveform_has_no_whole_and_no_spectrogram(active_version):
+    from recognition.analysis import analyse_waveform
+    from recognition.inference import predictor_for
+
+    version, predictor = predictor_for()
+    result = analyse_waveform(version=version, predictor=predictor, waveform=np.zeros(0, np.float32))
+    assert result["whole"] is None and result["spectrogram"] is None
+    assert result["segments"] == [] and result["duration"] == 0
+
+
+def test_analyse_file_decodes_and_refuses_bad_input(active_version, tmp_path):
+    from recognition.analysis import analyse_file
+    from recognition.inference import predictor_for
+
+    version, predictor = predictor_for()
+    wave = speech_like("angry", duration=1.0)
+    path = write_wav(tmp_path / "a.wav", wave)
+    result = analyse_file(version=version, predictor=predictor, source=str(path), max_seconds=60)
+    assert result["whole"]["label"] in LABELS
+    assert result["duration"] == pytest.approx(wave.size / SR, abs=1e-3)
+    assert analyse_file(version=version, predictor=predictor, source=path.read_bytes(), max_seconds=60)["whole"] == result["whole"]
+    with pytest.raises(AudioError):
+        analyse_file(version=version, predictor=predictor, source=b"not audio at all" * 100, max_seconds=60)
+    with pytest.raises(AudioError, match="limit"):
+        analyse_file(version=version, predictor=predictor, source=str(path), max_seconds=0.2)

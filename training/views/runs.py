@@ -1,9 +1,100 @@
-# PLACEHOLDER
-from django.http import HttpResponse
+"""Run pages: list, new (form), detail (live charts), compare; POST actions cancel/resume/delete."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from training import selectors
+from training.forms import RunForm
+from training.models import TrainingRun
+from training.services import runs as run_services
 
 
-def _todo(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+def run_list(request: HttpRequest) -> HttpResponse:
+    run_services.runs_reap_stale()  # cheap; the page never shows a dead run as running
+    return render(request, "training/run_list.html", {"runs": selectors.run_list()})
 
 
-run_list = run_new = run_compare = run_detail = run_cancel = run_resume = run_delete = _todo
+def run_new(request: HttpRequest) -> HttpResponse:
+    form = RunForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            recipe = run_services.recipe_build(
+                features=data["features"], model_size=data["model_size"], epochs=data["epochs"],
+                batch_size=data["batch_size"], lr=data["lr"], dropout=data["dropout"],
+                augment=data["augment"], patience=data["patience"],
+            )
+            run = run_services.run_create(
+                name=data["name"], corpora=list(data["corpora"]), recipe=recipe,
+                label_mode=data["label_mode"], label_mapping=run_services.parse_label_mapping(data["label_mapping"]),
+                protocol=data["protocol"], folds=data["folds"], created_by=request.user,
+            )
+        except run_services.RunError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Run “{run.name}” queued.")
+            return redirect("runs:detail", pk=run.pk)
+    return render(request, "training/run_new.html", {"form": form})
+
+
+def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    run_services.runs_reap_stale()
+    run = get_object_or_404(selectors.run_list(), pk=pk)
+    snapshot = selectors.run_snapshot(run.pk)
+    return render(request, "training/run_detail.html", {
+        "run": run,
+        "snapshot": snapshot,
+        "labels": run.labels,
+        "config": {"run": run.pk, "epochs": run.total_epochs, "folds": run.folds, "labels": run.labels},
+    })
+
+
+def run_compare(request: HttpRequest) -> HttpResponse:
+    ids = []
+    for value in request.GET.getlist("run"):
+        try:
+            ids.append(int(value))
+        except ValueError:
+            continue
+    return render(request, "training/run_compare.html", {
+        "runs": selectors.run_list(),
+        "chosen": ids,
+        "data": selectors.run_compare_data(ids),
+    })
+
+
+def _action(request: HttpRequest, pk: int, action, done: str) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=pk)
+    try:
+        action(run=run)
+    except run_services.RunError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, done.format(name=run.name))
+    return redirect("runs:detail", pk=pk)
+
+
+@require_POST
+def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+    return _action(request, pk, run_services.run_cancel, "Cancel requested for “{name}”.")
+
+
+@require_POST
+def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
+    return _action(request, pk, run_services.run_resume, "“{name}” queued to resume from its last checkpoint.")
+
+
+@require_POST
+def run_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=pk)
+    try:
+        run_services.run_delete(run=run)
+    except run_services.RunError as exc:
+        messages.error(request, str(exc))
+        return redirect("runs:detail", pk=pk)
+    messages.success(request, f"Run “{run.name}” deleted.")
+    return redirect("runs:list")

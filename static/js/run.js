@@ -1,0 +1,162 @@
+// Live run page: draws the stored history, then extends the charts from websocket messages.
+// Never polls. Reconnects with the last drawn (fold, epoch) so the server replays exactly
+// what was missed; duplicates are dropped by (fold, epoch).
+(function () {
+  "use strict";
+  const cfg = readJson("run-config");
+  const snapshot = readJson("run-snapshot");
+  const labels = cfg.labels;
+  const seen = new Set();
+  let last = [0, 0]; // highest (fold, epoch) drawn
+  const traces = {}; // "chart|metric|fold" -> trace index
+  const latencies = (window.__chartLatencies = []);
+  const plotConfig = { displaylogo: false, responsive: true };
+
+  const charts = {
+    loss: { el: "chart-loss", title: "Loss", metrics: [["train_loss", "train"], ["val_loss", "validation"]], yrange: null },
+    acc: { el: "chart-acc", title: "Accuracy", metrics: [["train_acc", "train acc"], ["wa", "val WA"], ["ua", "val UA"]], yrange: [0, 1] },
+  };
+  const dash = { train_loss: "solid", val_loss: "dot", train_acc: "dot", wa: "dash", ua: "solid" };
+  const palette = ["#3655d4", "#d62728", "#2e8b57", "#ff8c1a", "#8e44ad", "#7fb3d5", "#a0826d", "#e84393"];
+
+  function layout(title, yrange) {
+    return {
+      title: { text: title, font: { size: 14 } }, margin: { t: 36, r: 10, b: 40, l: 48 },
+      xaxis: { title: "epoch", dtick: cfg.epochs <= 20 ? 1 : undefined, rangemode: "tozero" },
+      yaxis: yrange ? { range: yrange } : { rangemode: "tozero" },
+      legend: { orientation: "h", y: -0.2 }, uirevision: "keep",
+    };
+  }
+  for (const c of Object.values(charts)) Plotly.newPlot(c.el, [], layout(c.title, c.yrange), plotConfig);
+
+  function traceFor(chartKey, metric, name, fold) {
+    const key = `${chartKey}|${metric}|${fold}`;
+    if (traces[key] !== undefined) return traces[key];
+    const el = document.getElementById(charts[chartKey].el);
+    const index = el.data.length;
+    const foldName = cfg.folds > 1 ? ` (fold ${fold})` : "";
+    const metricIndex = charts[chartKey].metrics.findIndex((m) => m[0] === metric);
+    Plotly.addTraces(el, {
+      x: [], y: [], mode: "lines+markers", name: name + foldName,
+      line: { dash: dash[metric], color: palette[(cfg.folds > 1 ? fold - 1 : metricIndex) % palette.length], width: metric === "ua" ? 3 : 2 },
+      marker: { size: 5 },
+    });
+    traces[key] = index;
+    return index;
+  }
+
+  function drawEpochs(epochs) {
+    // Group the new points per trace so one Plotly call extends everything.
+    for (const [chartKey, chart] of Object.entries(charts)) {
+      const xs = {}, ys = {};
+      for (const e of epochs) {
+        for (const [metric, name] of chart.metrics) {
+          const i = traceFor(chartKey, metric, name, e.fold);
+          (xs[i] = xs[i] || []).push(e.epoch);
+          (ys[i] = ys[i] || []).push(e[metric]);
+        }
+      }
+      const idx = Object.keys(xs).map(Number);
+      if (idx.length) Plotly.extendTraces(chart.el, { x: idx.map((i) => xs[i]), y: idx.map((i) => ys[i]) }, idx);
+    }
+    const latest = epochs[epochs.length - 1];
+    drawConfusionOf(latest);
+    drawRecall(latest);
+  }
+
+  function drawConfusionOf(e) {
+    document.getElementById("confusion-caption").textContent =
+      `Validation, epoch ${e.epoch}${cfg.folds > 1 ? `, fold ${e.fold}` : ""} (rows = true class, row-normalised)`;
+    if (window.drawConfusion) window.drawConfusion("chart-confusion", labels, e.confusion);
+  }
+
+  function drawRecall(e) {
+    const values = labels.map((l) => e.per_class_recall[l] ?? 0);
+    Plotly.react("chart-recall", [{
+      type: "bar", x: labels, y: values, marker: { color: labels.map(emotionColor) },
+      text: values.map((v) => v.toFixed(2)), textposition: "outside", hovertemplate: "%{x}: %{y:.3f}<extra></extra>",
+    }], {
+      title: { text: `Per-class recall, epoch ${e.epoch}`, font: { size: 14 } },
+      margin: { t: 36, r: 10, b: 60, l: 48 }, yaxis: { range: [0, 1.1] },
+    }, plotConfig);
+  }
+
+  function accept(e) {
+    const key = `${e.fold}:${e.epoch}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    if (e.fold > last[0] || (e.fold === last[0] && e.epoch > last[1])) last = [e.fold, e.epoch];
+    return true;
+  }
+
+  const logEl = document.getElementById("event-log");
+  function log(text) {
+    const line = document.createElement("div");
+    line.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
+    logEl.appendChild(line);
+    logEl.scrollTop = logEl.scrollHeight;
+  }
+
+  function setBar(id, fraction, label) {
+    const bar = document.getElementById(id);
+    bar.firstElementChild.style.width = `${Math.round(Math.max(0, Math.min(1, fraction)) * 100)}%`;
+    if (label !== undefined) document.getElementById(id + "-label").textContent = label;
+  }
+
+  const finished = ["succeeded", "failed", "cancelled", "interrupted"];
+  function showStatus(s) {
+    const badge = document.getElementById("run-status");
+    const changed = badge.textContent !== s.status;
+    badge.textContent = s.status;
+    badge.className = `badge ${s.status}`;
+    document.getElementById("run-phase").textContent = s.phase || "";
+    document.getElementById("run-error").textContent = s.error || "";
+    setBar("bar-overall", s.progress, `${Math.round(s.progress * 100)}%`);
+    if (s.best_ua !== null && s.best_ua !== undefined) document.getElementById("run-best").textContent = s.best_ua.toFixed(3);
+    for (const el of document.querySelectorAll("[data-when]")) {
+      el.hidden = !el.dataset.when.split(" ").includes(s.status);
+    }
+    if (changed && finished.includes(s.status) && badge.dataset.initial !== s.status) {
+      log(`run ${s.status}${s.error ? ": " + s.error : ""}`);
+      if (s.status === "succeeded") setTimeout(() => location.reload(), 800); // show the registered model
+    }
+  }
+
+  // 1. Stored history.
+  const initial = snapshot.epochs.filter(accept);
+  if (initial.length) drawEpochs(initial);
+  showStatus(snapshot.status);
+  document.getElementById("run-status").dataset.initial = snapshot.status.status;
+
+  // 2. Live stream.
+  let retry = 500;
+  function connect() {
+    const ws = new WebSocket(wsUrl(`/ws/runs/${cfg.run}/?after_fold=${last[0]}&after_epoch=${last[1]}`));
+    ws.onopen = () => { retry = 500; document.getElementById("live").className = "badge running"; document.getElementById("live").textContent = "live"; };
+    ws.onmessage = (msg) => {
+      const m = JSON.parse(msg.data);
+      if (m.type === "run.epoch") {
+        if (!accept(m)) return;
+        drawEpochs([m]);
+        if (m.sent_at) latencies.push(Date.now() / 1000 - m.sent_at);
+        if (!m.replay) log(`epoch ${m.epoch}${cfg.folds > 1 ? ` (fold ${m.fold})` : ""}: val UA ${m.ua.toFixed(3)}, WA ${m.wa.toFixed(3)}, loss ${m.val_loss.toFixed(3)}${m.is_best ? " ★ best" : ""}`);
+        setBar("bar-epoch", 1, `epoch ${m.epoch} done`);
+      } else if (m.type === "run.progress") {
+        setBar("bar-epoch", m.batch / m.batches, `epoch ${m.epoch}/${m.epochs}${cfg.folds > 1 ? `, fold ${m.fold}` : ""}: batch ${m.batch}/${m.batches}, loss ${m.train_loss.toFixed(3)}`);
+        setBar("bar-overall", m.progress, `${Math.round(m.progress * 100)}%`);
+      } else if (m.type === "run.status") {
+        showStatus(m);
+      } else if (m.type === "run.log") {
+        log(m.message);
+      }
+    };
+    ws.onclose = (ev) => {
+      const live = document.getElementById("live");
+      live.className = "badge"; live.textContent = "reconnecting…";
+      if (ev.code === 4401 || ev.code === 4404) { live.textContent = "not available"; return; }
+      setTimeout(connect, retry);
+      retry = Math.min(retry * 2, 5000);
+    };
+  }
+  connect();
+})();

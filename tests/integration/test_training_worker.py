@@ -1,0 +1,105 @@
+"""End to end with a real Celery worker subprocess and the real Redis: a run trains a tiny
+model, its epochs arrive in order at a websocket client, and a ModelVersion is registered.
+A worker killed mid-run leaves the run interrupted, and resume finishes it without gaps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from recognition.models import ModelVersion
+from tests.web.factories import ready_corpus
+from training.models import EpochMetric, TrainingRun
+from training.routing import websocket_urlpatterns
+from training.services import runs as services
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+
+
+def wait_for(predicate, timeout: float, what: str, worker=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    log = worker.log_text()[-4000:] if worker else ""
+    raise AssertionError(f"timed out waiting for {what}\n{log}")
+
+
+def create_run(corpus, user, *, epochs: int, name: str = "e2e") -> TrainingRun:
+    recipe = services.recipe_build(model_size="small", epochs=epochs, batch_size=8, augment=False, patience=0)
+    return services.run_create(name=name, corpora=[corpus], recipe=recipe, created_by=user)
+
+
+def test_run_trains_streams_epochs_and_registers_a_model(tmp_path, user, celery_worker, channel_layer):
+    corpus = ready_corpus(tmp_path / "corpus")
+    messages: list[dict] = []
+
+    async def watch(run_id: int) -> None:
+        c = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/runs/{run_id}/")
+        c.scope["user"] = user
+        connected, _ = await c.connect()
+        assert connected
+        while True:
+            m = await c.receive_json_from(timeout=240)
+            messages.append(m)
+            if m["type"] == "run.status" and m["status"] in ("succeeded", "failed", "cancelled"):
+                break
+        await c.disconnect()
+
+    run = create_run(corpus, user, epochs=3)
+    asyncio.run(watch(run.pk))
+    run.refresh_from_db()
+    assert run.status == "succeeded", (run.error, celery_worker.log_text()[-3000:])
+    epochs = [m["epoch"] for m in messages if m["type"] == "run.epoch"]
+    assert epochs == [1, 2, 3]  # in order, no gaps, no duplicates (replayed or live)
+    assert any(m["type"] == "run.progress" for m in messages)
+    statuses = [m["status"] for m in messages if m["type"] == "run.status"]
+    assert statuses[-1] == "succeeded" and "running" in statuses
+    assert list(EpochMetric.objects.filter(run=run).values_list("epoch", flat=True)) == [1, 2, 3]
+    version = ModelVersion.objects.get()
+    assert run.model_version == version and version.name == "e2e" and version.version == 1
+    assert version.labels == run.labels and version.metrics["split"] == "test" and "protocol" in version.metrics
+    assert len(version.confusion) == len(run.labels)
+    assert version.lineage["run_id"] == run.pk and version.lineage["corpora"] == ["synth"]
+    # A second run of the same name gets version 2; a cancelled queued run never starts.
+    queued = create_run(corpus, user, epochs=1, name="e2e")
+    services.run_cancel(run=queued)
+    second = create_run(corpus, user, epochs=1, name="e2e")
+    wait_for(lambda: TrainingRun.objects.get(pk=second.pk).status == "succeeded", 120, "the second run", celery_worker)
+    assert TrainingRun.objects.get(pk=queued.pk).status == "cancelled"
+    assert TrainingRun.objects.get(pk=queued.pk).started_at is None
+    assert sorted(ModelVersion.objects.values_list("version", flat=True)) == [1, 2]
+
+
+def test_killed_worker_leaves_the_run_interrupted_and_resume_finishes_it(tmp_path, user, celery_worker, redis_server, settings):
+    from tests.conftest import WorkerProcess
+
+    corpus = ready_corpus(tmp_path / "corpus")
+    run = create_run(corpus, user, epochs=6)
+    wait_for(lambda: EpochMetric.objects.filter(run=run).count() >= 2, 180, "two epochs", celery_worker)
+    celery_worker.kill()
+    assert TrainingRun.objects.get(pk=run.pk).status == "running"
+    # No heartbeat any more: after the timeout the reaper (beat task, page view, new worker) marks it.
+    time.sleep(settings.SER_HEARTBEAT_TIMEOUT + 0.5)
+    assert services.runs_reap_stale() == [run.pk]
+    run.refresh_from_db()
+    assert run.status == "interrupted"
+    done_before = EpochMetric.objects.filter(run=run).count()
+
+    services.run_resume(run=run)
+    worker = WorkerProcess(celery_worker.env, tmp_path / "worker2.log").start()
+    try:
+        wait_for(lambda: TrainingRun.objects.get(pk=run.pk).status in ("succeeded", "failed"), 180, "the resumed run", worker)
+    finally:
+        worker.stop()
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    epochs = list(EpochMetric.objects.filter(run=run).values_list("epoch", flat=True))
+    assert epochs == [1, 2, 3, 4, 5, 6] and done_before >= 2
+    assert run.model_version is not None

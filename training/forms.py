@@ -1,0 +1,44 @@
+"""The run form: the engine's defaults, and the choices a user is likely to change."""
+
+from __future__ import annotations
+
+from django import forms
+
+from recognition.engine.features import FEATURE_KINDS
+from recognition.engine.model import MODEL_SIZES
+from training.engine.trainer import TrainConfig
+from training.models import Corpus, TrainingRun
+from training.selectors.corpora import corpus_ready_list
+
+_defaults = TrainConfig()
+
+
+class RunForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="The model version registered at the end takes this name.")
+    corpora = forms.ModelMultipleChoiceField(
+        queryset=Corpus.objects.none(), help_text="Several corpora are pooled (multi-domain training)."
+    )
+    label_mode = forms.ChoiceField(
+        choices=[("common", "Common: classes every corpus has"), ("all", "All: every class of any corpus")],
+        initial="common",
+    )
+    label_mapping = forms.CharField(
+        required=False, widget=forms.TextInput(attrs={"placeholder": "calm=neutral, boredom="}),
+        help_text="Optional: map or drop classes before choosing (empty target drops the class).",
+    )
+    protocol = forms.ChoiceField(choices=TrainingRun.Protocol.choices, initial=TrainingRun.Protocol.HOLDOUT)
+    folds = forms.IntegerField(min_value=2, max_value=20, initial=5, help_text="For k-fold only.")
+    features = forms.ChoiceField(choices=[(k, {"logmel": "log-Mel", "mfcc": "MFCC + deltas"}.get(k, k)) for k in FEATURE_KINDS])
+    model_size = forms.ChoiceField(choices=[(k, k) for k in MODEL_SIZES], initial="medium")
+    epochs = forms.IntegerField(min_value=1, max_value=500, initial=_defaults.epochs)
+    batch_size = forms.IntegerField(min_value=1, max_value=512, initial=_defaults.batch_size)
+    lr = forms.FloatField(min_value=1e-6, max_value=1.0, initial=_defaults.lr, label="Learning rate")
+    dropout = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.1)
+    patience = forms.IntegerField(
+        min_value=0, max_value=500, initial=_defaults.patience, help_text="Early stopping on validation UA; 0 = off."
+    )
+    augment = forms.BooleanField(required=False, initial=True, help_text="Speed, gain, noise and SpecAugment.")
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["corpora"].queryset = corpus_ready_list()

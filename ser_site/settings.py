@@ -156,9 +156,19 @@ SER_HEARTBEAT_TIMEOUT = float(os.environ.get("SER_HEARTBEAT_TIMEOUT", "60"))
 SER_MODEL_DIR = DATA_DIR / "models"
 SER_FEATURE_CACHE_DIR = Path(os.environ.get("SER_FEATURE_CACHE_DIR", DATA_DIR / "cache")).resolve()
 SER_MAX_AUDIO_SECONDS = float(os.environ.get("SER_MAX_AUDIO_SECONDS", "600"))
+# Largest audio file accepted by the upload page and POST /api/classify.
+SER_API_MAX_UPLOAD_BYTES = int(os.environ.get("SER_API_MAX_UPLOAD_BYTES", str(50 * 1024**2)))
 SER_RUNS_DIR = DATA_DIR / "runs"
 # CPU threads per training run (0 = all cores).
 SER_TRAIN_THREADS = int(os.environ.get("SER_TRAIN_THREADS", "0"))
+
+# Live recognition over ws/record/: longest recording (seconds of audio), bytes per second
+# a client may send (token bucket with a few seconds of burst), open streams per user
+# (counted in Redis, so across every web process), threads classifying per web process.
+SER_STREAM_MAX_SECONDS = float(os.environ.get("SER_STREAM_MAX_SECONDS", "600"))
+SER_STREAM_MAX_BYTES_PER_SECOND = int(os.environ.get("SER_STREAM_MAX_BYTES_PER_SECOND", "64000"))
+SER_STREAM_MAX_PER_USER = int(os.environ.get("SER_STREAM_MAX_PER_USER", "3"))
+SER_INFERENCE_THREADS = int(os.environ.get("SER_INFERENCE_THREADS", "2"))
 
 # Uploads of corpora: limits that hold against zip bombs and oversized requests.
 SER_MAX_UPLOAD_BYTES = int(os.environ.get("SER_MAX_UPLOAD_BYTES", str(2 * 1024**3)))

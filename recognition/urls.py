@@ -12,5 +12,6 @@ urlpatterns = [
     path("record/", record.record, name="record"),
     path("classify/", record.upload, name="upload"),
     path("profile/", profile.profile, name="profile"),
+    path("profile/tokens/<int:pk>/revoke/", profile.token_revoke, name="token_revoke"),
     path("api/classify", api.classify, name="api_classify"),
 ]

@@ -105,3 +105,26 @@ def test_crossval_two_folds(corpus, tmp_path):
 def test_bad_corpus_path_is_a_clear_error(tmp_path):
     with pytest.raises(CommandError):
         call_command("train", "--corpus", str(tmp_path / "missing"), "--out", str(tmp_path / "m.pt"), *FAST, stdout=StringIO())
+
+
+@pytest.mark.django_db
+def test_classify_uses_the_active_model_version(tmp_path, monkeypatch):
+    from tests.tiny_model import register_tiny
+
+    monkeypatch.delenv("SER_MODEL", raising=False)
+    wave, _ = speech_silence_speech("sad")
+    wav = write_wav(tmp_path / "two.wav", wave)
+    # No model anywhere: a clear error, not a traceback.
+    with pytest.raises(CommandError, match="activate a model version"):
+        call_command("classify", str(wav), stdout=StringIO(), stderr=StringIO())
+    register_tiny(tmp_path, name="older", labels=["neutral", "happy"], activate=False)
+    with pytest.raises(CommandError, match="no model"):
+        call_command("classify", str(wav), stdout=StringIO(), stderr=StringIO())
+    active = register_tiny(tmp_path, name="current", labels=["neutral", "sad", "angry"], seed=1, activate=True)
+    stdout, stderr = StringIO(), StringIO()
+    call_command("classify", str(wav), "--json", stdout=stdout, stderr=stderr)
+    data = json.loads(stdout.getvalue())
+    assert data["model"] == f"current v{active.version}"
+    assert data["labels"] == ["neutral", "sad", "angry"]
+    assert data["results"][0]["label"] in data["labels"]
+    assert "using the active model current v1" in stderr.getvalue()

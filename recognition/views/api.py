@@ -1,10 +1,111 @@
-# PLACEHOLDER: replaced by the module's owner in this session.
-from django.http import HttpResponse
+"""``POST /api/classify``: classify one uploaded audio file, answer JSON.
+
+Authentication is either a personal API token (``Authorization: Bearer ser_…``, made on
+the profile page) or the browser session. A session request must carry a valid CSRF token,
+like any form post: otherwise any website could make a logged-in browser call the API.
+Token requests need no CSRF token because a browser never attaches the header by itself.
+
+Every error is JSON ``{"error": message, "code": short_code}`` with a fitting status:
+401 no or bad token, 403 CSRF, 400 missing file or bad model id, 413 too large,
+422 not decodable audio, 503 no model.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
+from django.http import HttpRequest, JsonResponse
+from django.http.multipartparser import MultiPartParserError
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+
+from recognition.engine.audio import AudioError
+from recognition.inference import model_version_resolve
+from recognition.tokens import api_token_authenticate
+from recognition.uploads import (
+    NoModelError,
+    upload_limit_install,
+    uploaded_file_classify,
+    version_id_parse,
+)
 
 
-def _todo(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+def _error(status: int, code: str, message: str, **headers: str) -> JsonResponse:
+    response = JsonResponse({"error": message, "code": code}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
 
 
-model_list = model_detail = model_activate = model_download = _todo
-record = upload = profile = classify = _todo
+def _unauthorized(message: str) -> JsonResponse:
+    return _error(401, "unauthorized", message, WWW_Authenticate='Bearer realm="api"')
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    """The CSRF middleware's own check, answering with the failure reason instead of a page."""
+
+    def _reject(self, request, reason):  # noqa: ANN001 — Django's signature
+        return reason
+
+
+def _csrf_failure(request: HttpRequest) -> str | None:
+    """None when the request passes Django's CSRF check, else the reason."""
+    return _CsrfCheck(lambda r: None).process_view(request, lambda r: None, (), {})
+
+
+@login_not_required
+@csrf_exempt
+def classify(request: HttpRequest) -> JsonResponse:
+    """Multipart ``file`` (audio) and optional ``model`` (version id) -> the result dict as JSON.
+
+    The response adds ``label`` and ``probabilities`` of the whole recording at top level.
+    """
+    if request.method != "POST":
+        return _error(405, "method_not_allowed", "Use POST with a multipart/form-data body.", Allow="POST")
+    limit = upload_limit_install(request)  # before anything parses the body
+
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    session_auth = False
+    if header:
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            return _unauthorized("Send the token as 'Authorization: Bearer <token>'.")
+        token = api_token_authenticate(secret=secret)
+        if token is None:
+            return _unauthorized("The API token is not valid (unknown or revoked).")
+        request.user = token.user
+    elif request.user.is_authenticated:
+        session_auth = True
+    else:
+        return _unauthorized("Authentication required: send an API token as 'Authorization: Bearer <token>'.")
+
+    if limit.declared_too_large():
+        return _error(413, "too_large", limit.message)
+    try:
+        uploaded = request.FILES.get("file")  # parses the body, counting bytes
+    except (MultiPartParserError, RequestDataTooBig, TooManyFilesSent) as exc:
+        return _error(400, "bad_request", f"The request body is not valid multipart/form-data ({exc}).")
+    if limit.exceeded:
+        return _error(413, "too_large", limit.message)
+    if session_auth and (reason := _csrf_failure(request)):
+        return _error(403, "csrf", f"CSRF check failed ({reason}). Session requests need the CSRF token.")
+    if uploaded is None:
+        return _error(400, "missing_file", "Send the audio as a multipart/form-data field named 'file'.")
+    try:
+        version_id = version_id_parse(request.POST.get("model"))
+    except ValueError:
+        return _error(400, "bad_model", "'model' must be the id of a model version (a number).")
+    if version_id is not None:
+        try:
+            model_version_resolve(version_id)
+        except NoModelError as exc:
+            return _error(400, "bad_model", str(exc))
+
+    try:
+        result = uploaded_file_classify(uploaded=uploaded, version_id=version_id)
+    except NoModelError as exc:
+        return _error(503, "no_model", str(exc))
+    except AudioError as exc:
+        return _error(422, "bad_audio", str(exc))
+    whole = result.get("whole") or {}
+    return JsonResponse({"label": whole.get("label"), "probabilities": whole.get("probabilities"), **result})

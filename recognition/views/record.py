@@ -1,10 +1,123 @@
-# PLACEHOLDER: replaced by the module's owner in this session.
-from django.http import HttpResponse
+"""The record page (live microphone recognition) and the upload page (classify a file).
+
+Both let the user pick a model version (the active one by default) and show results with
+the same front-end renderer (static/js/result_view.js). The record page only renders the
+controls: the audio goes over the ``ws/record/`` websocket (recognition/consumers.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from recognition.engine.audio import AudioError
+from recognition.models import ModelVersion
+from recognition.selectors import model_version_list
+from recognition.uploads import (
+    NoModelError,
+    format_bytes,
+    max_upload_bytes,
+    upload_limit_install,
+    uploaded_file_classify,
+)
 
 
-def _todo(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+def _version_label(version: ModelVersion) -> str:
+    text = f"{version.name} v{version.version}"
+    if version.ua is not None:
+        text += f" · UA {100 * version.ua:.1f}%"
+    if version.is_active:
+        text += " (active)"
+    return text
 
 
-model_list = model_detail = model_activate = model_download = _todo
-record = upload = profile = classify = _todo
+def _versions() -> tuple[list[ModelVersion], ModelVersion | None]:
+    """All versions, the active one first, and the active one (the default choice)."""
+    versions = sorted(model_version_list(), key=lambda v: not v.is_active)
+    active = versions[0] if versions and versions[0].is_active else None
+    return versions, active
+
+
+def _model_context(versions: list[ModelVersion], active: ModelVersion | None) -> dict[str, Any]:
+    return {
+        "versions": versions,
+        "active": active,
+        "runs_url": reverse("runs:list"),
+        "models_url": reverse("recognition:models"),
+    }
+
+
+def record(request: HttpRequest) -> HttpResponse:
+    """Start/stop recording, a level meter, live segments, then the full result."""
+    versions, active = _versions()
+    default = active or (versions[0] if versions else None)
+    options = {
+        "wsPath": "/ws/record/",
+        "defaultModel": default.pk if default else None,
+        "models": [{"id": v.pk, "label": _version_label(v), "labels": v.labels} for v in versions],
+    }
+    context = {**_model_context(versions, active), "default": default, "options": options}
+    return render(request, "recognition/record.html", context)
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(label="Audio file", help_text="WAV, FLAC, MP3, Ogg, Opus, WebM, M4A/AAC …")
+    model = forms.TypedChoiceField(label="Model", coerce=int, required=False, empty_value=None)
+
+    def __init__(self, *args: Any, versions: list[ModelVersion], default: ModelVersion | None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["model"].choices = [(v.pk, _version_label(v)) for v in versions]
+        if default is not None:
+            self.fields["model"].initial = default.pk
+
+
+@csrf_exempt  # the size limit must be installed before the CSRF check reads the body …
+def upload(request: HttpRequest) -> HttpResponse:
+    """A form for one audio file; on success the same result view as the record page."""
+    limit = upload_limit_install(request) if request.method == "POST" else None
+    return _upload(request, limit)
+
+
+@csrf_protect  # … so the check runs here, after it
+def _upload(request: HttpRequest, limit: Any) -> HttpResponse:
+    versions, active = _versions()
+    default = active or (versions[0] if versions else None)
+    result = None
+    error = ""
+    filename = ""
+    if request.method == "POST":
+        form = UploadForm(request.POST, request.FILES, versions=versions, default=default)
+        if limit is not None and limit.exceeded:
+            error = limit.message
+        elif not versions:
+            error = "There is no model yet, so nothing can be classified."
+        elif form.is_valid():
+            uploaded = form.cleaned_data["file"]
+            filename = uploaded.name
+            try:
+                result = uploaded_file_classify(uploaded=uploaded, version_id=form.cleaned_data["model"])
+            except NoModelError as exc:
+                error = str(exc)
+            except AudioError as exc:
+                error = f"{uploaded.name}: {exc}"
+    else:
+        form = UploadForm(versions=versions, default=default)
+    context = {
+        **_model_context(versions, active),
+        "form": form,
+        "result": result,
+        "error": error,
+        "filename": filename,
+        "max_bytes": max_upload_bytes(),
+        "max_size": format_bytes(max_upload_bytes()),
+    }
+    if limit is not None and limit.exceeded:
+        status = 413
+    else:
+        status = 400 if error or form.errors else 200
+    return render(request, "recognition/upload.html", context, status=status)

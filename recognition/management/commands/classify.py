@@ -1,4 +1,6 @@
-"""python manage.py classify FILE [FILE ...] [--model MODEL.pt] [--segments] [--json]"""
+"""python manage.py classify FILE [FILE ...] [--model MODEL.pt] [--segments] [--json]
+
+The model is ``--model``, else ``$SER_MODEL``, else the registry's active ModelVersion."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from recognition.engine.audio import AudioError, decode_audio
 from recognition.engine.checkpoint import CheckpointError
 from recognition.engine.predictor import Predictor
 from recognition.engine.vad import VadConfig
+from recognition.selectors import model_version_active
 
 
 class Command(BaseCommand):
@@ -19,16 +22,18 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("files", nargs="+", metavar="FILE")
-        parser.add_argument("--model", default=os.environ.get("SER_MODEL"), help="checkpoint file (.pt); default: $SER_MODEL")
+        parser.add_argument(
+            "--model", default=os.environ.get("SER_MODEL"),
+            help="checkpoint file (.pt); default: $SER_MODEL, else the active model version of the registry",
+        )
         parser.add_argument("--segments", action="store_true", help="also cut speech segments with the VAD and classify each")
         parser.add_argument("--aggressiveness", type=int, default=VadConfig().aggressiveness, choices=range(4))
         parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
     def handle(self, *args, **options):
-        if not options["model"]:
-            raise CommandError("no model: pass --model MODEL.pt (or set SER_MODEL)")
+        model_name, checkpoint = self._model(options["model"])
         try:
-            predictor = Predictor.from_checkpoint(options["model"])
+            predictor = Predictor.from_checkpoint(checkpoint)
         except CheckpointError as exc:
             raise CommandError(str(exc)) from exc
         vad = VadConfig(aggressiveness=options["aggressiveness"])
@@ -45,12 +50,29 @@ class Command(BaseCommand):
                 item["segments"] = [seg.to_dict() for seg in predictor.predict_segments(wave, vad)]
             results.append(item)
         if options["json"]:
-            self.stdout.write(json.dumps({"model": options["model"], "labels": predictor.labels, "results": results}, indent=2))
+            self.stdout.write(json.dumps({"model": model_name, "labels": predictor.labels, "results": results}, indent=2))
         else:
             for item in results:
                 self._print(item)
         if failures == len(results):
             raise CommandError("no file could be classified")
+
+    def _model(self, given: str | None) -> tuple[str, str]:
+        """(name to report, checkpoint path): the given file, else the active ModelVersion's."""
+        if given:
+            return given, given
+        version = model_version_active()
+        if version is None:
+            raise CommandError(
+                "no model: pass --model MODEL.pt, set SER_MODEL, or activate a model version "
+                "(models page or admin)"
+            )
+        try:
+            path = version.checkpoint.path
+        except (ValueError, NotImplementedError) as exc:
+            raise CommandError(f"the active model {version} has no usable checkpoint file ({exc})") from exc
+        self.stderr.write(f"using the active model {version}")
+        return f"{version.name} v{version.version}", path
 
     def _print(self, item: dict) -> None:
         if "error" in item:

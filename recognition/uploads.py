@@ -1,0 +1,142 @@
+"""Classifying uploaded audio files: the size limit and the call into the shared analysis.
+
+Used by the upload page and by ``POST /api/classify``, so both apply the same limit
+(``SER_API_MAX_UPLOAD_BYTES``), decode the same formats and return the same result dict.
+
+The limit is enforced twice: from ``Content-Length`` before anything is read, and by an
+upload handler that counts the bytes while Django parses the multipart body, so a client
+that lies about the length (or sends none) is stopped too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import HttpRequest
+
+from .analysis import analyse_file
+from .inference import NoModelError, inference_executor, model_version_resolve, predictor_load
+
+__all__ = [
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "UploadLimit",
+    "max_upload_bytes",
+    "upload_limit_install",
+    "uploaded_file_classify",
+    "version_id_parse",
+    "format_bytes",
+]
+
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024**2
+# Room for the multipart boundaries, part headers and the small "model" field around the
+# file: a request is refused from its Content-Length only when it cannot possibly hold an
+# allowed file.
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+def max_upload_bytes() -> int:
+    """The largest audio file accepted, in bytes (setting ``SER_API_MAX_UPLOAD_BYTES``)."""
+    return int(getattr(settings, "SER_API_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+def format_bytes(count: int) -> str:
+    """``52428800`` -> ``"50 MB"`` (binary units, short)."""
+    value = float(count)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "bytes" or value >= 10 else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} bytes"  # unreachable
+
+
+class UploadLimit(FileUploadHandler):
+    """Counts the uploaded file bytes while Django parses the body; stops the parse past the limit.
+
+    It must be the first handler so it sees every chunk before the others store it.
+    After parsing, ``exceeded`` tells whether the file was cut off (it is then absent
+    from ``request.FILES``), and ``declared_too_large()`` checks Content-Length up front.
+    """
+
+    def __init__(self, request: HttpRequest | None = None, limit: int | None = None) -> None:
+        super().__init__(request)
+        self.limit = max_upload_bytes() if limit is None else limit
+        self.received = 0
+        self.exceeded = False
+
+    def declared_too_large(self) -> bool:
+        """True when the request's Content-Length alone proves the file is over the limit."""
+        try:
+            length = int(self.request.META.get("CONTENT_LENGTH") or 0)
+        except (TypeError, ValueError):
+            return False
+        return length > self.limit + _MULTIPART_OVERHEAD
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            # connection_reset: do not read the rest of the body just to throw it away.
+            raise StopUpload(connection_reset=True)
+        return raw_data
+
+    def file_complete(self, file_size: int) -> None:
+        return None  # the next handler builds the UploadedFile
+
+    @property
+    def message(self) -> str:
+        return f"The file is too large: the limit is {format_bytes(self.limit)}."
+
+
+def upload_limit_install(request: HttpRequest) -> UploadLimit:
+    """Put an :class:`UploadLimit` in front of ``request``'s upload handlers.
+
+    Call it before anything reads ``request.POST``/``request.FILES`` (so views that use it
+    are ``csrf_exempt`` and run the CSRF check themselves afterwards).
+    """
+    handler = UploadLimit(request)
+    request.upload_handlers.insert(0, handler)
+    return handler
+
+
+def version_id_parse(raw: Any) -> int | None:
+    """A model version id from a form field: None when empty. Raises ValueError when not a number."""
+    if raw is None or str(raw).strip() == "":
+        return None
+    value = int(str(raw).strip())
+    if value < 1:
+        raise ValueError("a version id is a positive number")
+    return value
+
+
+def uploaded_file_classify(*, uploaded: UploadedFile, version_id: int | None = None) -> dict[str, Any]:
+    """Analyse an uploaded audio file with the given model version (None: the active one).
+
+    The work runs in the process-wide inference pool, which bounds how many models run at
+    once however many requests arrive; this thread waits for it.
+
+    Returns:
+        The shared result dict (see :mod:`recognition.analysis`).
+
+    Raises:
+        NoModelError: no active model, unknown version id, or an unloadable checkpoint.
+        AudioError: the file is not decodable audio, or is longer than ``SER_MAX_AUDIO_SECONDS``.
+    """
+    version = model_version_resolve(version_id)
+    predictor = predictor_load(version)
+    # Large uploads were spooled to disk by Django: decode from the path, not a copy in memory.
+    path = getattr(uploaded, "temporary_file_path", None)
+    if callable(path):
+        source: Any = path()
+    else:
+        uploaded.seek(0)
+        source = uploaded.read()
+    future = inference_executor().submit(
+        analyse_file, version=version, predictor=predictor, source=source, max_seconds=settings.SER_MAX_AUDIO_SECONDS
+    )
+    return future.result()
+
+
+__all__ += ["NoModelError"]

@@ -1,0 +1,245 @@
+// Draws a recognition result (the dict of recognition/analysis.py) into a container:
+// the current emotion with one probability bar per class, a Plotly timeline of the speech
+// segments, the recording's log-Mel spectrogram with the model's attention over it, and
+// a table of the segments. Used by the record page (live, then final) and the upload page.
+//
+//   window.renderResult(container, result, {live: bool})
+//
+// Calling it again on the same container updates the view in place (Plotly.react), so the
+// record page can call it for every segment message. Colours come from emotionColor().
+(function () {
+  "use strict";
+
+  const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
+  const FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2330" };
+
+  function el(tag, attrs, children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "text") node.textContent = value;
+      else if (key === "className") node.className = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children || []) node.appendChild(child);
+    return node;
+  }
+
+  function pct(p) {
+    return (100 * p).toFixed(p >= 0.995 || p < 0.0995 ? 0 : 1) + "%";
+  }
+
+  function fmtTime(s) {
+    return s.toFixed(2) + " s";
+  }
+
+  function labelsOf(result) {
+    if (result.model && result.model.labels && result.model.labels.length) return result.model.labels;
+    const first = result.whole || (result.segments || [])[0];
+    return first ? Object.keys(first.probabilities) : [];
+  }
+
+  // The skeleton is built once per container; later calls only fill it.
+  function skeleton(container) {
+    if (container._rv) return container._rv;
+    container.textContent = "";
+    const parts = {
+      label: el("div", { className: "rv-label" }),
+      caption: el("p", { className: "muted small rv-caption" }),
+      bars: el("div", { className: "rv-bars" }),
+      timeline: el("div", { className: "chart rv-timeline" }),
+      timelineNote: el("p", { className: "muted small rv-note" }),
+      spec: el("div", { className: "chart rv-spec" }),
+      specNote: el("p", { className: "muted small rv-note" }),
+      segments: el("tbody"),
+      segmentsCard: null,
+    };
+    const top = el("div", { className: "rv-top" }, [
+      el("section", { className: "card rv-current" }, [el("h2", { text: "Emotion" }), parts.label, parts.caption, parts.bars]),
+      el("section", { className: "card rv-timeline-card" }, [
+        el("h2", { text: "Timeline" }), parts.timelineNote, parts.timeline,
+      ]),
+    ]);
+    const spec = el("section", { className: "card rv-spec-card" }, [
+      el("h2", { text: "Spectrogram and attention" }), parts.specNote, parts.spec,
+    ]);
+    const table = el("table", { className: "rv-segments" }, [
+      el("thead", {}, [el("tr", {}, ["#", "From", "To", "Emotion", "Probability"].map((h, i) =>
+        el("th", { text: h, className: i === 1 || i === 2 || i === 4 ? "num" : "" })))]),
+      parts.segments,
+    ]);
+    parts.segmentsCard = el("section", { className: "card rv-segments-card" }, [el("h2", { text: "Segments" }), table]);
+    container.appendChild(el("div", { className: "rv" }, [top, spec, parts.segmentsCard]));
+    container._rv = parts;
+    return parts;
+  }
+
+  function renderCurrent(parts, result, live) {
+    const segments = result.segments || [];
+    let shown = null;
+    let caption = "";
+    if (result.whole) {
+      shown = result.whole;
+      caption = "Whole recording, " + fmtTime(result.duration) +
+        (segments.length ? " · " + segments.length + " speech segment" + (segments.length === 1 ? "" : "s") : "");
+    } else if (segments.length) {
+      const last = segments[segments.length - 1];
+      shown = last;
+      caption = "Latest segment, " + fmtTime(last.start) + " – " + fmtTime(last.end);
+    }
+    parts.bars.textContent = "";
+    parts.label.textContent = "";
+    if (!shown) {
+      parts.label.appendChild(el("span", { className: "muted", text: live ? "Listening…" : "No speech found" }));
+      parts.caption.textContent = live ? "The emotion appears after each pause in speech." : "";
+      return;
+    }
+    const color = window.emotionColor(shown.label);
+    parts.label.appendChild(el("span", { className: "rv-swatch", style: "background:" + color }));
+    parts.label.appendChild(el("span", { className: "rv-name", text: shown.label }));
+    parts.label.appendChild(el("span", { className: "rv-prob muted", text: pct(shown.probabilities[shown.label] || 0) }));
+    parts.caption.textContent = caption;
+    for (const label of labelsOf(result)) {
+      const p = shown.probabilities[label] || 0;
+      const fill = el("div", { style: "width:" + (100 * p).toFixed(1) + "%;background:" + window.emotionColor(label) });
+      parts.bars.appendChild(el("div", { className: "emotion-bar" + (label === shown.label ? " top" : ""), "data-label": label }, [
+        el("span", { text: label }),
+        el("div", { className: "bar" }, [fill]),
+        el("span", { className: "num", text: pct(p) }),
+      ]));
+    }
+  }
+
+  // Stacked bars, one per segment, as wide as the segment: each class's share of the
+  // probability in its colour, so the dominant emotion over time is what catches the eye.
+  function renderTimeline(parts, result, live) {
+    const segments = result.segments || [];
+    const labels = labelsOf(result);
+    const end = Math.max(result.duration || 0, segments.length ? segments[segments.length - 1].end : 0, 1);
+    const centres = segments.map((s) => (s.start + s.end) / 2);
+    const widths = segments.map((s) => Math.max(s.end - s.start, 0.02));
+    const traces = labels.map((label) => ({
+      type: "bar",
+      name: label,
+      x: centres,
+      width: widths,
+      y: segments.map((s) => s.probabilities[label] || 0),
+      marker: { color: window.emotionColor(label), line: { width: 0 } },
+      customdata: segments.map((s) => [s.start, s.end, s.label, s.index]),
+      hovertemplate: "%{customdata[0]:.2f}–%{customdata[1]:.2f} s<br>" + label + ": %{y:.1%}" +
+        "<br>segment %{customdata[3]}: %{customdata[2]}<extra></extra>",
+    }));
+    const layout = {
+      barmode: "stack",
+      bargap: 0,
+      margin: { l: 48, r: 10, t: 8, b: 40 },
+      font: FONT,
+      xaxis: { title: { text: "time (s)" }, range: [0, end], zeroline: false },
+      yaxis: { title: { text: "probability" }, range: [0, 1], tickformat: ".0%" },
+      legend: { orientation: "h", y: -0.22 },
+      showlegend: labels.length > 0,
+      plot_bgcolor: "#fafbfc",
+    };
+    parts.timelineNote.textContent = segments.length ? "" :
+      (live ? "Segments appear here as you speak." : "No speech segment was found in this recording.");
+    window.Plotly.react(parts.timeline, traces, layout, PLOT_CONFIG);
+  }
+
+  function renderSpectrogram(parts, result, live) {
+    const spec = result.spectrogram;
+    const card = parts.spec.parentNode;
+    if (!spec || !spec.db || !spec.db.length) {
+      parts.specNote.textContent = live ? "After you stop, the spectrogram and the model's attention appear here." :
+        "No audio to show.";
+      parts.spec.style.display = "none";
+      card.classList.add("rv-empty");
+      return;
+    }
+    parts.spec.style.display = "";
+    card.classList.remove("rv-empty");
+    const columns = spec.db[0].length;
+    const times = Array.from({ length: columns }, (_, j) => (j + 0.5) * spec.hop);
+    const traces = [{
+      type: "heatmap",
+      z: spec.db,
+      x: times,
+      y: Array.from({ length: spec.n_mels }, (_, i) => i),
+      colorscale: "Viridis",
+      showscale: false,
+      hovertemplate: "%{x:.2f} s, Mel band %{y}: %{z:.0f} dB<extra></extra>",
+      name: "log-Mel",
+    }];
+    const whole = result.whole;
+    if (whole && whole.attention && whole.attention.length) {
+      const at = whole.attention.map((_, i) => whole.attention_offset + (i + 0.5) * whole.attention_hop);
+      traces.push({
+        type: "scatter",
+        mode: "lines",
+        name: "attention",
+        x: at,
+        y: whole.attention,
+        yaxis: "y2",
+        line: { color: "#ff5a36", width: 2.5, shape: "spline", smoothing: 0.6 },
+        fill: "tozeroy",
+        fillcolor: "rgba(255,90,54,0.18)",
+        hovertemplate: "%{x:.2f} s: attention %{y:.4f}<extra></extra>",
+      });
+    }
+    // The segments as a coloured strip above the spectrogram.
+    const shapes = (result.segments || []).map((s) => ({
+      type: "rect", xref: "x", yref: "paper", x0: s.start, x1: s.end, y0: 1.01, y1: 1.06,
+      fillcolor: window.emotionColor(s.label), line: { width: 0 },
+    }));
+    const maxAttention = whole && whole.attention && whole.attention.length ? Math.max(...whole.attention) : 1;
+    const layout = {
+      margin: { l: 48, r: 56, t: 22, b: 40 },
+      font: FONT,
+      xaxis: { title: { text: "time (s)" }, range: [0, Math.max(result.duration || 0, columns * spec.hop)] },
+      yaxis: { title: { text: "Mel band" }, range: [-0.5, spec.n_mels - 0.5], fixedrange: true },
+      yaxis2: {
+        title: { text: "attention" }, overlaying: "y", side: "right", range: [0, maxAttention * 1.15],
+        showgrid: false, rangemode: "tozero",
+      },
+      shapes: shapes,
+      showlegend: false,
+    };
+    parts.specNote.textContent = "Log-Mel spectrogram (0–" + Math.round(spec.f_max) + " Hz); the orange line is the " +
+      "weight the model's attention gave each moment when it classified the whole recording; the strip on top " +
+      "shows the speech segments.";
+    window.Plotly.react(parts.spec, traces, layout, PLOT_CONFIG);
+  }
+
+  function renderSegments(parts, result) {
+    const segments = result.segments || [];
+    parts.segments.textContent = "";
+    parts.segmentsCard.style.display = segments.length ? "" : "none";
+    for (const s of segments) {
+      const chip = el("span", { className: "rv-swatch small", style: "background:" + window.emotionColor(s.label) });
+      parts.segments.appendChild(el("tr", { "data-index": String(s.index) }, [
+        el("td", { text: String(s.index + 1) }),
+        el("td", { className: "num", text: s.start.toFixed(2) }),
+        el("td", { className: "num", text: s.end.toFixed(2) }),
+        el("td", {}, [chip, document.createTextNode(" " + s.label)]),
+        el("td", { className: "num", text: pct(s.probabilities[s.label] || 0) }),
+      ]));
+    }
+  }
+
+  window.renderResult = function (container, result, options) {
+    const live = Boolean(options && options.live);
+    const parts = skeleton(container);
+    container.dataset.state = live ? "live" : "final";
+    renderCurrent(parts, result, live);
+    renderTimeline(parts, result, live);
+    renderSpectrogram(parts, result, live);
+    renderSegments(parts, result);
+  };
+
+  // Forget a container's view (its next render starts from an empty skeleton).
+  window.clearResult = function (container) {
+    if (container._rv) {
+      for (const chart of container.querySelectorAll(".js-plotly-plot")) window.Plotly.purge(chart);
+    }
+    container._rv = null;
+    container.textContent = "";
+  };
+})();

@@ -1,0 +1,50 @@
+"""Tiny real checkpoints registered as ModelVersions, for the web, API and browser tests.
+
+The model is randomly initialised (so its verdicts are arbitrary) but complete: the real
+engine loads it, the registry validates it and the predictor runs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from recognition.engine.checkpoint import Checkpoint, save_checkpoint
+from recognition.engine.features import (
+    FeatureConfig,
+    FeatureExtractor,
+    FeatureStats,
+    prepare_waveform,
+)
+from recognition.engine.model import EmotionNet, ModelConfig
+from tests.synth import CLASS_STYLES, speech_like
+
+LABELS = ["neutral", "happy", "sad", "angry"]
+
+
+def tiny_checkpoint(path: Path, *, labels: list[str] = LABELS, seed: int = 0) -> Path:
+    """Write a small deterministic checkpoint with feature statistics from synthetic speech."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(n_features=64, n_classes=len(labels), conv_channels=(4, 8, 8), lstm_hidden=16, attention_dim=16)
+    model = EmotionNet(cfg)
+    feature_config = FeatureConfig()
+    extractor = FeatureExtractor(feature_config)
+    styles = [lab if lab in CLASS_STYLES else "neutral" for lab in labels]
+    with torch.inference_mode():
+        feats = [extractor.extract(prepare_waveform(speech_like(style, seed=i), feature_config), normalise=False)
+                 for i, style in enumerate(styles)]
+    ckpt = Checkpoint(model_config=cfg, feature_config=feature_config, labels=list(labels),
+                      stats=FeatureStats.accumulate(feats), state_dict=model.state_dict(),
+                      metrics={"test": {"ua": 0.5, "wa": 0.5}})
+    return save_checkpoint(path, ckpt)
+
+
+def register_tiny(folder: Path, *, name: str = "tiny", labels: list[str] = LABELS, seed: int = 0, activate: bool = True):
+    """Register a tiny checkpoint (written under ``folder``) as a ModelVersion; returns it."""
+    from recognition.inference import predictor_cache_clear
+    from recognition.services import model_version_register
+
+    predictor_cache_clear()  # ids can repeat between tests; never reuse another test's model
+    path = tiny_checkpoint(Path(folder) / f"{name}-{seed}.pt", labels=labels, seed=seed)
+    return model_version_register(name=name, checkpoint_path=path, activate=activate)

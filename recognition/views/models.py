@@ -1,10 +1,140 @@
-# PLACEHOLDER: replaced by the module's owner in this session.
-from django.http import HttpResponse
+"""Model registry pages: the list of versions, one version's report, activation, download.
+
+Everyone logged in may look and download; only staff may change which version is active
+(the same people who can do it in the admin). Non-staff never see the button, and a POST
+from them is refused with 403.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from recognition import selectors, services
+from recognition.models import ModelVersion
+
+__all__ = ["model_list", "model_detail", "model_activate", "model_download", "per_class_rows", "download_name"]
 
 
-def _todo(request, *args, **kwargs):
-    return HttpResponse("not built yet", status=501)
+def per_class_rows(version: ModelVersion) -> list[dict]:
+    """One row per label: recall, precision, F1 and support.
+
+    Taken from ``metrics["per_class"]`` when the version carries it, otherwise derived from
+    its confusion matrix (rows = true), so uploaded checkpoints get the table too.
+    """
+    labels = list(version.labels)
+    stored = version.metrics.get("per_class") or {}
+    confusion = version.confusion if _square(version.confusion, len(labels)) else None
+    rows = []
+    for i, label in enumerate(labels):
+        entry = dict(stored.get(label) or {})
+        if confusion is not None:
+            support = sum(confusion[i])
+            predicted = sum(row[i] for row in confusion)
+            hit = confusion[i][i]
+            entry.setdefault("support", support)
+            entry.setdefault("recall", hit / support if support else None)
+            entry.setdefault("precision", hit / predicted if predicted else None)
+        recall, precision = entry.get("recall"), entry.get("precision")
+        if "f1" not in entry and recall is not None and precision is not None:
+            entry["f1"] = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+        rows.append({"label": label, **entry})
+    return rows
 
 
-model_list = model_detail = model_activate = model_download = _todo
-record = upload = profile = classify = _todo
+def _square(matrix: object, n: int) -> bool:
+    return (
+        isinstance(matrix, list)
+        and n > 0
+        and len(matrix) == n
+        and all(isinstance(row, list) and len(row) == n for row in matrix)
+    )
+
+
+def _protocol(version: ModelVersion) -> str:
+    """What produced the scores: the protocol text, else the lineage's, else the split name."""
+    metrics, lineage = version.metrics or {}, version.lineage or {}
+    split = metrics.get("split")
+    return str(metrics.get("protocol") or lineage.get("protocol") or (f"{split} split" if split and split != "none" else ""))
+
+
+def _run_link(version: ModelVersion) -> tuple[object | None, str | None]:
+    """The training run that produced ``version`` (reverse one-to-one from training) and its
+    page URL, or (None, None) when it was uploaded or its run has been deleted."""
+    run = getattr(version, "training_run", None)  # RelatedObjectDoesNotExist is an AttributeError
+    if run is None:
+        return None, None
+    try:
+        return run, reverse("runs:detail", args=[run.pk])
+    except NoReverseMatch:
+        return run, None
+
+
+@require_GET
+def model_list(request: HttpRequest) -> HttpResponse:
+    versions = list(selectors.model_version_list().select_related("created_by"))
+    for version in versions:
+        version.evaluated_on = _protocol(version)
+    return render(request, "recognition/model_list.html", {"versions": versions, "can_activate": request.user.is_staff})
+
+
+@require_GET
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    version = get_object_or_404(ModelVersion.objects.select_related("created_by"), pk=pk)
+    run, run_url = _run_link(version)
+    lineage = dict(version.lineage or {})
+    context = {
+        "version": version,
+        "metrics": version.metrics or {},
+        "per_class": per_class_rows(version),
+        "has_confusion": _square(version.confusion, len(version.labels)),
+        "confusion_data": {"labels": list(version.labels), "matrix": version.confusion},
+        "run": run,
+        "run_url": run_url,
+        "lineage": lineage,
+        "protocol": _protocol(version),
+        "hyperparameters": lineage.get("hyperparameters") or {},
+        "hyperparameters_json": json.dumps(lineage.get("hyperparameters") or {}, indent=2, sort_keys=True),
+        "lineage_json": json.dumps(lineage, indent=2, sort_keys=True),
+        "can_activate": request.user.is_staff,
+        "file_present": bool(version.checkpoint) and version.checkpoint.storage.exists(version.checkpoint.name),
+    }
+    return render(request, "recognition/model_detail.html", context)
+
+
+@require_POST
+def model_activate(request: HttpRequest, pk: int) -> HttpResponse:
+    """Make a version the active one (staff only; the form carries the CSRF token)."""
+    if not request.user.is_staff:
+        raise PermissionDenied("Only staff can change the active model.")
+    version = get_object_or_404(ModelVersion, pk=pk)
+    services.model_version_activate(version=version)
+    messages.success(request, f"{version} is now the active model: recording, file classification and the API use it.")
+    return redirect("recognition:model", pk=version.pk)
+
+
+@require_GET
+def model_download(request: HttpRequest, pk: int) -> FileResponse:
+    """Stream the checkpoint file as an attachment (any logged-in user)."""
+    version = get_object_or_404(ModelVersion, pk=pk)
+    if not version.checkpoint or not version.checkpoint.storage.exists(version.checkpoint.name):
+        raise Http404("The checkpoint file of this version is missing from storage.")
+    handle = version.checkpoint.open("rb")
+    response = FileResponse(
+        handle, as_attachment=True, filename=download_name(version), content_type="application/octet-stream"
+    )
+    response["X-Checkpoint-SHA256"] = version.sha256
+    return response
+
+
+def download_name(version: ModelVersion) -> str:
+    """The file name a download gets (also shown in the admin)."""
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in version.name).strip("-.") or "model"
+    return f"{stem}-v{version.version}{Path(version.checkpoint.name).suffix or '.pt'}"

@@ -142,6 +142,11 @@ def celery_worker(transactional_db, redis_server, tmp_path) -> Iterator[WorkerPr
     """A real worker. Tests that use it must use committed data (``transactional_db``)."""
     from django.db import connection
 
+    from ser_site.celery import app
+
+    # Messages left in a shared Redis by earlier tests (runs enqueued without a worker)
+    # must not reach this worker.
+    app.control.purge()
     name = connection.settings_dict["NAME"]
     worker = WorkerProcess(worker_env(name), tmp_path / "worker.log").start()
     try:

@@ -9,7 +9,10 @@
   const seen = new Set();
   let last = [0, 0]; // highest (fold, epoch) drawn
   const traces = {}; // "chart|metric|fold" -> trace index
+  // Seconds from the worker's send to: the message here, the charts drawn (read by bench/).
   const latencies = (window.__chartLatencies = []);
+  const arrivals = (window.__messageLatencies = []);
+  const fullDraws = (window.__fullDrawLatencies = []);
   const plotConfig = { displaylogo: false, responsive: true };
 
   const charts = {
@@ -45,7 +48,8 @@
     return index;
   }
 
-  function drawEpochs(epochs) {
+  let detailsPending = null;
+  function drawEpochs(epochs, onLines, onDetails) {
     // Group the new points per trace so one Plotly call extends everything.
     for (const [chartKey, chart] of Object.entries(charts)) {
       const xs = {}, ys = {};
@@ -59,9 +63,21 @@
       const idx = Object.keys(xs).map(Number);
       if (idx.length) Plotly.extendTraces(chart.el, { x: idx.map((i) => xs[i]), y: idx.map((i) => ys[i]) }, idx);
     }
+    if (onLines) onLines();
+    // The heatmap and the recall bars only show the latest epoch: draw them on the next
+    // frame, once, however many epochs arrived meanwhile, so the curves never wait for them.
     const latest = epochs[epochs.length - 1];
-    drawConfusionOf(latest);
-    drawRecall(latest);
+    const first = detailsPending === null;
+    detailsPending = { latest, callbacks: [...(detailsPending ? detailsPending.callbacks : []), onDetails].filter(Boolean) };
+    if (first) {
+      requestAnimationFrame(() => {
+        const { latest: e, callbacks } = detailsPending;
+        detailsPending = null;
+        drawConfusionOf(e);
+        drawRecall(e);
+        callbacks.forEach((cb) => cb());
+      });
+    }
   }
 
   function drawConfusionOf(e) {
@@ -136,9 +152,10 @@
     ws.onmessage = (msg) => {
       const m = JSON.parse(msg.data);
       if (m.type === "run.epoch") {
+        if (m.sent_at) arrivals.push(Date.now() / 1000 - m.sent_at);
         if (!accept(m)) return;
-        drawEpochs([m]);
-        if (m.sent_at) latencies.push(Date.now() / 1000 - m.sent_at);
+        const since = () => Date.now() / 1000 - m.sent_at;
+        drawEpochs([m], m.sent_at ? () => latencies.push(since()) : null, m.sent_at ? () => fullDraws.push(since()) : null);
         if (!m.replay) log(`epoch ${m.epoch}${cfg.folds > 1 ? ` (fold ${m.fold})` : ""}: val UA ${m.ua.toFixed(3)}, WA ${m.wa.toFixed(3)}, loss ${m.val_loss.toFixed(3)}${m.is_best ? " ★ best" : ""}`);
         setBar("bar-epoch", 1, `epoch ${m.epoch} done`);
       } else if (m.type === "run.progress") {

@@ -1,0 +1,141 @@
+"""Latency from the worker's epoch end to the browser's chart update.
+
+The benchmark plays the Celery worker's part with the real reporting code
+(``training.services.execution._Reporter``: store the EpochMetric, then ``group_send`` to
+``run-<id>`` through channels_redis), against a real Daphne process and real headless
+Chromium pages on the run page. Each page records, after Plotly has extended its charts,
+``now - sent_at`` (same machine, same clock). Scenarios: 1 browser, then 20 browsers
+watching one run. Prints JSON; also writes var/bench/chart_latency.json.
+
+    python bench/chart_latency.py [--epochs 30] [--interval 0.5] [--browsers 1 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, machine  # noqa: E402
+from bench.stack import LiveStack  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-renderer-backgrounding",
+        "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def fake_epoch(epoch: int, epochs: int, labels: list[str]) -> dict:
+    n = len(labels)
+    confusion = [[(5 if i == j else 1) for j in range(n)] for i in range(n)]
+    return {
+        "type": "epoch", "epoch": epoch, "epochs": epochs, "train_loss": 1.0 / epoch, "train_acc": 0.5,
+        "val_loss": 1.1 / epoch, "wa": 0.5, "ua": 0.4 + 0.01 * epoch, "macro_f1": 0.45, "confusion": confusion,
+        "per_class_recall": {label: 0.5 for label in labels}, "lr": 1e-3, "duration": 1.0,
+        "best_ua": 0.5, "best_epoch": epoch, "is_best": True,
+    }
+
+
+def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: float) -> dict:
+    from training.models import TrainingRun
+    from training.services.execution import _Reporter
+
+    labels = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+    run = TrainingRun.objects.create(name=f"latency x{browsers}", labels=labels, status="running",
+                                     hyperparameters={"train": {"epochs": epochs}})
+    pages = []
+    for _ in range(browsers):
+        context = browser.new_context()
+        context.add_cookies([{"name": "sessionid", "value": stack.session_cookie, "url": stack.url("/")}])
+        page = context.new_page()
+        page.goto(stack.url(f"/runs/{run.pk}/"))
+        page.wait_for_function("document.getElementById('live').textContent === 'live'", timeout=30000)
+        pages.append(page)
+    reporter = _Reporter(run, folds=1)
+
+    def worker() -> None:
+        # A plain thread, as in a Celery worker: no event loop here.
+        for epoch in range(1, epochs + 1):
+            reporter(fake_epoch(epoch, epochs, labels))
+            time.sleep(interval)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join()
+    deadline = time.monotonic() + 30
+    samples: list[float] = []
+    arrivals: list[float] = []
+    full: list[float] = []
+    for page in pages:
+        while time.monotonic() < deadline and page.evaluate("window.__chartLatencies.length") < epochs:
+            time.sleep(0.1)
+        samples.extend(1000 * s for s in page.evaluate("window.__chartLatencies"))
+        arrivals.extend(1000 * s for s in page.evaluate("window.__messageLatencies"))
+        full.extend(1000 * s for s in page.evaluate("window.__fullDrawLatencies"))
+    points = [page.evaluate("document.getElementById('chart-acc').data[0].x.length") for page in pages]
+    for page in pages:
+        page.context.close()
+    return {
+        "browsers": browsers,
+        "epochs_sent": epochs,
+        "updates_received": len(samples),
+        "updates_expected": epochs * browsers,
+        "all_points_drawn": all(p == epochs for p in points),
+        "median_ms": round(statistics.median(samples), 1) if samples else None,
+        "p95_ms": round(percentile(samples, 0.95), 1) if samples else None,
+        "max_ms": round(max(samples), 1) if samples else None,
+        "message_arrival_median_ms": round(statistics.median(arrivals), 1) if arrivals else None,
+        "message_arrival_p95_ms": round(percentile(arrivals, 0.95), 1) if arrivals else None,
+        "with_heatmap_and_recall_median_ms": round(statistics.median(full), 1) if full else None,
+        "with_heatmap_and_recall_p95_ms": round(percentile(full, 0.95), 1) if full else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--interval", type=float, default=0.5, help="seconds between epochs")
+    parser.add_argument("--browsers", type=int, nargs="+", default=[1, 20])
+    options = parser.parse_args()
+    import os
+
+    # Playwright's sync API keeps an event loop in this thread; the Django calls here are
+    # plain blocking ones, made between browser calls, never concurrently with them.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    results = []
+    with LiveStack() as stack, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for n in options.browsers:
+            results.append(scenario(stack, browser, n, options.epochs, options.interval))
+        browser.close()
+    report = {
+        "benchmark": "chart_latency",
+        "what": "worker epoch end (EpochMetric stored + group_send) -> Plotly chart extended in headless Chromium",
+        "target": "p95 < 100 ms",
+        "machine": machine(),
+        "scenarios": results,
+    }
+    out = ROOT / "var" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "chart_latency.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -131,11 +131,11 @@
     const layout = {
       barmode: "stack",
       bargap: 0,
-      margin: { l: 48, r: 10, t: 8, b: 40 },
+      margin: { l: 48, r: 10, t: 30, b: 40 },
       font: FONT,
-      xaxis: { title: { text: "time (s)" }, range: [0, end], zeroline: false },
+      xaxis: { title: { text: "time (s)" }, type: "linear", range: [0, end], zeroline: false, tickmode: "auto", nticks: 12 },
       yaxis: { title: { text: "probability" }, range: [0, 1], tickformat: ".0%" },
-      legend: { orientation: "h", y: -0.22 },
+      legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", traceorder: "normal" },
       showlegend: labels.length > 0,
       plot_bgcolor: "#fafbfc",
     };
@@ -180,7 +180,7 @@
         yaxis: "y2",
         line: { color: "#ff5a36", width: 2.5, shape: "spline", smoothing: 0.6 },
         fill: "tozeroy",
-        fillcolor: "rgba(255,90,54,0.18)",
+        fillcolor: "rgba(255,90,54,0.12)",
         hovertemplate: "%{x:.2f} s: attention %{y:.4f}<extra></extra>",
       });
     }
@@ -197,7 +197,7 @@
       yaxis: { title: { text: "Mel band" }, range: [-0.5, spec.n_mels - 0.5], fixedrange: true },
       yaxis2: {
         title: { text: "attention" }, overlaying: "y", side: "right", range: [0, maxAttention * 1.15],
-        showgrid: false, rangemode: "tozero",
+        showgrid: false, rangemode: "tozero", tickformat: ".2~g",
       },
       shapes: shapes,
       showlegend: false,

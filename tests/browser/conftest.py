@@ -1,0 +1,214 @@
+"""Browser tests: a real Daphne server subprocess and a real Chromium driven by Playwright.
+
+Fixtures for every browser test:
+
+- ``live_server_url``: ``http://127.0.0.1:<port>`` of ``daphne_server``, a Daphne process
+  serving the whole app (pages, static files, websockets) on the test database and the
+  embedded Redis. It needs committed data, so it pulls in ``transactional_db``; it is
+  started per test. (pytest-django's own ``live_server`` is a WSGI server: no websockets.)
+- ``browser``: one Chromium for the session, with a fake microphone that plays
+  ``fake_microphone_wav`` in a loop (override that session fixture for other audio).
+- ``logged_in_page``: a fresh browser context and page, logged in as ``user`` (the session
+  cookie of a ``force_login``), base URL set to the live server. ``page.js_errors`` collects
+  uncaught page errors (tests assert it stays empty), ``page.console_errors`` console errors.
+- ``screenshot(page, name)``: saves ``var/screenshots/<name>.png`` and returns the path.
+
+Everything skips cleanly when /usr/bin/chromium (or Playwright) is missing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, worker_env
+from tests.synth import SR, speech_like, write_wav
+
+CHROMIUM = Path(os.environ.get("SER_TEST_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = ROOT / "var" / "screenshots"
+
+def pytest_collection_modifyitems(config, items):
+    """Skip every test in this folder when Chromium or Playwright is missing."""
+    reason = ""
+    if not CHROMIUM.exists():
+        reason = f"no Chromium at {CHROMIUM}"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "Playwright is not installed"
+    if not reason:
+        return
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaphneServer:
+    """``daphne ser_site.asgi:application`` on a free local port, with its log file."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> DaphneServer:
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 — closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "ser_site.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2) as response:
+                    if response.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"daphne did not answer within {timeout:.0f} s: {self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture
+def daphne_server(transactional_db, redis_server, tmp_path) -> Iterator[DaphneServer]:
+    """The Daphne server object (``.url``, ``.log_text()``)."""
+    from django.db import connection
+
+    env = worker_env(connection.settings_dict["NAME"])
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    env["SER_INFERENCE_THREADS"] = "1"
+    env["OMP_NUM_THREADS"] = "1"  # the machine is shared: one core for the model
+    server = DaphneServer(env, tmp_path / "daphne.log").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def live_server_url(daphne_server: DaphneServer) -> str:
+    return daphne_server.url
+
+
+def speech_with_pauses(seconds: float = 8.0, *, seed: int = 0) -> np.ndarray:
+    """Speech-like bursts of several styles separated by clear pauses (so the VAD cuts segments)."""
+    styles = ["angry", "happy", "sad", "neutral", "fearful"]
+    rng = np.random.default_rng(seed)
+    pieces: list[np.ndarray] = []
+    total = 0.0
+    i = 0
+    while total < seconds:
+        burst = speech_like(styles[i % len(styles)], duration=float(rng.uniform(0.8, 1.3)), seed=seed + i, lead_silence=0.05)
+        pause = np.zeros(int(rng.uniform(0.6, 0.9) * SR), np.float32)
+        pieces += [burst, pause]
+        total += (burst.size + pause.size) / SR
+        i += 1
+    return np.concatenate(pieces).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def fake_microphone_wav(tmp_path_factory) -> Path:
+    """16-bit PCM mono WAV that Chromium's fake microphone plays in a loop."""
+    return write_wav(tmp_path_factory.mktemp("mic") / "speech.wav", speech_with_pauses())
+
+
+@pytest.fixture(scope="session")
+def browser(fake_microphone_wav: Path):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an asyncio loop running in this thread, which makes
+    # Django's "no ORM calls from async code" guard fire on the test's plain sync database
+    # work. The guard stays on in the Daphne subprocess (daphne_server removes this variable).
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={fake_microphone_wav}",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+            if previous is None:
+                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+            else:
+                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def logged_in_page(browser, live_server_url: str, user):
+    """A page in a fresh context, logged in as ``user``, with ``page.js_errors``."""
+    from django.conf import settings
+    from django.test import Client
+
+    client = Client()
+    client.force_login(user)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    context = browser.new_context(base_url=live_server_url, viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["microphone"], origin=live_server_url)
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server_url}])
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    page.js_errors = []  # uncaught exceptions: a test fails on any
+    page.console_errors = []  # console.error lines (404s of favicons land here too)
+    page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
+    page.on("console", lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def screenshot() -> Callable:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str, *, full_page: bool = True) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    return take

@@ -1,0 +1,119 @@
+"""The record and upload pages in a real Chromium against a real Daphne server.
+
+The record test speaks into Chromium's fake microphone (a synthetic WAV with pauses, see
+conftest.py), streams it over the websocket to the real consumer, and checks what the
+person sees: live segments, the final emotion, the timeline, and the attention drawn over
+the spectrogram. Screenshots land in var/screenshots/.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.synth import speech_silence_speech, write_wav
+from tests.tiny_model import LABELS, register_tiny
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def model(transactional_db, tmp_path):
+    return register_tiny(tmp_path, activate=True)
+
+
+def plot_traces(page, selector: str) -> list[dict]:
+    """Type, name and number of points of each trace of the Plotly chart at ``selector``."""
+    return page.evaluate(
+        """(sel) => (document.querySelector(sel).data || []).map(t => ({
+              type: t.type, name: t.name, n: (t.type === 'heatmap' ? t.z[0].length : (t.x || []).length),
+              colors: t.marker ? t.marker.color : null }))""",
+        selector,
+    )
+
+
+def test_record_live(logged_in_page, model, screenshot):
+    page = logged_in_page
+    page.goto("/record/")
+    assert page.locator("#model-select").input_value() == str(model.pk)
+    assert page.locator("#start").is_enabled() and page.locator("#stop").is_disabled()
+    page.click("#start")
+    page.wait_for_selector("#stop:enabled")
+    # Speak for about four seconds of recorded time; segments arrive while recording.
+    page.wait_for_function("() => parseFloat(document.getElementById('rec-time').textContent) >= 4.2", timeout=30_000)
+    page.wait_for_selector("#result .rv-segments tbody tr", timeout=30_000)
+    assert page.locator("#result").get_attribute("data-state") == "live"
+    level = page.evaluate("() => parseFloat(document.querySelector('#meter > div').style.width)")
+    screenshot(page, "record-live")
+    page.click("#stop")
+    page.wait_for_selector("#result[data-state=final]", timeout=60_000)
+    screenshot(page, "record-final")
+
+    assert level > 0, "the level meter shows the microphone's signal"
+    assert page.locator("#rec-error").is_hidden(), page.locator("#rec-error").text_content()
+    label = page.locator("#result .rv-name").text_content()
+    assert label in LABELS
+    assert page.locator("#result .rv-caption").text_content().startswith("Whole recording")
+    bars = page.locator("#result .rv-bars .emotion-bar")
+    assert bars.count() == len(LABELS)
+    rows = page.locator("#result .rv-segments tbody tr").count()
+    assert rows >= 2, "the fake microphone's pauses cut the speech into segments"
+    timeline = plot_traces(page, "#result .rv-timeline")
+    assert [t["name"] for t in timeline] == LABELS and all(t["n"] == rows for t in timeline)
+    spec = plot_traces(page, "#result .rv-spec")
+    assert [t["type"] for t in spec] == ["heatmap", "scatter"]
+    assert spec[0]["n"] > 50 and spec[1]["name"] == "attention" and spec[1]["n"] > 10
+
+    # The recording is listed, playable from the chunks kept in the browser.
+    item = page.locator("#recordings li")
+    assert item.count() == 1
+    assert label in item.text_content()
+    size = page.evaluate("async () => (await (await fetch(document.querySelector('#recordings audio').src)).blob()).size")
+    assert size > 10_000
+    # A second recording; then the first one's result can be shown again.
+    page.click("#start")
+    page.wait_for_selector("#stop:enabled")
+    page.wait_for_function("() => parseFloat(document.getElementById('rec-time').textContent) >= 1.5")
+    page.click("#stop")
+    page.wait_for_function("() => document.querySelectorAll('#recordings li').length === 2", timeout=60_000)
+    first = page.locator("#recordings li[data-number='1']")
+    first.locator("button", has_text="Show result").click()
+    assert page.locator("#result .rv-segments tbody tr").count() == rows
+    assert "selected" in (first.get_attribute("class") or "")
+    screenshot(page, "record-list")
+    assert page.js_errors == []
+
+
+def test_record_without_model(logged_in_page, transactional_db, screenshot):
+    page = logged_in_page
+    page.goto("/record/")
+    assert page.locator("#no-model").is_visible()
+    assert page.locator("#start").is_disabled()
+    screenshot(page, "record-no-model", full_page=False)
+    assert page.js_errors == []
+
+
+def test_upload_page(logged_in_page, model, tmp_path, screenshot):
+    page = logged_in_page
+    wave, _ = speech_silence_speech("happy", speech=1.0, silence=0.8)
+    wav = write_wav(tmp_path / "two bursts.wav", wave)
+    page.goto("/classify/")
+    page.set_input_files("input[name=file]", str(wav))
+    page.click("button[type=submit]")
+    page.wait_for_selector("#result .rv-spec .main-svg")
+    screenshot(page, "upload-result")
+    assert "two bursts.wav" in page.locator("#result-for").text_content()
+    assert page.locator("#result .rv-name").text_content() in LABELS
+    assert page.locator("#result .rv-segments tbody tr").count() == 2
+    spec = plot_traces(page, "#result .rv-spec")
+    assert [t["type"] for t in spec] == ["heatmap", "scatter"]
+    assert page.js_errors == []
+
+    bad = tmp_path / "broken.mp3"
+    bad.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00garbage" * 200)
+    page.set_input_files("input[name=file]", str(bad))
+    page.click("button[type=submit]")
+    error = page.locator("#upload-error")
+    error.wait_for()
+    assert "broken.mp3" in error.text_content()
+    assert page.locator("#result").count() == 0
+    screenshot(page, "upload-error", full_page=False)

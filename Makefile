@@ -20,9 +20,12 @@ test: venv
 lint: venv
 	$(BIN)/ruff check .
 
+# Migrate, make an admin account, start Redis (embedded), a Celery worker and Daphne; Ctrl-C stops all.
+# make run PORT=8001 BIND=0.0.0.0 to listen elsewhere.
+BIND ?= 127.0.0.1
+PORT ?= 8000
 run: venv
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(BIN)/python manage.py studio --host $(BIND) --port $(PORT)
 
 bench-speed: venv
 	$(BIN)/python bench/speed.py

@@ -1,1 +1,7 @@
-websocket_urlpatterns: list = []
+"""Websocket routes of the recognition app."""
+
+from django.urls import path
+
+from .consumers import RecordConsumer
+
+websocket_urlpatterns = [path("ws/record/", RecordConsumer.as_asgi())]

@@ -1,0 +1,350 @@
+"""ws/record/: live recognition of real WebM/Ogg Opus chunks, bad input, disconnects and limits."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+
+import numpy as np
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from recognition.engine.audio import decode_audio
+from recognition.engine.stream import encode_chunks
+from tests.synth import speech_like, speech_silence_speech, write_wav
+from tests.web.test_analysis import LABELS, tiny_checkpoint
+
+TIMEOUT = 30  # seconds a test waits for one message: generous, never an assertion on speed
+
+
+@pytest.fixture
+def live(transactional_db, redis_server, tmp_path, user, one_torch_thread):
+    """An active tiny model, an empty predictor cache and a user; the per-user slot key is emptied."""
+    from recognition.inference import predictor_cache_clear
+    from recognition.services import model_version_register
+
+    predictor_cache_clear()
+    version = model_version_register(name="tiny", checkpoint_path=tiny_checkpoint(tmp_path / "tiny.pt"), activate=True)
+    yield version
+    predictor_cache_clear()
+
+
+@pytest.fixture
+def one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def communicator(user) -> WebsocketCommunicator:
+    from recognition.consumers import RecordConsumer
+
+    comm = WebsocketCommunicator(RecordConsumer.as_asgi(), "/ws/record/")
+    comm.scope["user"] = user
+    return comm
+
+
+async def start(comm, mime="audio/webm;codecs=opus", model=None) -> dict:
+    connected, _ = await comm.connect(timeout=TIMEOUT)
+    assert connected
+    await comm.send_json_to({"type": "start", "mime": mime, "model": model})
+    return await comm.receive_json_from(timeout=TIMEOUT)
+
+
+async def expect_error(comm, code: str) -> dict:
+    """Read until the error message (checking its code), then the close; returns the message."""
+    while True:
+        out = await comm.receive_output(timeout=TIMEOUT)
+        if out["type"] == "websocket.send":
+            msg = json.loads(out["text"])
+            if msg["type"] == "error":
+                break
+    assert msg["code"] == code, msg
+    assert msg["message"]
+    closed = await comm.receive_output(timeout=TIMEOUT)
+    assert closed["type"] == "websocket.close"
+    assert closed["code"] >= 4000
+    await comm.disconnect(timeout=TIMEOUT)
+    return msg
+
+
+async def open_slots(user_id: int) -> int:
+    import redis.asyncio as aioredis
+
+    from recognition.streaming import redis_url
+
+    client = aioredis.Redis.from_url(redis_url())
+    try:
+        return await client.zcard(f"ser:streams:{user_id}")
+    finally:
+        await client.aclose()
+
+
+def decoder_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "ser-stream-decoder"]
+
+
+def wait_for_no_decoders() -> None:
+    for thread in decoder_threads():
+        thread.join(TIMEOUT)
+    assert not decoder_threads()
+
+
+@pytest.mark.parametrize("container,mime", [("webm", "audio/webm;codecs=opus"), ("ogg", "audio/ogg;codecs=opus")])
+def test_stream_gives_segments_as_speech_pauses_and_a_final_result(live, user, container, mime):
+    from recognition.inference import predictor_for
+
+    wave, truth = speech_silence_speech("angry", speech=1.0, silence=1.0)
+    chunks = encode_chunks(wave, container=container)
+
+    async def scenario():
+        comm = communicator(user)
+        ready = await start(comm, mime=mime)
+        assert ready["type"] == "ready"
+        assert ready["model"] == {"id": live.pk, "name": "tiny", "version": 1, "labels": LABELS}
+        assert ready["limits"] == {"max_seconds": 600.0, "max_bytes_per_second": 64000, "max_streams": 3}
+        for chunk in chunks:
+            await comm.send_to(bytes_data=chunk)
+        messages = []
+        # The first burst is followed by a pause: its segment comes without any stop.
+        while not any(m["type"] == "segment" for m in messages):
+            messages.append(await comm.receive_json_from(timeout=TIMEOUT))
+        assert await open_slots(user.pk) == 1
+        await comm.send_json_to({"type": "stop"})
+        while messages[-1]["type"] != "final":
+            messages.append(await comm.receive_json_from(timeout=TIMEOUT))
+        closed = await comm.receive_output(timeout=TIMEOUT)
+        await comm.disconnect(timeout=TIMEOUT)
+        return messages, closed
+
+    messages, closed = run(scenario())
+    assert closed == {"type": "websocket.close", "code": 1000, "reason": ""} or closed["code"] == 1000
+
+    segments = [m for m in messages if m["type"] == "segment"]
+    assert [s["index"] for s in segments] == [0, 1]
+    for seg, (start_s, end_s) in zip(segments, truth, strict=True):
+        assert seg["start"] == pytest.approx(start_s, abs=0.2)  # VAD padding is 0.15 s
+        assert seg["end"] == pytest.approx(end_s, abs=0.35)
+        assert set(seg["probabilities"]) == set(LABELS)
+        assert sum(seg["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert seg["label"] == max(seg["probabilities"], key=seg["probabilities"].get)
+    progress = [m["seconds"] for m in messages if m["type"] == "progress"]
+    assert progress == sorted(progress) and 2.5 <= progress[-1] <= wave.size / 16000 + 0.1
+
+    # The final result is the whole decoded recording, classified exactly as the predictor does.
+    result = messages[-1]["result"]
+    _, predictor = predictor_for()
+    decoded = decode_audio(b"".join(chunks))
+    assert result["duration"] == pytest.approx(decoded.size / 16000, abs=1e-3)
+    expected = predictor.predict(decoded)
+    assert result["whole"]["label"] == expected.label
+    assert result["whole"]["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+    assert result["segments"] == segments_without_type(segments)
+    batch = predictor.predict_segments(decoded)
+    assert [(s["start"], s["end"], s["label"]) for s in segments] == [
+        (round(b.start, 4), round(b.end, 4), b.prediction.label) for b in batch
+    ]
+    assert len(result["spectrogram"]["db"]) == 64
+
+    run(_no_slots(user.pk))
+    wait_for_no_decoders()
+
+
+def segments_without_type(segments: list[dict]) -> list[dict]:
+    return [{k: v for k, v in s.items() if k != "type"} for s in segments]
+
+
+async def _no_slots(user_id: int) -> None:
+    assert await open_slots(user_id) == 0
+
+
+def test_unauthenticated_connection_is_refused(live):
+    from django.contrib.auth.models import AnonymousUser
+
+    async def scenario():
+        comm = communicator(AnonymousUser())
+        connected, code = await comm.connect(timeout=TIMEOUT)
+        return connected, code
+
+    assert run(scenario()) == (False, 4401)
+
+
+def test_garbage_frames_after_a_valid_start_end_the_stream(live, user):
+    wave = speech_like("happy", duration=2.0)
+    chunks = encode_chunks(wave)
+    rng = np.random.default_rng(1)
+
+    async def scenario():
+        comm = communicator(user)
+        await start(comm)
+        for chunk in chunks[:3]:
+            await comm.send_to(bytes_data=chunk)
+        for _ in range(40):  # garbage until the server gives up (well before this many)
+            await comm.send_to(bytes_data=rng.bytes(1500))
+        return await expect_error(comm, "bad_audio")
+
+    message = run(scenario())["message"]
+    assert "garbage" in message or "not decodable" in message
+    run(_no_slots(user.pk))
+    wait_for_no_decoders()
+
+
+@pytest.mark.parametrize("payload", ["random", "wav"])
+def test_wrong_container_is_refused_at_once(live, user, tmp_path, payload):
+    if payload == "wav":
+        data = write_wav(tmp_path / "a.wav", speech_like("sad", duration=1.0)).read_bytes()[:4000]
+    else:
+        data = np.random.default_rng(2).bytes(3000)
+
+    async def scenario():
+        comm = communicator(user)
+        await start(comm, mime="audio/webm;codecs=opus")
+        await comm.send_to(bytes_data=data)
+        return await expect_error(comm, "bad_audio")
+
+    assert "not WebM audio" in run(scenario())["message"]
+    run(_no_slots(user.pk))
+    wait_for_no_decoders()
+
+
+@pytest.mark.parametrize(
+    "messages,code",
+    [
+        (["not json"], "bad_message"),
+        ([{"type": "dance"}], "bad_message"),
+        ([{"type": "stop"}], "not_started"),
+        ([b"\x1a\x45\xdf\xa3"], "not_started"),
+        ([{"type": "start", "mime": "audio/flac", "model": None}], "bad_audio"),
+        ([{"type": "start", "mime": "audio/webm", "model": "one"}], "bad_message"),
+        ([{"type": "start", "mime": "audio/webm", "model": 99999}], "no_model"),
+    ],
+)
+def test_bad_messages_get_a_clear_error(live, user, messages, code):
+    async def scenario():
+        comm = communicator(user)
+        connected, _ = await comm.connect(timeout=TIMEOUT)
+        assert connected
+        for message in messages:
+            if isinstance(message, bytes):
+                await comm.send_to(bytes_data=message)
+            elif isinstance(message, str):
+                await comm.send_to(text_data=message)
+            else:
+                await comm.send_json_to(message)
+        return await expect_error(comm, code)
+
+    run(scenario())
+    run(_no_slots(user.pk))
+
+
+def test_no_active_model(transactional_db, redis_server, user):
+    from recognition.inference import predictor_cache_clear
+
+    predictor_cache_clear()
+
+    async def scenario():
+        comm = communicator(user)
+        msg = await start(comm)
+        assert msg["type"] == "error" and msg["code"] == "no_model"
+        assert "No model is active" in msg["message"]
+        await comm.disconnect(timeout=TIMEOUT)
+
+    run(scenario())
+
+
+def test_client_vanishing_mid_stream_releases_everything(live, user):
+    from recognition.inference import inference_executor
+
+    wave, _ = speech_silence_speech("happy", speech=1.0, silence=0.6)
+    chunks = encode_chunks(wave)
+
+    async def scenario():
+        comm = communicator(user)
+        await start(comm)
+        for chunk in chunks[: len(chunks) * 2 // 3]:  # mid-stream, a segment may be in classification
+            await comm.send_to(bytes_data=chunk)
+        assert await open_slots(user.pk) == 1
+        await comm.disconnect(timeout=TIMEOUT)  # raises if the consumer raised
+        assert await open_slots(user.pk) == 0
+
+    run(scenario())
+    wait_for_no_decoders()
+    # The inference pool drains: nothing is left working on the vanished stream.
+    assert inference_executor().submit(lambda: "idle").result(timeout=TIMEOUT) == "idle"
+
+
+def test_session_length_limit(live, user, settings):
+    settings.SER_STREAM_MAX_SECONDS = 1.0  # + 1 s of slack for codec padding
+    chunks = encode_chunks(speech_like("angry", duration=4.0))
+
+    async def scenario():
+        comm = communicator(user)
+        ready = await start(comm)
+        assert ready["limits"]["max_seconds"] == 1.0
+        for chunk in chunks:
+            await comm.send_to(bytes_data=chunk)
+        return await expect_error(comm, "too_long")
+
+    assert "1 seconds" in run(scenario())["message"]
+    run(_no_slots(user.pk))
+    wait_for_no_decoders()
+
+
+def test_wall_clock_limit_without_audio(live, user, settings, monkeypatch):
+    import recognition.consumers
+
+    settings.SER_STREAM_MAX_SECONDS = 0.2
+    monkeypatch.setattr(recognition.consumers, "WALL_CLOCK_GRACE_SECONDS", 0.0)
+
+    async def scenario():
+        comm = communicator(user)
+        await start(comm)
+        return await expect_error(comm, "too_long")  # a client that sends nothing is cut too
+
+    run(scenario())
+    run(_no_slots(user.pk))
+
+
+def test_bytes_per_second_limit(live, user, settings):
+    settings.SER_STREAM_MAX_BYTES_PER_SECOND = 1000  # burst: 4 s worth = 4000 bytes
+    chunks = encode_chunks(speech_like("angry", duration=6.0))  # ~50 kB, sent at once
+
+    async def scenario():
+        comm = communicator(user)
+        await start(comm)
+        for chunk in chunks:
+            await comm.send_to(bytes_data=chunk)
+        return await expect_error(comm, "too_fast")
+
+    assert "1000 bytes per second" in run(scenario())["message"]
+    run(_no_slots(user.pk))
+    wait_for_no_decoders()
+
+
+def test_streams_per_user_limit_across_connections(live, user, settings):
+    settings.SER_STREAM_MAX_PER_USER = 1
+
+    async def scenario():
+        first = communicator(user)
+        assert (await start(first))["type"] == "ready"
+        second = communicator(user)
+        refused = await start(second)
+        assert refused["type"] == "error" and refused["code"] == "too_many_streams", refused
+        assert (await second.receive_output(timeout=TIMEOUT))["code"] == 4429
+        await second.disconnect(timeout=TIMEOUT)
+        assert await open_slots(user.pk) == 1  # the refused stream took no slot
+        await first.disconnect(timeout=TIMEOUT)
+        third = communicator(user)
+        assert (await start(third))["type"] == "ready"
+        await third.disconnect(timeout=TIMEOUT)
+
+    run(scenario())
+    run(_no_slots(user.pk))

@@ -56,22 +56,13 @@
         );
       }
     }
-    const annotations = [];
-    if (n <= (options.annotateMax || 12)) {
-      for (let i = 0; i < n; i++) {
-        for (let j = 0; j < n; j++) {
-          if (!sums[i]) continue;
-          annotations.push({
-            x: labels[j], y: labels[i], xref: "x", yref: "y", showarrow: false,
-            text: percent(z[i][j]),
-            font: { size: n > 8 ? 10 : 12, color: z[i][j] > 0.55 ? "#fff" : "#1d2330" },
-          });
-        }
-      }
-    }
+    // Cell labels through texttemplate, not layout annotations: one text layer is far
+    // cheaper to redraw after every epoch, and Plotly picks a contrasting text colour.
+    const labelled = n <= (options.annotateMax || 12);
     const trace = {
       type: "heatmap", x: labels, y: labels, z: z, zmin: 0, zmax: 1,
-      colorscale: "Blues", text: hover, hoverinfo: "text", hovertemplate: "%{text}<extra></extra>",
+      colorscale: "Blues", reversescale: true, text: hover, hoverinfo: "text", hovertemplate: "%{text}<extra></extra>",
+      texttemplate: labelled ? "%{z:.0%}" : "", textfont: { size: n > 8 ? 10 : 12 },
       xgap: 1, ygap: 1,
       colorbar: { title: { text: "share of row", side: "right" }, tickformat: ".0%", thickness: 12 },
     };
@@ -81,7 +72,6 @@
       margin: { l: 90, r: 20, t: options.title ? 36 : 10, b: 80 },
       xaxis: { title: { text: "predicted" }, type: "category", tickangle: n > 6 ? -35 : 0, automargin: true },
       yaxis: { title: { text: "true" }, type: "category", autorange: "reversed", automargin: true },
-      annotations: annotations,
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
     };

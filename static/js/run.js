@@ -49,6 +49,7 @@
   }
 
   let detailsPending = null;
+  let bestSeen = -1;
   function drawEpochs(epochs, onLines, onDetails) {
     // Group the new points per trace so one Plotly call extends everything.
     for (const [chartKey, chart] of Object.entries(charts)) {
@@ -63,6 +64,8 @@
       const idx = Object.keys(xs).map(Number);
       if (idx.length) Plotly.extendTraces(chart.el, { x: idx.map((i) => xs[i]), y: idx.map((i) => ys[i]) }, idx);
     }
+    const best = Math.max(...epochs.map((e) => e.ua), bestSeen);
+    if (best > bestSeen) { bestSeen = best; document.getElementById("run-best").textContent = best.toFixed(3); }
     if (onLines) onLines();
     // The heatmap and the recall bars only show the latest epoch: draw them on the next
     // frame, once, however many epochs arrived meanwhile, so the curves never wait for them.

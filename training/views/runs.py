@@ -49,7 +49,10 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run": run,
         "snapshot": snapshot,
         "labels": run.labels,
-        "config": {"run": run.pk, "epochs": run.total_epochs, "folds": run.folds, "labels": run.labels},
+        "config": {
+            "run": run.pk, "epochs": run.total_epochs, "labels": run.labels,
+            "folds": run.folds if run.protocol == TrainingRun.Protocol.KFOLD else 1,
+        },
     })
 
 

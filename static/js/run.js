@@ -25,7 +25,7 @@
   function layout(title, yrange) {
     return {
       title: { text: title, font: { size: 14 } }, margin: { t: 36, r: 10, b: 40, l: 48 },
-      xaxis: { title: "epoch", dtick: cfg.epochs <= 20 ? 1 : undefined, rangemode: "tozero" },
+      xaxis: { title: "epoch", dtick: 1, rangemode: "tozero" },
       yaxis: yrange ? { range: yrange } : { rangemode: "tozero" },
       legend: { orientation: "h", y: -0.2 }, uirevision: "keep",
     };
@@ -50,6 +50,7 @@
 
   let detailsPending = null;
   let bestSeen = -1;
+  let currentDtick = 1;
   function drawEpochs(epochs, onLines, onDetails) {
     // Group the new points per trace so one Plotly call extends everything.
     for (const [chartKey, chart] of Object.entries(charts)) {
@@ -63,6 +64,12 @@
       }
       const idx = Object.keys(xs).map(Number);
       if (idx.length) Plotly.extendTraces(chart.el, { x: idx.map((i) => xs[i]), y: idx.map((i) => ys[i]) }, idx);
+    }
+    // Whole-epoch ticks while few epochs are shown; Plotly's automatic ticks beyond that.
+    const dtick = last[1] <= 15 ? 1 : null;
+    if (dtick !== currentDtick) {
+      currentDtick = dtick;
+      for (const c of Object.values(charts)) Plotly.relayout(c.el, { "xaxis.dtick": dtick, "xaxis.tickmode": dtick ? "linear" : "auto" });
     }
     const best = Math.max(...epochs.map((e) => e.ua), bestSeen);
     if (best > bestSeen) { bestSeen = best; document.getElementById("run-best").textContent = best.toFixed(3); }
@@ -116,6 +123,11 @@
     logEl.scrollTop = logEl.scrollHeight;
   }
 
+  function logEpoch(e, note) {
+    log(`epoch ${e.epoch}${cfg.folds > 1 ? ` (fold ${e.fold})` : ""}: val UA ${e.ua.toFixed(3)}, WA ${e.wa.toFixed(3)}, ` +
+      `loss ${e.val_loss.toFixed(3)}${e.is_best ? " ★ best" : ""}${note ? ` (${note})` : ""}`);
+  }
+
   function setBar(id, fraction, label) {
     const bar = document.getElementById(id);
     bar.firstElementChild.style.width = `${Math.round(Math.max(0, Math.min(1, fraction)) * 100)}%`;
@@ -144,6 +156,7 @@
   // 1. Stored history.
   const initial = snapshot.epochs.filter(accept);
   if (initial.length) drawEpochs(initial);
+  for (const e of initial) logEpoch(e, "stored");
   showStatus(snapshot.status);
   document.getElementById("run-status").dataset.initial = snapshot.status.status;
 
@@ -159,7 +172,7 @@
         if (!accept(m)) return;
         const since = () => Date.now() / 1000 - m.sent_at;
         drawEpochs([m], m.sent_at ? () => latencies.push(since()) : null, m.sent_at ? () => fullDraws.push(since()) : null);
-        if (!m.replay) log(`epoch ${m.epoch}${cfg.folds > 1 ? ` (fold ${m.fold})` : ""}: val UA ${m.ua.toFixed(3)}, WA ${m.wa.toFixed(3)}, loss ${m.val_loss.toFixed(3)}${m.is_best ? " ★ best" : ""}`);
+        logEpoch(m, m.replay ? "caught up" : "");
         setBar("bar-epoch", 1, `epoch ${m.epoch} done`);
       } else if (m.type === "run.progress") {
         setBar("bar-epoch", m.batch / m.batches, `epoch ${m.epoch}/${m.epochs}${cfg.folds > 1 ? `, fold ${m.fold}` : ""}: batch ${m.batch}/${m.batches}, loss ${m.train_loss.toFixed(3)}`);

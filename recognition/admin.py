@@ -92,7 +92,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="labels")
     def labels_display(self, obj: ModelVersion) -> str:
-        return ", ".join(obj.labels)
+        full = ", ".join(obj.labels)
+        if len(obj.labels) <= 4:
+            return full
+        return format_html('<span title="{}">{} labels</span>', full, len(obj.labels))  # the list is in the tooltip
 
     # ---- read-only detail fields -------------------------------------------------------
     @admin.display(description="test scores")

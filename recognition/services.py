@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -107,17 +108,20 @@ def model_version_register_upload(
     copy; a refused file raises ``CheckpointError`` and leaves nothing behind."""
     tmp_dir = Path(settings.DATA_DIR) / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".pt", dir=tmp_dir)
+    filename = Path(str(getattr(uploaded, "name", "") or "upload.pt").replace("\x00", "")).name[-120:] or "upload.pt"
+    folder = Path(tempfile.mkdtemp(dir=tmp_dir))
+    # The copy keeps the upload's own name, so a refusal message names the user's file.
+    tmp = folder / (filename if filename.endswith(".pt") else filename + ".pt")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(tmp, "wb") as out:
             for chunk in uploaded.chunks():
                 out.write(chunk)
         return model_version_register(
-            name=name, checkpoint_path=tmp, lineage={"source": "uploaded checkpoint", "filename": getattr(uploaded, "name", "")},
+            name=name, checkpoint_path=tmp, lineage={"source": "uploaded checkpoint", "filename": filename},
             notes=notes, created_by=created_by,
         )
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def model_version_activate(*, version: ModelVersion) -> ModelVersion:

@@ -34,7 +34,8 @@ def stored_files() -> list[Path]:
 
 
 def temp_leftovers() -> list[Path]:
-    return sorted((Path(settings.DATA_DIR) / "tmp").glob("*.pt"))
+    """Copies of uploaded checkpoints left in the temporary folder (there must be none)."""
+    return sorted((Path(settings.DATA_DIR) / "tmp").rglob("*.pt"))
 
 
 def upload(admin_client, path: Path, *, name: str = "", notes: str = "", filename: str | None = None):
@@ -176,11 +177,12 @@ def _flipped_weight(tmp_path: Path) -> Path:
     ],
 )
 def test_upload_of_a_tampered_checkpoint_is_refused_and_leaves_nothing(admin_client, tmp_path, make, message):
-    response = upload(admin_client, make(tmp_path), name="bad")
+    response = upload(admin_client, make(tmp_path), name="bad", filename="bad-upload.pt")
     assert response.status_code == 200
     form = response.context["form"]
     assert any(message in error for error in form.errors["checkpoint"]), form.errors
     assert "Refused:" in response.content.decode() and message in response.content.decode()
+    assert form.errors["checkpoint"][0].startswith("Refused: bad-upload.pt ")  # names the user's file
     assert ModelVersion.objects.count() == 0
     assert stored_files() == [] and temp_leftovers() == []
 

@@ -134,9 +134,10 @@
     const rec = {
       number: recordings.length + 1, stream: stream, recorder: recorder, mime: recorder.mimeType || pickMime(),
       chunks: [], segments: [], heard: 0, model: modelInfo(modelId), modelId: modelId, result: null,
-      failed: false, listed: false, startedAt: 0, timer: null, maxSeconds: null,
+      failed: false, listed: false, startedAt: 0, timer: null, maxSeconds: null, note: "",
     };
     current = rec;
+    ui.time.textContent = "0.0 s";
     meterStart(rec);
     window.clearResult(ui.result);
     window.renderResult(ui.result, liveResult(rec), { live: true });
@@ -180,12 +181,14 @@
       case "final":
         rec.result = msg.result;
         window.renderResult(ui.result, rec.result, { live: false });
-        setStatus("Done: " + (rec.result.whole ? rec.result.whole.label : "no speech found") + ".");
+        setStatus("Done: " + (rec.result.whole ? rec.result.whole.label : "no speech found") + "." +
+          (rec.note ? " " + rec.note : ""));
         listRecording(rec);
         break;
       case "error":
         rec.failed = true;
-        showError(msg.message || "The server stopped the recording.");
+        showError((msg.message || "The server stopped the recording.") +
+          (msg.code === "no_model" ? " Reload the page to see the current model versions." : ""));
         stopRecorder(rec);
         break;
       default:
@@ -220,7 +223,7 @@
       ui.time.textContent = seconds.toFixed(1) + " s";
       // Stop just before the server's limit instead of letting it refuse the recording.
       if (rec.maxSeconds && seconds >= rec.maxSeconds - 0.5) {
-        setStatus("The recording reached the limit of " + rec.maxSeconds + " s.");
+        rec.note = "It stopped at the limit of " + rec.maxSeconds + " s per recording.";
         stopRecorder(rec);
       }
     }, 100);
@@ -259,6 +262,7 @@
     if (!rec.result) {
       setStatus(rec.chunks.length ? "The recording was kept below; it has no result." : "");
       if (rec.segments.length) window.renderResult(ui.result, liveResult(rec), { live: false });
+      else window.clearResult(ui.result); // no "Listening…" left behind
     }
     listRecording(rec);
     if (current === rec) current = null;
@@ -313,6 +317,7 @@
       show.addEventListener("click", () => {
         clearError();
         window.renderResult(ui.result, item.result, { live: false });
+        setStatus("Showing the result of recording " + item.number + ".");
         for (const other of ui.list.children) other.classList.toggle("selected", other === li);
         ui.result.scrollIntoView({ behavior: "smooth", block: "start" });
       });
@@ -335,7 +340,10 @@
 
   // --- wiring ------------------------------------------------------------------------------
   const reason = unsupportedReason();
-  if (reason && options.models.length) showError(reason);
+  if (reason && options.models.length) {
+    showError(reason);
+    setStatus("");
+  }
   controlsIdle();
   ui.start.addEventListener("click", () => { if (!current) start(); });
   ui.stop.addEventListener("click", () => { if (current) stopRecorder(current); });

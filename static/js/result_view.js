@@ -32,6 +32,12 @@
     return s.toFixed(2) + " s";
   }
 
+  // A round tick step giving about 5 to 12 ticks over [0, span] seconds.
+  function niceStep(span) {
+    for (const step of [0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120]) if (span / step <= 12) return step;
+    return 300;
+  }
+
   function labelsOf(result) {
     if (result.model && result.model.labels && result.model.labels.length) return result.model.labels;
     const first = result.whole || (result.segments || [])[0];
@@ -133,7 +139,9 @@
       bargap: 0,
       margin: { l: 48, r: 10, t: 30, b: 40 },
       font: FONT,
-      xaxis: { title: { text: "time (s)" }, type: "linear", range: [0, end], zeroline: false, tickmode: "auto", nticks: 12 },
+      // Plotly's automatic ticks snap to the bar centres; ask for round seconds instead.
+      xaxis: { title: { text: "time (s)" }, type: "linear", range: [0, end], zeroline: false,
+               tickmode: "linear", tick0: 0, dtick: niceStep(end) },
       yaxis: { title: { text: "probability" }, range: [0, 1], tickformat: ".0%" },
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", traceorder: "normal" },
       showlegend: labels.length > 0,

@@ -6,12 +6,16 @@ Fixtures for every browser test:
   serving the whole app (pages, static files, websockets) on the test database and the
   embedded Redis. It needs committed data, so it pulls in ``transactional_db``; it is
   started per test. (pytest-django's own ``live_server`` is a WSGI server: no websockets.)
+  ``daphne_extra_env`` adds settings, e.g. ``@pytest.mark.parametrize("daphne_extra_env",
+  [{"SER_STREAM_MAX_SECONDS": "2"}])`` on one test.
 - ``browser``: one Chromium for the session, with a fake microphone that plays
   ``fake_microphone_wav`` in a loop (override that session fixture for other audio).
 - ``logged_in_page``: a fresh browser context and page, logged in as ``user`` (the session
   cookie of a ``force_login``), base URL set to the live server. ``page.js_errors`` collects
   uncaught page errors (tests assert it stays empty), ``page.console_errors`` console errors.
 - ``screenshot(page, name)``: saves ``var/screenshots/<name>.png`` and returns the path.
+- ``playwright_session`` with ``launch_chromium(...)`` and ``open_logged_in_page(...)``: other
+  browsers (no microphone, a blocked one, other flags) for the same server.
 
 Everything skips cleanly when /usr/bin/chromium (or Playwright) is missing.
 """
@@ -107,14 +111,24 @@ class DaphneServer:
 
 
 @pytest.fixture
-def daphne_server(transactional_db, redis_server, tmp_path) -> Iterator[DaphneServer]:
+def daphne_extra_env() -> dict[str, str]:
+    """Extra environment (settings) for the Daphne server; override it in a test module."""
+    return {}
+
+
+@pytest.fixture
+def daphne_server(transactional_db, redis_server, tmp_path, daphne_extra_env) -> Iterator[DaphneServer]:
     """The Daphne server object (``.url``, ``.log_text()``)."""
     from django.db import connection
 
     env = worker_env(connection.settings_dict["NAME"])
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    # "insecure.test" (mapped to 127.0.0.1 by a browser flag) is a plain-http origin that is
+    # not localhost: how a page served without TLS looks to the browser.
+    env["ALLOWED_HOSTS"] = env.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]") + ",insecure.test"
     env["SER_INFERENCE_THREADS"] = "1"
     env["OMP_NUM_THREADS"] = "1"  # the machine is shared: one core for the model
+    env.update(daphne_extra_env)
     server = DaphneServer(env, tmp_path / "daphne.log").start()
     try:
         yield server
@@ -149,8 +163,12 @@ def fake_microphone_wav(tmp_path_factory) -> Path:
     return write_wav(tmp_path_factory.mktemp("mic") / "speech.wav", speech_with_pauses())
 
 
+BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--autoplay-policy=no-user-gesture-required"]
+
+
 @pytest.fixture(scope="session")
-def browser(fake_microphone_wav: Path):
+def playwright_session() -> Iterator:
+    """The Playwright driver for the session (launch extra browsers with ``launch_chromium``)."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an asyncio loop running in this thread, which makes
@@ -158,48 +176,74 @@ def browser(fake_microphone_wav: Path):
     # work. The guard stays on in the Daphne subprocess (daphne_server removes this variable).
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-                f"--use-file-for-fake-audio-capture={fake_microphone_wav}",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-            if previous is None:
-                os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-            else:
-                os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    try:
+        with sync_playwright() as p:
+            yield p
+    finally:
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-@pytest.fixture
-def logged_in_page(browser, live_server_url: str, user):
-    """A page in a fresh context, logged in as ``user``, with ``page.js_errors``."""
+def launch_chromium(playwright, *, microphone_wav: Path | None = None, fake_ui: bool = True, args: list[str] = ()):
+    """Chromium with a fake microphone playing ``microphone_wav`` (None: no microphone at all).
+
+    ``fake_ui`` answers the permission prompt with "allow"; without it, a context that was
+    not granted the microphone gets the prompt's "deny" (NotAllowedError), as a user who
+    blocks it would.
+    """
+    flags = list(BASE_ARGS)
+    if fake_ui:
+        flags.append("--use-fake-ui-for-media-stream")
+    if microphone_wav is not None:
+        flags += ["--use-fake-device-for-media-stream", f"--use-file-for-fake-audio-capture={microphone_wav}"]
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=flags + list(args))
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_session, fake_microphone_wav: Path):
+    """The session's Chromium, its fake microphone playing ``fake_microphone_wav``."""
+    chromium = launch_chromium(playwright_session, microphone_wav=fake_microphone_wav)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+
+
+def open_logged_in_page(browser, base_url: str, user, *, microphone: bool = True):
+    """A page in a new context of ``browser``, logged in as ``user`` by a session cookie.
+
+    ``page.js_errors`` collects uncaught exceptions, ``page.console_errors`` console errors.
+    Close it with ``page.context.close()``.
+    """
     from django.conf import settings
     from django.test import Client
 
     client = Client()
     client.force_login(user)
     session = client.cookies[settings.SESSION_COOKIE_NAME].value
-    context = browser.new_context(base_url=live_server_url, viewport={"width": 1280, "height": 900})
-    context.grant_permissions(["microphone"], origin=live_server_url)
-    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server_url}])
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": 900})
+    if microphone:
+        context.grant_permissions(["microphone"], origin=base_url)
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": base_url}])
     page = context.new_page()
     page.set_default_timeout(20_000)
     page.js_errors = []  # uncaught exceptions: a test fails on any
     page.console_errors = []  # console.error lines (404s of favicons land here too)
     page.on("pageerror", lambda exc: page.js_errors.append(str(exc)))
     page.on("console", lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None)
+    return page
+
+
+@pytest.fixture
+def logged_in_page(browser, live_server_url: str, user):
+    """A page in a fresh context, logged in as ``user``, with ``page.js_errors``."""
+    page = open_logged_in_page(browser, live_server_url, user)
     try:
         yield page
     finally:
-        context.close()
+        page.context.close()
 
 
 @pytest.fixture

@@ -8,8 +8,11 @@ the spectrogram. Screenshots land in var/screenshots/.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from tests.browser.conftest import launch_chromium, open_logged_in_page
 from tests.synth import speech_silence_speech, write_wav
 from tests.tiny_model import LABELS, register_tiny
 
@@ -52,7 +55,10 @@ def test_record_live(logged_in_page, model, screenshot):
     assert page.locator("#rec-error").is_hidden(), page.locator("#rec-error").text_content()
     label = page.locator("#result .rv-name").text_content()
     assert label in LABELS
-    assert page.locator("#result .rv-caption").text_content().startswith("Whole recording")
+    caption = page.locator("#result .rv-caption").text_content()
+    assert caption.startswith("Whole recording")
+    # Every chunk arrived and was decoded: the server heard (about) what was recorded.
+    assert float(re.search(r"([\d.]+) s", caption).group(1)) >= 3.5, caption
     bars = page.locator("#result .rv-bars .emotion-bar")
     assert bars.count() == len(LABELS)
     rows = page.locator("#result .rv-segments tbody tr").count()
@@ -69,16 +75,22 @@ def test_record_live(logged_in_page, model, screenshot):
     assert label in item.text_content()
     size = page.evaluate("async () => (await (await fetch(document.querySelector('#recordings audio').src)).blob()).size")
     assert size > 10_000
+    # The browser can decode it as media (the chunks form one valid file).
+    page.evaluate("() => document.querySelector('#recordings audio').load()")
+    page.wait_for_function("() => document.querySelector('#recordings audio').readyState >= 2")
     # A second recording; then the first one's result can be shown again.
     page.click("#start")
     page.wait_for_selector("#stop:enabled")
     page.wait_for_function("() => parseFloat(document.getElementById('rec-time').textContent) >= 1.5")
     page.click("#stop")
     page.wait_for_function("() => document.querySelectorAll('#recordings li').length === 2", timeout=60_000)
+    second = page.locator("#recordings li[data-number='2']").text_content()
+    assert float(re.search(r"([\d.]+) s", second).group(1)) >= 1.0, second
     first = page.locator("#recordings li[data-number='1']")
     first.locator("button", has_text="Show result").click()
     assert page.locator("#result .rv-segments tbody tr").count() == rows
     assert "selected" in (first.get_attribute("class") or "")
+    assert "recording 1" in page.locator("#rec-status").text_content()
     screenshot(page, "record-list")
     assert page.js_errors == []
 
@@ -90,6 +102,77 @@ def test_record_without_model(logged_in_page, transactional_db, screenshot):
     assert page.locator("#start").is_disabled()
     screenshot(page, "record-no-model", full_page=False)
     assert page.js_errors == []
+
+
+@pytest.mark.parametrize("daphne_extra_env", [{"SER_STREAM_MAX_SECONDS": "2"}])
+def test_record_stops_at_the_server_limit(logged_in_page, model, daphne_extra_env):
+    """The page learns the limit from "ready" and stops just before it, so the recording
+    gets its result instead of a "too long" error."""
+    page = logged_in_page
+    page.goto("/record/")
+    page.click("#start")
+    page.wait_for_selector("#result[data-state=final]", timeout=60_000)
+    assert "limit of 2 s" in page.locator("#rec-status").text_content()
+    assert page.locator("#rec-error").is_hidden()
+    assert page.locator("#recordings li").count() == 1
+    assert page.js_errors == []
+
+
+def test_record_model_deleted_meanwhile(logged_in_page, model, screenshot):
+    """The server's error message reaches the user, and the page recovers."""
+    page = logged_in_page
+    page.goto("/record/")
+    pk = model.pk
+    model.delete()  # an administrator removes the version while the page is open
+    page.click("#start")
+    error = page.locator("#rec-error")
+    error.wait_for()
+    assert f"no model version with id {pk}" in error.text_content()
+    page.wait_for_selector("#start:enabled")
+    assert page.locator("#stop").is_disabled()
+    assert page.locator("#recordings li").count() == 0
+    assert page.locator("#result .rv").count() == 0  # no "Listening…" left behind
+    screenshot(page, "record-server-error", full_page=False)
+    assert page.js_errors == []
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("denied", "Microphone access was denied"),
+        ("missing", "No microphone was found"),
+        ("insecure", "only available on secure pages"),
+    ],
+)
+def test_record_microphone_problems(playwright_session, daphne_server, user, model, fake_microphone_wav, screenshot,
+                                    case, expected):
+    """Real Chromium behaviour: a blocked permission prompt, a machine without a microphone,
+    and a plain-http origin other than localhost (no navigator.mediaDevices at all)."""
+    base_url = daphne_server.url
+    if case == "denied":
+        chromium = launch_chromium(playwright_session, microphone_wav=fake_microphone_wav, fake_ui=False)
+    elif case == "missing":
+        chromium = launch_chromium(playwright_session, microphone_wav=None)
+    else:
+        chromium = launch_chromium(playwright_session, microphone_wav=fake_microphone_wav,
+                                   args=["--host-resolver-rules=MAP insecure.test 127.0.0.1"])
+        base_url = base_url.replace("127.0.0.1", "insecure.test")
+    try:
+        page = open_logged_in_page(chromium, base_url, user, microphone=False)
+        page.goto("/record/")
+        if case != "insecure":
+            page.click("#start")
+        error = page.locator("#rec-error")
+        error.wait_for()
+        assert expected in error.text_content()
+        # Nothing is left half-started: Start works again (or stays off when it cannot work).
+        assert page.locator("#stop").is_disabled()
+        assert page.locator("#start").is_enabled() == (case != "insecure")
+        assert page.locator("#recordings li").count() == 0
+        screenshot(page, f"record-mic-{case}", full_page=False)
+        assert page.js_errors == []
+    finally:
+        chromium.close()
 
 
 def test_upload_page(logged_in_page, model, tmp_path, screenshot):

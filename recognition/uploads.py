@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
     "UploadLimit",
     "max_upload_bytes",
+    "max_request_bytes",
     "upload_limit_install",
     "uploaded_file_classify",
     "version_id_parse",
@@ -40,6 +41,11 @@ _MULTIPART_OVERHEAD = 64 * 1024
 def max_upload_bytes() -> int:
     """The largest audio file accepted, in bytes (setting ``SER_API_MAX_UPLOAD_BYTES``)."""
     return int(getattr(settings, "SER_API_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+
+
+def max_request_bytes(limit: int | None = None) -> int:
+    """The largest request body that can hold an allowed file (the file plus multipart framing)."""
+    return (max_upload_bytes() if limit is None else limit) + _MULTIPART_OVERHEAD
 
 
 def format_bytes(count: int) -> str:
@@ -72,7 +78,7 @@ class UploadLimit(FileUploadHandler):
             length = int(self.request.META.get("CONTENT_LENGTH") or 0)
         except (TypeError, ValueError):
             return False
-        return length > self.limit + _MULTIPART_OVERHEAD
+        return length > max_request_bytes(self.limit)
 
     def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
         self.received += len(raw_data)

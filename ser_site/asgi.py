@@ -13,12 +13,15 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from recognition.upload_guard import UploadSizeGuard  # noqa: E402
+
 from .routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # Behind a proxy, serve STATIC_ROOT (collectstatic) from the proxy instead.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        # UploadSizeGuard: oversized audio uploads get 413 before Django spools their body.
+        "http": UploadSizeGuard(ASGIStaticFilesHandler(django_asgi_app)),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

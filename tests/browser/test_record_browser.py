@@ -8,6 +8,8 @@ the spectrogram. Screenshots land in var/screenshots/.
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 
 import pytest
@@ -200,3 +202,44 @@ def test_upload_page(logged_in_page, model, tmp_path, screenshot):
     assert "broken.mp3" in error.text_content()
     assert page.locator("#result").count() == 0
     screenshot(page, "upload-error", full_page=False)
+
+
+def _multipart(fields: dict[str, tuple[str, bytes] | str]) -> tuple[bytes, str]:
+    boundary = "ser-test-boundary-7d1f"
+    parts = []
+    for name, value in fields.items():
+        if isinstance(value, tuple):
+            filename, data = value
+            head = f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\nContent-Type: audio/wav'
+        else:
+            head, data = f'Content-Disposition: form-data; name="{name}"', value.encode()
+        parts.append(f"--{boundary}\r\n{head}\r\n\r\n".encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize("daphne_extra_env", [{"SER_API_MAX_UPLOAD_BYTES": "120000"}])
+def test_api_over_daphne(daphne_server, model, user, tmp_path, daphne_extra_env):
+    """The API through the real ASGI stack (Daphne, the upload guard, Django): a token request
+    classifies a file; one over the limit gets the JSON 413."""
+    from recognition.tokens import api_token_create
+
+    _, secret = api_token_create(user=user, name="daphne")
+
+    def post(seconds_of_speech: float) -> tuple[int, dict]:
+        wave, _ = speech_silence_speech("sad", speech=seconds_of_speech, silence=0.8)
+        data = write_wav(tmp_path / "speech.wav", wave).read_bytes()
+        body, content_type = _multipart({"file": ("speech.wav", data), "model": str(model.pk)})
+        conn = http.client.HTTPConnection("127.0.0.1", daphne_server.port, timeout=60)
+        try:
+            conn.request("POST", "/api/classify", body=body,
+                         headers={"Content-Type": content_type, "Authorization": f"Bearer {secret}"})
+            response = conn.getresponse()
+            return response.status, json.loads(response.read())
+        finally:
+            conn.close()
+
+    status, data = post(0.8)  # ~108 kB
+    assert status == 200, data
+    assert data["model"]["id"] == model.pk and data["label"] in LABELS and len(data["segments"]) == 2
+    status, data = post(2.5)  # ~220 kB
+    assert status == 413 and data["code"] == "too_large", data

@@ -1,0 +1,106 @@
+"""ASGI middleware that refuses oversized audio uploads before Django reads their body.
+
+Django's ASGI handler reads a whole request body (into memory, then a temporary file)
+before any view runs, so a view can only refuse a 10 GB upload after it has been stored.
+This guard sits in front of it for the audio endpoints (``POST /api/classify`` and the
+upload page): a declared ``Content-Length`` over the limit is answered with 413 at once,
+and a body without one (chunked) is counted as it arrives and cut off past the limit.
+The views check the same limit again (:mod:`recognition.uploads`), so the guard is an
+early exit, not the only defence.
+
+How early depends on the server: a streaming ASGI server (uvicorn, hypercorn) hands the
+body over as it arrives, so nothing past the limit is read. Daphne (Twisted) receives the
+whole body itself before it calls the application; there the guard only spares Django a
+second copy and the multipart parse, and the reverse proxy in front must cap the body
+size (nginx ``client_max_body_size``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from .uploads import format_bytes, max_request_bytes, max_upload_bytes
+
+__all__ = ["UploadSizeGuard", "GUARDED_PATHS"]
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+GUARDED_PATHS = ("/api/classify", "/classify/")
+
+
+class UploadSizeGuard:
+    """Wrap an ASGI HTTP app; POSTs to ``paths`` larger than the upload limit get a 413."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], paths: Iterable[str] = GUARDED_PATHS) -> None:
+        self.app = app
+        self.paths = frozenset(paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        limit = max_request_bytes()
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await self._refuse(scope, send)
+            return
+        received = 0
+        exceeded = False
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    # Django treats this as the client going away and stops reading.
+                    exceeded = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        await self.app(scope, counting_receive, tracking_send)
+        if exceeded and not started:
+            await self._refuse(scope, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        message = f"The file is too large: the limit is {format_bytes(max_upload_bytes())}."
+        if scope["path"].startswith("/api/"):
+            body = json.dumps({"error": message, "code": "too_large"}).encode()
+            content_type = b"application/json"
+        else:
+            body = (
+                f'<!doctype html><meta charset="utf-8"><title>Too large</title><p>{message}</p>'
+                f'<p><a href="{scope["path"]}">Back</a></p>'
+            ).encode()
+            content_type = b"text/html; charset=utf-8"
+        await send({
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode()),
+                        (b"connection", b"close")],
+        })
+        await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -243,3 +243,29 @@ def test_api_over_daphne(daphne_server, model, user, tmp_path, daphne_extra_env)
     assert data["model"]["id"] == model.pk and data["label"] in LABELS and len(data["segments"]) == 2
     status, data = post(2.5)  # ~220 kB
     assert status == 413 and data["code"] == "too_large", data
+
+
+def test_profile_tokens(logged_in_page, screenshot):
+    """Create a token (its secret is shown once), then revoke it after confirming."""
+    from recognition.models import ApiToken
+    from recognition.tokens import api_token_authenticate
+
+    page = logged_in_page
+    page.goto("/profile/")
+    page.fill("input[name=name]", "lab laptop")
+    page.click("text=Create token")
+    secret = page.locator("#new-token-secret").text_content().strip()
+    assert api_token_authenticate(secret=secret) is not None
+    screenshot(page, "profile-new-token")
+    page.reload()
+    assert page.locator("#new-token-secret").count() == 0
+    assert "lab laptop" in page.locator("#tokens").text_content()
+    page.once("dialog", lambda dialog: dialog.dismiss())  # changing one's mind keeps the token
+    page.click("#tokens button:has-text('Revoke')")
+    assert ApiToken.objects.count() == 1
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#tokens button:has-text('Revoke')")
+    page.wait_for_selector("#no-tokens")
+    assert "The token was revoked" in page.locator(".messages").text_content()
+    assert ApiToken.objects.count() == 0
+    assert page.js_errors == []

@@ -159,7 +159,11 @@
     if (!window.Plotly) return;
     const config = { displayModeBar: false, responsive: true };
     function layout(extra) {
-      return Object.assign({ margin: { l: 50, r: 10, t: 10, b: 70 }, bargap: 0.15, font: { size: 12 } }, extra);
+      const base = { margin: { l: 50, r: 20, t: 10, b: 40 }, bargap: 0.15, font: { size: 12 } };
+      const out = Object.assign(base, extra);
+      out.xaxis = Object.assign({ automargin: true }, out.xaxis);
+      out.yaxis = Object.assign({ automargin: true }, out.yaxis);
+      return out;
     }
     const labels = Object.keys(summary.labels || {});
     Plotly.newPlot("chart-labels", [{

@@ -27,8 +27,10 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("channel_layer")]
 
 def test_zip_import_creates_utterances_and_summary(storage, tmp_path, user):  # noqa: F811
     folder = ravdess_folder(tmp_path / "src")
+    whole = (folder / "Actor_01" / "03-01-01-01-01-01-01.wav").read_bytes()
     extra = {
         "ravdess/README.txt": b"not audio",
+        "ravdess/Actor_01/03-01-03-01-01-02-01.wav": whole[: len(whole) // 3],  # header promises more than it holds
         "ravdess/Actor_02/03-01-05-01-01-02-02.wav": b"garbage bytes, not a wav" * 10,  # corrupt audio
         "__MACOSX/._junk": b"finder litter",
     }
@@ -52,9 +54,10 @@ def test_zip_import_creates_utterances_and_summary(storage, tmp_path, user):  # 
     reasons = {s["path"]: s["reason"] for s in corpus.skipped}
     assert reasons["ravdess/README.txt"] == "not an audio file"
     assert "Not a readable audio file" in reasons["ravdess/Actor_02/03-01-05-01-01-02-02.wav"]
+    assert "truncated" in reasons["ravdess/Actor_01/03-01-03-01-01-02-01.wav"]
     totals = corpus.summary["totals"]
     assert totals == {"utterances": 16, "hours": pytest.approx(sum(r.duration for r in rows) / 3600, abs=1e-3),
-                      "speakers": 2, "labels": 4, "skipped": 2}
+                      "speakers": 2, "labels": 4, "skipped": 3}
     assert corpus.summary["labels"] == {"neutral": 4, "happy": 4, "sad": 4, "angry": 4}
     assert corpus.summary["speakers"] == {"Actor_01": 8, "Actor_02": 8}
     hist = corpus.summary["histogram"]
@@ -156,3 +159,10 @@ def test_duration_histogram_bins():
     wide = duration_histogram([1.0, 300.0])
     assert len(wide["counts"]) <= 30
     assert duration_histogram([]) == {"edges": [], "counts": [], "width": 0.0}
+
+
+def test_import_task_goes_to_the_default_queue():
+    from ser_site.celery import app
+
+    route = app.amqp.router.route({}, "training.tasks.corpus_import", args=(1,), kwargs={})
+    assert route["queue"].name == "default"  # not "training", which only GPU workers may consume

@@ -168,9 +168,23 @@ def _folder_files(request: HttpRequest) -> list[tuple[str, UploadedFile]]:
     return list(zip(paths, files, strict=True))
 
 
+def duration_text(seconds: float | None) -> str:
+    """18.6 s, 12.3 min or 2.35 h: corpora range from a test folder to days of speech."""
+    if not seconds:
+        return "–"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
 @require_GET
 def corpus_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "training/corpus_list.html", {"corpora": selectors.corpus_list()})
+    corpora = list(selectors.corpus_list())
+    for corpus in corpora:
+        corpus.duration_text = duration_text(corpus.summary.get("total_duration"))
+    return render(request, "training/corpus_list.html", {"corpora": corpora})
 
 
 @require_GET
@@ -192,6 +206,7 @@ def corpus_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "samples": samples,
         "blocking_runs": list(selectors.corpus_blocking_runs(corpus)),
         "in_place": corpus.root.startswith("/"),
+        "duration_text": duration_text(corpus.summary.get("total_duration")),
         "skipped_more": max(0, int(corpus.summary.get("skipped", 0)) - len(corpus.skipped)),
     }
     return render(request, "training/corpus_detail.html", context)

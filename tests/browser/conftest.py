@@ -8,7 +8,7 @@ Fixtures for every browser test:
   started per test. (pytest-django's own ``live_server`` is a WSGI server: no websockets.)
   ``daphne_extra_env`` adds settings, e.g. ``@pytest.mark.parametrize("daphne_extra_env",
   [{"SER_STREAM_MAX_SECONDS": "2"}])`` on one test.
-- ``browser``: one Chromium for the session, with a fake microphone that plays
+- ``browser``: one Chromium for all browser tests, with a fake microphone that plays
   ``fake_microphone_wav`` in a loop (override that session fixture for other audio).
 - ``logged_in_page``: a fresh browser context and page, logged in as ``user`` (the session
   cookie of a ``force_login``), base URL set to the live server. ``page.js_errors`` collects
@@ -166,9 +166,12 @@ def fake_microphone_wav(tmp_path_factory) -> Path:
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--autoplay-policy=no-user-gesture-required"]
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an asyncio loop running in the main
+# thread while it lives, and tests outside this folder that run later (pytest-django runs
+# tests without a database last) must not find it there.
+@pytest.fixture(scope="package")
 def playwright_session() -> Iterator:
-    """The Playwright driver for the session (launch extra browsers with ``launch_chromium``)."""
+    """The Playwright driver for the browser tests (more browsers: ``launch_chromium``)."""
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API keeps an asyncio loop running in this thread, which makes
@@ -201,9 +204,9 @@ def launch_chromium(playwright, *, microphone_wav: Path | None = None, fake_ui: 
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=flags + list(args))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright_session, fake_microphone_wav: Path):
-    """The session's Chromium, its fake microphone playing ``fake_microphone_wav``."""
+    """One Chromium for the browser tests, its fake microphone playing ``fake_microphone_wav``."""
     chromium = launch_chromium(playwright_session, microphone_wav=fake_microphone_wav)
     try:
         yield chromium

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.core.asgi import get_asgi_application
@@ -61,7 +62,9 @@ def run(app, *, path: str, body_chunks: list[bytes], content_length: int | None,
     async def send(message):
         sent.append(message)
 
-    asyncio.run(asyncio.wait_for(app(scope, receive, send), 30))
+    # A thread of its own: the caller's thread may already run an event loop (Playwright's).
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, asyncio.wait_for(app(scope, receive, send), 30)).result()
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], body, pulled

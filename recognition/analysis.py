@@ -18,7 +18,7 @@ import functools
 import math
 import os
 from collections.abc import Iterable, Mapping
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import torch
@@ -27,7 +27,8 @@ from recognition.engine.audio import decode_audio
 from recognition.engine.features import FeatureConfig, FeatureExtractor
 from recognition.engine.predictor import Predictor, SegmentPrediction
 
-from .models import ModelVersion
+if TYPE_CHECKING:  # only for annotations: the spectrogram and segment helpers need no Django
+    from .models import ModelVersion
 
 __all__ = ["analyse_waveform", "analyse_file", "model_info", "segment_dict", "spectrogram", "MAX_COLUMNS"]
 

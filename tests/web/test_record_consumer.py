@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -99,7 +100,7 @@ def wait_for_no_decoders() -> None:
 
 
 @pytest.mark.parametrize("container,mime", [("webm", "audio/webm;codecs=opus"), ("ogg", "audio/ogg;codecs=opus")])
-def test_stream_gives_segments_as_speech_pauses_and_a_final_result(live, user, container, mime):
+def test_stream_gives_segments_as_speech_pauses_and_a_final_result(live, user, settings, container, mime):
     from recognition.inference import predictor_for
 
     wave, truth = speech_silence_speech("angry", speech=1.0, silence=1.0)
@@ -110,7 +111,11 @@ def test_stream_gives_segments_as_speech_pauses_and_a_final_result(live, user, c
         ready = await start(comm, mime=mime)
         assert ready["type"] == "ready"
         assert ready["model"] == {"id": live.pk, "name": "tiny", "version": 1, "labels": LABELS}
-        assert ready["limits"] == {"max_seconds": 600.0, "max_bytes_per_second": 64000, "max_streams": 3}
+        assert ready["limits"] == {
+            "max_seconds": settings.SER_STREAM_MAX_SECONDS,
+            "max_bytes_per_second": settings.SER_STREAM_MAX_BYTES_PER_SECOND,
+            "max_streams": settings.SER_STREAM_MAX_PER_USER,
+        }
         for chunk in chunks:
             await comm.send_to(bytes_data=chunk)
         messages = []
@@ -260,17 +265,21 @@ def test_no_active_model(transactional_db, redis_server, user):
     run(scenario())
 
 
-def test_client_vanishing_mid_stream_releases_everything(live, user):
+@pytest.mark.parametrize("when", ["after_start", "mid_stream", "during_stop"])
+def test_client_vanishing_releases_everything(live, user, when):
     from recognition.inference import inference_executor
 
     wave, _ = speech_silence_speech("happy", speech=1.0, silence=0.6)
     chunks = encode_chunks(wave)
+    sent = {"after_start": 0, "mid_stream": len(chunks) * 2 // 3, "during_stop": len(chunks)}[when]
 
     async def scenario():
         comm = communicator(user)
         await start(comm)
-        for chunk in chunks[: len(chunks) * 2 // 3]:  # mid-stream, a segment may be in classification
+        for chunk in chunks[:sent]:  # mid-stream, a segment may be in classification
             await comm.send_to(bytes_data=chunk)
+        if when == "during_stop":
+            await comm.send_json_to({"type": "stop"})  # the final result is computed for nobody
         assert await open_slots(user.pk) == 1
         await comm.disconnect(timeout=TIMEOUT)  # raises if the consumer raised
         assert await open_slots(user.pk) == 0
@@ -348,3 +357,73 @@ def test_streams_per_user_limit_across_connections(live, user, settings):
 
     run(scenario())
     run(_no_slots(user.pk))
+
+
+def test_a_busy_inference_thread_does_not_stall_a_stream(live, user):
+    from recognition.inference import inference_executor
+
+    assert inference_executor()._max_workers >= 2
+    gate = threading.Event()
+    blocker = inference_executor().submit(gate.wait, TIMEOUT)  # a slow classification elsewhere
+    chunks = encode_chunks(speech_silence_speech("sad", speech=0.8, silence=0.8)[0])
+
+    async def scenario():
+        comm = communicator(user)
+        assert (await start(comm))["type"] == "ready"
+        for chunk in chunks:
+            await comm.send_to(bytes_data=chunk)
+        await comm.send_json_to({"type": "stop"})
+        kinds = []
+        while not kinds or kinds[-1] != "final":
+            kinds.append((await comm.receive_json_from(timeout=TIMEOUT))["type"])
+        await comm.disconnect(timeout=TIMEOUT)
+        return kinds
+
+    try:
+        kinds = run(scenario())
+    finally:
+        gate.set()
+    assert blocker.result(timeout=TIMEOUT) is True
+    assert kinds.count("segment") == 2
+
+
+def test_a_dead_process_slot_expires_and_racing_streams_cannot_overbook(redis_server):
+    import redis.asyncio as aioredis
+
+    from recognition.streaming import StreamError, StreamSlots, redis_url
+
+    async def scenario():
+        client = aioredis.Redis.from_url(redis_url())
+        await client.delete("ser:streams:77")
+        await client.zadd("ser:streams:77", {"crashed-process": time.time() - 1})  # its expiry passed
+        slots = [StreamSlots(77) for _ in range(10)]
+        outcomes = await asyncio.gather(*(s.acquire(3) for s in slots), return_exceptions=True)
+        granted = [s for s, o in zip(slots, outcomes, strict=True) if o is None]
+        refused = [o for o in outcomes if isinstance(o, StreamError)]
+        assert len(granted) == 3 and len(refused) == 7
+        assert all(o.code == "too_many_streams" for o in refused)
+        assert await client.zcard("ser:streams:77") == 3
+        for s in slots:
+            await s.release()
+        assert await client.zcard("ser:streams:77") == 0
+        await client.aclose()
+
+    run(scenario())
+
+
+def test_byte_rate_is_a_token_bucket_with_a_burst():
+    from recognition.streaming import ByteRateLimiter, StreamError
+
+    now = [0.0]
+    limiter = ByteRateLimiter(1000, burst_seconds=4.0, clock=lambda: now[0])
+    limiter.admit(4000)  # a burst of 4 s worth
+    with pytest.raises(StreamError) as exc:
+        limiter.admit(1)
+    assert exc.value.code == "too_fast"
+    for _ in range(20):  # then the steady rate, forever
+        now[0] += 0.25
+        limiter.admit(250)
+    now[0] += 100.0  # a long pause refills to the burst, not beyond
+    limiter.admit(4000)
+    with pytest.raises(StreamError):
+        limiter.admit(100)

@@ -140,6 +140,7 @@ def session_cookies(count: int) -> list[str]:
 
 async def one_stream(stack: LiveStack, cookie: str, wave: np.ndarray, truth: list, delay: float) -> dict:
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
     from recognition.engine.stream import StreamDecoder, encode_chunks
 
@@ -162,15 +163,23 @@ async def one_stream(stack: LiveStack, cookie: str, wave: np.ndarray, truth: lis
         final: dict = {}
         sent_at: list[float] = []
 
+        errors: list[str] = []
+
         async def reader() -> None:
-            async for text in ws:
-                msg = json.loads(text)
-                if msg["type"] == "segment":
-                    segments.append((time.perf_counter(), msg))
-                elif msg["type"] == "final":
-                    final.update(msg, received=time.perf_counter())
-                elif msg["type"] == "error":
-                    raise RuntimeError(f"server error: {msg}")
+            try:
+                async for text in ws:
+                    msg = json.loads(text)
+                    if msg["type"] == "segment":
+                        segments.append((time.perf_counter(), msg))
+                    elif msg["type"] == "final":
+                        final.update(msg, received=time.perf_counter())
+                    elif msg["type"] == "error":
+                        errors.append(f"server error: {msg}")
+            except ConnectionClosed as exc:
+                # Counted, not fatal: e.g. this client too slow (a loaded machine) to answer the
+                # server's close within Autobahn's 1 s close-handshake timeout.
+                if not final:
+                    errors.append(f"connection lost: {exc!r}")
 
         reading = asyncio.create_task(reader())
         t0 = time.perf_counter()  # the recorder starts: audio time 0
@@ -199,6 +208,7 @@ async def one_stream(stack: LiveStack, cookie: str, wave: np.ndarray, truth: lis
         "lost": lost,
         "final_segments_match": len(final.get("result", {}).get("segments", [])) == len(segments),
         "final_ms": 1000 * (final["received"] - stop_at) if final else None,
+        "errors": errors,
     }
 
 
@@ -221,6 +231,7 @@ async def scenario(stack: LiveStack, cookies: list[str], streams: int, seconds: 
         "utterances_lost": sum(r["lost"] for r in results),
         "finals_received": len(finals),
         "finals_consistent": all(r["final_segments_match"] for r in results),
+        "errors": [e for r in results for e in r["errors"]],
         "latency_from_pause_chunk": stats(from_chunk),
         "latency_from_speech_end": stats(from_speech),
         "stop_to_final": stats(finals),
@@ -247,7 +258,8 @@ def main() -> None:
         target = TARGETS["one_stream_p95_ms"] if result["streams"] == 1 else TARGETS["twenty_streams_p95_ms"]
         p95 = result["latency_from_pause_chunk"]["p95_ms"]
         result["target_p95_ms"] = target
-        result["meets_target"] = p95 is not None and p95 <= target and result["utterances_lost"] == 0
+        result["meets_target"] = (p95 is not None and p95 <= target and result["utterances_lost"] == 0
+                                  and not result["errors"] and result["finals_received"] == result["streams"])
     report = {
         "benchmark": "streaming",
         "what": "ws/record/ on a real Daphne: end of a speech segment -> its 'segment' message at the client",

@@ -104,6 +104,9 @@ class RecordConsumer(AsyncWebsocketConsumer):
             await self._fail("bad_audio", str(exc))
         except NoModelError as exc:
             await self._fail("no_model", str(exc))
+        except Exception as exc:  # noqa: BLE001 — a bug must still end the stream with a message
+            logger.exception("live recognition failed")
+            await self._fail("server_error", f"The server could not process the recording ({type(exc).__name__}).")
 
     # -- messages ------------------------------------------------------------------------
 

@@ -13,33 +13,9 @@ import pytest
 import torch
 
 from recognition.engine.audio import AudioError
-from recognition.engine.checkpoint import Checkpoint, save_checkpoint
-from recognition.engine.features import (
-    FeatureConfig,
-    FeatureExtractor,
-    FeatureStats,
-    prepare_waveform,
-)
-from recognition.engine.model import EmotionNet, ModelConfig
 from recognition.engine.vad import segment_speech
 from tests.synth import SR, speech_like, speech_silence_speech, write_wav
-
-LABELS = ["neutral", "happy", "angry"]
-
-
-def tiny_checkpoint(path: Path, *, seed: int = 0, labels: list[str] = LABELS) -> Path:
-    """A small, randomly initialised, deterministic checkpoint with statistics from real features."""
-    torch.manual_seed(seed)
-    cfg = ModelConfig(n_features=64, n_classes=len(labels), conv_channels=(4, 8, 8), lstm_hidden=16, attention_dim=16)
-    model = EmotionNet(cfg)
-    feature_config = FeatureConfig()
-    extractor = FeatureExtractor(feature_config)
-    with torch.inference_mode():
-        feats = [extractor.extract(prepare_waveform(speech_like(lab, seed=i), feature_config), normalise=False)
-                 for i, lab in enumerate(labels)]
-    ckpt = Checkpoint(model_config=cfg, feature_config=feature_config, labels=list(labels),
-                      stats=FeatureStats.accumulate(feats), state_dict=model.state_dict(), metrics={})
-    return save_checkpoint(path, ckpt)
+from tests.tiny_model import LABELS, tiny_checkpoint
 
 
 @pytest.fixture
@@ -169,7 +145,8 @@ def test_given_segments_are_used_as_they_are(active_version):
 
     version, predictor = predictor_for()
     wave = speech_like("sad", duration=1.0)
-    given = [{"start": 0.1, "end": 0.9, "label": "happy", "probabilities": {"neutral": 0.2, "happy": 0.5, "angry": 0.3}}]
+    given = [{"start": 0.1, "end": 0.9, "label": "happy",
+              "probabilities": {"neutral": 0.2, "happy": 0.5, "sad": 0.1, "angry": 0.2}}]
     result = analyse_waveform(version=version, predictor=predictor, waveform=wave, segments=given)
     assert result["segments"] == [{"index": 0, **given[0]}]
 

@@ -14,7 +14,7 @@ from channels.testing import WebsocketCommunicator
 from recognition.engine.audio import decode_audio
 from recognition.engine.stream import encode_chunks
 from tests.synth import speech_like, speech_silence_speech, write_wav
-from tests.web.test_analysis import LABELS, tiny_checkpoint
+from tests.tiny_model import LABELS, tiny_checkpoint
 
 TIMEOUT = 30  # seconds a test waits for one message: generous, never an assertion on speed
 

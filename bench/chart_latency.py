@@ -13,6 +13,7 @@ watching one run. Prints JSON; also writes var/bench/chart_latency.json.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import statistics
 import sys
@@ -50,7 +51,51 @@ def fake_epoch(epoch: int, epochs: int, labels: list[str]) -> dict:
     }
 
 
-def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: float) -> dict:
+class SocketWatchers:
+    """``count`` plain websocket clients on the run page's socket (what a browser's socket
+    receives, without a renderer), recording ``now - sent_at`` for each live epoch."""
+
+    def __init__(self, stack: LiveStack, run_id: int, count: int) -> None:
+        self.stack, self.run_id, self.count = stack, run_id, count
+        self.samples: list[float] = []
+        self.ready = threading.Event()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=lambda: asyncio.run(self.main()), daemon=True)
+
+    async def one(self, connected: list) -> None:
+        from websockets.asyncio.client import connect
+
+        uri = self.stack.url(f"/ws/runs/{self.run_id}/").replace("http://", "ws://")
+        headers = {"Cookie": f"sessionid={self.stack.session_cookie}"}
+        async with connect(uri, origin=self.stack.url("").rstrip("/"), additional_headers=headers, proxy=None) as ws:
+            connected.append(1)
+            if len(connected) == self.count:
+                self.ready.set()
+            while not self.done.is_set():
+                try:
+                    text = await asyncio.wait_for(ws.recv(), timeout=0.5)
+                except TimeoutError:
+                    continue
+                msg = json.loads(text)
+                if msg.get("type") == "run.epoch" and msg.get("sent_at") and not msg.get("replay"):
+                    self.samples.append(1000 * (time.time() - msg["sent_at"]))
+
+    async def main(self) -> None:
+        connected: list = []
+        await asyncio.gather(*(self.one(connected) for _ in range(self.count)))
+
+    def __enter__(self) -> SocketWatchers:
+        self.thread.start()
+        if not self.ready.wait(30):
+            raise RuntimeError("websocket watchers did not connect")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(10)
+
+
+def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: float, sockets: int = 0) -> dict:
     from training.models import TrainingRun
     from training.services.execution import _Reporter
 
@@ -66,6 +111,9 @@ def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: fl
         page.wait_for_function("document.getElementById('live').textContent === 'live'", timeout=30000)
         pages.append(page)
     reporter = _Reporter(run, folds=1)
+    watchers = SocketWatchers(stack, run.pk, sockets) if sockets else None
+    if watchers:
+        watchers.__enter__()
 
     def worker() -> None:
         # A plain thread, as in a Celery worker: no event loop here.
@@ -76,6 +124,9 @@ def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: fl
     thread = threading.Thread(target=worker)
     thread.start()
     thread.join()
+    if watchers:
+        time.sleep(1)
+        watchers.__exit__()
     deadline = time.monotonic() + 30
     samples: list[float] = []
     arrivals: list[float] = []
@@ -89,8 +140,10 @@ def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: fl
     points = [page.evaluate("document.getElementById('chart-acc').data[0].x.length") for page in pages]
     for page in pages:
         page.context.close()
+    socket_samples = watchers.samples if watchers else []
     return {
         "browsers": browsers,
+        "plain_websocket_watchers": sockets,
         "epochs_sent": epochs,
         "updates_received": len(samples),
         "updates_expected": epochs * browsers,
@@ -102,6 +155,12 @@ def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: fl
         "message_arrival_p95_ms": round(percentile(arrivals, 0.95), 1) if arrivals else None,
         "with_heatmap_and_recall_median_ms": round(statistics.median(full), 1) if full else None,
         "with_heatmap_and_recall_p95_ms": round(percentile(full, 0.95), 1) if full else None,
+        **({
+            "socket_updates_received": len(socket_samples),
+            "socket_updates_expected": epochs * sockets,
+            "socket_arrival_median_ms": round(statistics.median(socket_samples), 1) if socket_samples else None,
+            "socket_arrival_p95_ms": round(percentile(socket_samples, 0.95), 1) if socket_samples else None,
+        } if sockets else {}),
     }
 
 
@@ -109,7 +168,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between epochs")
-    parser.add_argument("--browsers", type=int, nargs="+", default=[1, 20])
+    parser.add_argument("--browsers", type=int, nargs="+", default=[1, 20],
+                        help="scenarios of N real Chromium pages")
+    parser.add_argument("--mixed", type=int, default=20,
+                        help="also: 1 Chromium page + (N-1) plain websocket watchers (0 = skip)")
     options = parser.parse_args()
     import os
 
@@ -123,6 +185,8 @@ def main() -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         for n in options.browsers:
             results.append(scenario(stack, browser, n, options.epochs, options.interval))
+        if options.mixed:
+            results.append(scenario(stack, browser, 1, options.epochs, options.interval, sockets=options.mixed - 1))
         browser.close()
     report = {
         "benchmark": "chart_latency",

@@ -165,14 +165,14 @@
       out.yaxis = Object.assign({ automargin: true }, out.yaxis);
       return out;
     }
-    const labels = Object.keys(summary.labels || {});
+    const labels = window.sortEmotions(Object.keys(summary.labels || {}));
     Plotly.newPlot("chart-labels", [{
       type: "bar", x: labels, y: labels.map(function (l) { return summary.labels[l]; }),
       marker: { color: labels.map(window.emotionColor) },
       hovertemplate: "%{x}: %{y} utterances<extra></extra>",
     }], layout({ yaxis: { title: { text: "utterances" } } }), config);
 
-    const speakers = Object.keys(summary.speakers || {});
+    const speakers = window.sortNatural(Object.keys(summary.speakers || {}));
     if (speakers.length) {
       Plotly.newPlot("chart-speakers", [{
         type: "bar", x: speakers, y: speakers.map(function (s) { return summary.speakers[s]; }),

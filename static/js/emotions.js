@@ -12,6 +12,16 @@ window.EMOTION_COLORS = {
   frustrated: "#c0392b",
   excited: "#e84393",
 };
+// Canonical order (the engine's CANONICAL_LABELS). JSON objects stored in PostgreSQL (jsonb)
+// come back with their keys re-ordered, so pages sort with these instead of trusting key order.
+window.EMOTION_ORDER = Object.keys(window.EMOTION_COLORS);
+window.sortEmotions = function (labels) {
+  const rank = (l) => { const i = window.EMOTION_ORDER.indexOf(l); return i < 0 ? 999 : i; };
+  return [...labels].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+};
+window.sortNatural = function (names) {
+  return [...names].sort((a, b) => a.localeCompare(b, undefined, { numeric: true }));
+};
 window.emotionColor = function (label) {
   return window.EMOTION_COLORS[label] || "#555";
 };

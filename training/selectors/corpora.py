@@ -7,8 +7,11 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from training.engine.labels import CANONICAL_LABELS
 from training.models import Corpus, TrainingRun, Utterance
 from training.services.datasets import corpus_root
+
+_RANK = {label: i for i, label in enumerate(CANONICAL_LABELS)}
 
 __all__ = [
     "corpus_blocking_runs",
@@ -44,7 +47,9 @@ def corpus_blocking_runs(corpus: Corpus) -> QuerySet[TrainingRun]:
 
 def corpus_samples(corpus: Corpus, *, per_label: int = 3) -> dict[str, list[dict[str, Any]]]:
     """A few utterances per label, spread evenly over the label's files (so over its speakers too)."""
-    labels = list(corpus.summary.get("labels", {})) or sorted(set(corpus.utterances.values_list("label", flat=True)))
+    # Canonical order: a jsonb summary (PostgreSQL) does not keep its keys' order.
+    present = set(corpus.summary.get("labels", {})) or set(corpus.utterances.values_list("label", flat=True))
+    labels = sorted(present, key=lambda label: (_RANK.get(label, len(_RANK)), label))
     samples: dict[str, list[dict[str, Any]]] = {}
     for label in labels:
         ids = list(corpus.utterances.filter(label=label).order_by("path").values_list("pk", flat=True))

@@ -36,15 +36,23 @@ GUARDED_PATHS = ("/api/classify", "/classify/")
 class UploadSizeGuard:
     """Wrap an ASGI HTTP app; POSTs to ``paths`` larger than the upload limit get a 413."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], paths: Iterable[str] = GUARDED_PATHS) -> None:
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        paths: Iterable[str] = GUARDED_PATHS,
+        *,
+        limit: Callable[[], int] = max_upload_bytes,
+    ) -> None:
+        """``limit`` returns the largest file allowed (read per request, so settings apply)."""
         self.app = app
         self.paths = frozenset(paths)
+        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
             await self.app(scope, receive, send)
             return
-        limit = max_request_bytes()
+        limit = max_request_bytes(self.limit())
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await self._refuse(scope, send)
@@ -77,7 +85,7 @@ class UploadSizeGuard:
             await self._refuse(scope, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        message = f"The file is too large: the limit is {format_bytes(max_upload_bytes())}."
+        message = f"The upload is too large: the limit is {format_bytes(self.limit())}."
         if scope["path"].startswith("/api/"):
             body = json.dumps({"error": message, "code": "too_large"}).encode()
             content_type = b"application/json"

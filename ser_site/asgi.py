@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from recognition.upload_guard import UploadSizeGuard  # noqa: E402
@@ -20,8 +21,12 @@ from .routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         # Behind a proxy, serve STATIC_ROOT (collectstatic) from the proxy instead.
-        # UploadSizeGuard: oversized audio uploads get 413 before Django spools their body.
-        "http": UploadSizeGuard(ASGIStaticFilesHandler(django_asgi_app)),
+        # UploadSizeGuard: oversized uploads (audio, corpora) get 413 before Django spools their body.
+        "http": UploadSizeGuard(
+            UploadSizeGuard(ASGIStaticFilesHandler(django_asgi_app)),
+            paths=("/corpora/upload/",),
+            limit=lambda: settings.SER_MAX_UPLOAD_BYTES,
+        ),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -108,3 +108,13 @@ def test_other_requests_are_untouched(path, method):
     big = [b"z" * (REQUEST_LIMIT + 10)]
     status, body, _ = run(UploadSizeGuard(inner), path=path, body_chunks=big, content_length=len(big[0]), method=method)
     assert status == 200 and body == str(len(big[0])).encode()
+
+
+def test_corpus_uploads_are_guarded_with_their_own_limit(settings):
+    """The served application refuses a corpus upload over SER_MAX_UPLOAD_BYTES before Django."""
+    from ser_site.asgi import application
+
+    settings.SER_MAX_UPLOAD_BYTES = 5000
+    status, body, pulled = run(application, path="/corpora/upload/", body_chunks=[b"z"], content_length=10 * 1024**3)
+    assert status == 413 and pulled == 0
+    assert b"upload is too large" in body and b"4.9 KB" in body

@@ -1,9 +1,9 @@
 """The one-command runtime behind ``manage.py studio`` (``make run``).
 
-It starts the embedded Redis (unless ``REDIS_URL`` names one), a Celery worker with its
-embedded beat and Daphne, streams their output with a name prefix, and stops them all
+It starts the embedded Redis (unless ``REDIS_URL`` names one), two Celery workers (training
+with the embedded beat; imports and other short tasks) and Daphne, streams their output with a name prefix, and stops them all
 together: on Ctrl-C / SIGTERM / SIGHUP, or as soon as one of them dies on its own (then
-the others are stopped and the exit code is non-zero). Shutdown order: the worker first
+the others are stopped and the exit code is non-zero). Shutdown order: the workers first
 (SIGTERM = Celery's warm shutdown, which lets a task finish its step), then Daphne, then
 Redis, which both of them need until they are gone. A second Ctrl-C kills what is left.
 
@@ -126,13 +126,22 @@ class _Child:
 
 
 def studio_children(*, host: str, port: int, data_dir: Path, worker_stop_timeout: float) -> list[ChildSpec]:
-    """The worker (both queues, one task at a time, embedded beat) and Daphne, in start order."""
+    """Two workers and Daphne, in start order: "worker" trains (the ``training`` queue, one run
+    at a time, embedded beat for the heartbeat reaper); "imports" takes the ``default`` queue, so
+    a corpus upload is imported at once even while a long run occupies the trainer."""
     python = sys.executable
     worker = ChildSpec(
         "worker",
-        [python, "-m", "celery", "-A", "ser_site", "worker", "-Q", "default,training", "-c", "1",
-         "-B", "-s", str(data_dir / "celerybeat-schedule"), "-l", "INFO", "-n", "studio@%h",
+        [python, "-m", "celery", "-A", "ser_site", "worker", "-Q", "training", "-c", "1",
+         "-B", "-s", str(data_dir / "celerybeat-schedule"), "-l", "INFO", "-n", "studio-training@%h",
          "--without-mingle", "--without-gossip"],
+        ready_text=" ready.",
+        stop_timeout=worker_stop_timeout,
+    )
+    imports = ChildSpec(
+        "imports",
+        [python, "-m", "celery", "-A", "ser_site", "worker", "-Q", "default", "-c", "1", "-l", "INFO",
+         "-n", "studio-default@%h", "--without-mingle", "--without-gossip"],
         ready_text=" ready.",
         stop_timeout=worker_stop_timeout,
     )
@@ -142,7 +151,7 @@ def studio_children(*, host: str, port: int, data_dir: Path, worker_stop_timeout
         ready_text="Listening on TCP address",
         stop_timeout=10.0,
     )
-    return [worker, web]
+    return [worker, imports, web]
 
 
 def _parent_death_signal() -> Callable[[], None] | None:

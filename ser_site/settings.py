@@ -145,7 +145,7 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "reap-stale-runs": {"task": "training.tasks.runs_reap_stale", "schedule": 30.0},
+    "reap-stale": {"task": "training.tasks.reap_stale", "schedule": 30.0},
 }
 # A running run writes a heartbeat every SER_HEARTBEAT_SECONDS; one silent for
 # SER_HEARTBEAT_TIMEOUT seconds is marked interrupted (its worker died).

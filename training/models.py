@@ -30,6 +30,8 @@ class Corpus(models.Model):
     # [{"path": ..., "reason": ...}] for files that were not imported.
     skipped = models.JSONField(default=list, blank=True)
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Stamped by the import task while it works; a stale one means its worker died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     imported_at = models.DateTimeField(null=True, blank=True)
 

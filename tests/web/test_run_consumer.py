@@ -53,6 +53,11 @@ def test_history_then_live_messages(run, user, channel_layer):
         await asyncio.to_thread(group_send, f"run-{run.pk}", {"type": "run.progress", "epoch": 4, "batch": 2, "batches": 5, "progress": 0.5})
         progress = await c.receive_json_from(timeout=5)
         assert progress["type"] == "run.progress" and progress["batch"] == 2
+        # A live copy of an epoch the replay already sent is dropped; a new one goes through.
+        for epoch in (3, 4):
+            await asyncio.to_thread(group_send, f"run-{run.pk}", {"type": "run.epoch", "fold": 1, "epoch": epoch})
+        live = await c.receive_json_from(timeout=5)
+        assert live["epoch"] == 4
         # The client cannot inject anything.
         await c.send_json_to({"type": "run.status", "status": "succeeded"})
         await c.send_to(bytes_data=b"\x00garbage")

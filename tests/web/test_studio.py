@@ -237,7 +237,9 @@ def test_studio_serves_and_stops_cleanly_on_ctrl_c(studio: Studio, data_dir: Pat
     assert re.search(r"^web\s+\| stopped \(exit code 0\)", studio.output, re.M)
     assert re.search(r"^redis\s+\| stopped", studio.output, re.M)
     # Redis goes last: after the worker and Daphne.
-    assert studio.output.index("redis  | stopped") > studio.output.index("web    | stopped")
+    assert re.search(r"^imports\s+\| stopped \(exit code 0\)", studio.output, re.M)
+    redis_stop = re.search(r"^redis\s+\| stopped", studio.output, re.M).start()
+    assert redis_stop > re.search(r"^web\s+\| stopped", studio.output, re.M).start()
     assert processes_marked(str(data_dir)) == {}
     assert not (data_dir / "redis.sock").exists()
 

@@ -2,8 +2,9 @@
 
 On connect it first sends the stored history after the client's last seen (fold, epoch)
 (``?after_fold=F&after_epoch=E``), then the messages the Celery worker pushes. It joins the
-group *before* reading the history, so nothing falls between the two; the page drops
-duplicates by (fold, epoch). The client never sends anything that is acted upon.
+group *before* reading the history, so nothing falls between the two, and drops a live
+epoch that the replay already sent (the page also ignores duplicates by (fold, epoch)).
+The client never sends anything that is acted upon.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         snapshot = await database_sync_to_async(selectors.run_snapshot)(self.run_id, after=after)
+        self.sent_upto = after
         for epoch in snapshot["epochs"]:
             await self.send_json({"type": "run.epoch", "replay": True, **epoch})
+            self.sent_upto = (epoch["fold"], epoch["epoch"])
         await self.send_json({"type": "run.status", **snapshot["status"]})
 
     async def disconnect(self, code: int) -> None:
@@ -56,6 +59,10 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
 
     # Group messages: forwarded as they are (their "type" is dotted, e.g. "run.epoch").
     async def run_epoch(self, event: dict) -> None:
+        # An epoch stored between joining the group and reading the history arrives twice:
+        # once replayed, once live. Send it once.
+        if (event.get("fold", 1), event.get("epoch", 0)) <= self.sent_upto:
+            return
         await self.send_json(event)
 
     async def run_progress(self, event: dict) -> None:

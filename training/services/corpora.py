@@ -33,6 +33,7 @@ from .corpus_import import (
     ProgressFn,
     corpus_import_execute,
     import_fail,
+    import_heartbeat,
     import_tree,
     media_dir,
     staging_root,
@@ -177,6 +178,7 @@ def corpus_import_path(
         raise CorpusImportError(f"A corpus named {name!r} already exists; choose another name.", field="name") from exc
     reporter = ImportProgress(corpus.pk, notify=False, callback=progress)
     work = work_dir(corpus.pk)
+    heartbeat = import_heartbeat(corpus.pk).__enter__()
     try:
         if not copy:
             return import_tree(corpus, source, reporter, destination=None, strict=False, shown=str(source))
@@ -188,6 +190,7 @@ def corpus_import_path(
         import_fail(corpus.pk, message, notify=False)
         raise CorpusImportError(message) from exc
     finally:
+        heartbeat.__exit__()
         shutil.rmtree(work, ignore_errors=True)
 
 

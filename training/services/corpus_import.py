@@ -15,6 +15,7 @@ import math
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -31,6 +32,7 @@ from training.engine.corpora import CorpusError, CorpusScan, Skipped, scan_corpu
 from training.models import Corpus, Utterance
 
 from .archive import ArchiveError, archive_extract
+from .heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +282,7 @@ def corpus_import_execute(*, corpus_id: int) -> Corpus | None:
     work = work_dir(corpus_id)
     progress = ImportProgress(corpus_id, notify=True)
     progress.status()
+    heartbeat = import_heartbeat(corpus_id).__enter__()
     try:
         zip_path, folder = work / "upload.zip", work / "upload"
         if zip_path.is_file():
@@ -300,7 +303,42 @@ def corpus_import_execute(*, corpus_id: int) -> Corpus | None:
         log.exception("corpus %s: import failed", corpus_id)
         import_fail(corpus_id, f"The import failed unexpectedly: {exc}", notify=True)
     finally:
+        heartbeat.__exit__()
         shutil.rmtree(work, ignore_errors=True)
     return Corpus.objects.filter(pk=corpus_id).first()
+
+
+def import_heartbeat(corpus_id: int) -> Heartbeat:
+    """The heartbeat of a running import (use as a context manager); the first beat is now."""
+
+    def beat() -> None:
+        Corpus.objects.filter(pk=corpus_id, status=Corpus.Status.IMPORTING).update(heartbeat_at=timezone.now())
+
+    beat()
+    return Heartbeat(f"import-{corpus_id}", settings.SER_HEARTBEAT_SECONDS, beat)
+
+
+def corpora_reap_stale(*, timeout: float | None = None) -> list[int]:
+    """Fail imports whose task stopped stamping its heartbeat (the worker was killed or the
+    machine restarted), and remove what they left: the staged upload and any files already
+    moved into media. Imports still waiting for a worker (no heartbeat yet) are left alone."""
+    timeout = settings.SER_HEARTBEAT_TIMEOUT if timeout is None else timeout
+    limit = timezone.now() - timedelta(seconds=timeout)
+    stale = Corpus.objects.filter(status=Corpus.Status.IMPORTING, heartbeat_at__lt=limit)
+    failed = []
+    for corpus in stale:
+        changed = Corpus.objects.filter(pk=corpus.pk, status=Corpus.Status.IMPORTING, heartbeat_at__lt=limit).update(
+            status=Corpus.Status.FAILED,
+            error="The import stopped because its worker was stopped or died. Delete this corpus and upload it again.",
+        )
+        if not changed:
+            continue
+        Utterance.objects.filter(corpus_id=corpus.pk).delete()
+        shutil.rmtree(work_dir(corpus.pk), ignore_errors=True)
+        shutil.rmtree(media_dir(corpus), ignore_errors=True)
+        ImportProgress(corpus.pk, notify=True).status()
+        log.warning("corpus %s: import heartbeat older than %.0f s, marked failed", corpus.pk, timeout)
+        failed.append(corpus.pk)
+    return failed
 
 

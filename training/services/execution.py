@@ -3,8 +3,8 @@
 - The run is claimed with a conditional UPDATE (queued → running): a redelivered message,
   a duplicate enqueue or a run cancelled before it started finds nothing to claim and does
   nothing, so a run never starts twice.
-- A heartbeat thread stamps ``heartbeat_at`` every ``SER_HEARTBEAT_SECONDS`` and reads the
-  cancel flag; the training loop only checks an in-memory event.
+- A heartbeat thread (:mod:`.heartbeat`) stamps ``heartbeat_at`` every ``SER_HEARTBEAT_SECONDS``
+  and reads the cancel flag; the training loop only checks an in-memory event.
 - Every epoch is stored (EpochMetric) *then* pushed to the group ``run-<id>``, so a page that
   reconnects always finds in the table what it may have missed on the wire.
 """
@@ -18,7 +18,6 @@ import threading
 import time
 
 from django.conf import settings
-from django.db import close_old_connections
 from django.utils import timezone
 
 from recognition.services import model_version_register
@@ -29,6 +28,7 @@ from training.models import EpochMetric, TrainingRun
 from training.selectors.runs import epoch_payload
 
 from .datasets import corpus_scans
+from .heartbeat import Heartbeat
 from .runs import recipe_of, run_dir, run_notify_status, summary_for
 
 log = logging.getLogger(__name__)
@@ -40,26 +40,6 @@ PROGRESS_INTERVAL = 0.25  # seconds between progress messages: smooth bar, littl
 
 class RunCancelled(Exception):
     pass
-
-
-class _Heartbeat(threading.Thread):
-    """Stamps the heartbeat and mirrors the cancel flag into an Event."""
-
-    def __init__(self, run_id: int, interval: float) -> None:
-        super().__init__(name=f"heartbeat-run-{run_id}", daemon=True)
-        self.run_id = run_id
-        self.interval = interval
-        self.cancel = threading.Event()
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.done.wait(self.interval):
-                TrainingRun.objects.filter(pk=self.run_id, status=TrainingRun.Status.RUNNING).update(heartbeat_at=timezone.now())
-                if TrainingRun.objects.filter(pk=self.run_id, cancel_requested=True).exists():
-                    self.cancel.set()
-        finally:
-            close_old_connections()
 
 
 def _claim(run_id: int) -> bool:
@@ -85,18 +65,24 @@ def run_execute(run_id: int) -> str:
         TrainingRun.objects.filter(pk=run_id).update(started_at=timezone.now())
     run.refresh_from_db()
     run_notify_status(run)
-    beat = _Heartbeat(run_id, settings.SER_HEARTBEAT_SECONDS)
-    beat.start()
+    cancel = threading.Event()
+
+    def beat() -> None:
+        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(heartbeat_at=timezone.now())
+        if TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists():
+            cancel.set()
+
+    heartbeat = Heartbeat(f"run-{run_id}", settings.SER_HEARTBEAT_SECONDS, beat)
+    heartbeat.start()
     try:
-        status = _train(run, beat.cancel)
+        status = _train(run, cancel)
     except RunCancelled:
         status = _finish(run_id, TrainingRun.Status.CANCELLED, phase="cancelled")
     except Exception as exc:  # noqa: BLE001 — any failure becomes the run's error, shown to the user
         log.exception("run %s failed", run_id)
         status = _finish(run_id, TrainingRun.Status.FAILED, phase="failed", error=f"{type(exc).__name__}: {exc}")
     finally:
-        beat.done.set()
-        beat.join(timeout=5)
+        heartbeat.__exit__()
     return status
 
 

@@ -11,7 +11,12 @@ from django.utils import timezone
 from tests.web.corpora_helpers import leftovers, ravdess_folder, storage, upload, zip_bytes  # noqa: F401
 from training.models import Corpus, Utterance
 from training.services.corpora import corpus_upload_create
-from training.services.corpus_import import corpora_reap_stale, corpus_import_execute, media_dir, work_dir
+from training.services.corpus_import import (
+    corpora_reap_stale,
+    corpus_import_execute,
+    media_dir,
+    work_dir,
+)
 from training.tasks import reap_stale
 
 pytestmark = pytest.mark.django_db

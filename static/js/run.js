@@ -175,6 +175,7 @@
         logEpoch(m, m.replay ? "caught up" : "");
         setBar("bar-epoch", 1, `epoch ${m.epoch} done`);
       } else if (m.type === "run.progress") {
+        if (m.phase) document.getElementById("run-phase").textContent = m.phase;
         setBar("bar-epoch", m.batch / m.batches, `epoch ${m.epoch}/${m.epochs}${cfg.folds > 1 ? `, fold ${m.fold}` : ""}: batch ${m.batch}/${m.batches}, loss ${m.train_loss.toFixed(3)}`);
         setBar("bar-overall", m.progress, `${Math.round(m.progress * 100)}%`);
       } else if (m.type === "run.status") {

@@ -103,6 +103,9 @@ class _Reporter:
         self.group = f"run-{run.pk}"
         self.last_progress = 0.0
 
+    def phase(self, fold: int) -> str:
+        return f"training fold {fold}/{self.folds}" if self.folds > 1 else "training"
+
     def overall(self, fold: int, fraction: float) -> float:
         return min(1.0, ((fold - 1) + fraction) / self.folds)
 
@@ -114,9 +117,11 @@ class _Reporter:
                 return
             self.last_progress = now
             progress = self.overall(fold, event["progress"])
-            TrainingRun.objects.filter(pk=self.run.pk).update(progress=progress, current_fold=fold, current_epoch=event["epoch"] - 1)
+            TrainingRun.objects.filter(pk=self.run.pk).update(
+                progress=progress, current_fold=fold, current_epoch=event["epoch"] - 1, phase=self.phase(fold)
+            )
             group_send(self.group, {
-                "type": "run.progress", "fold": fold, "epoch": event["epoch"], "epochs": event["epochs"],
+                "type": "run.progress", "fold": fold, "phase": self.phase(fold), "epoch": event["epoch"], "epochs": event["epochs"],
                 "batch": event["batch"], "batches": event["batches"], "progress": progress,
                 "train_loss": event["train_loss"],
             })
@@ -132,7 +137,7 @@ class _Reporter:
                 progress=self.overall(fold, event["epoch"] / event["epochs"]),
                 current_fold=fold, current_epoch=event["epoch"],
                 best_ua=max(best or 0.0, event["ua"]),
-                phase=f"training{f' fold {fold}/{self.folds}' if self.folds > 1 else ''}",
+                phase=self.phase(fold),
             )
             group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": ended_at, **values})
 
@@ -151,10 +156,15 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
     reporter = _Reporter(run, folds)
     resume = run.resume_requested
 
+    step = 0
+
     def loading(done: int, total: int) -> None:
-        if done == total or done % 50 == 0:
+        nonlocal step
+        # A log line per fifth of the files: enough to see it move, not enough to flood the log.
+        if done == total or done * 5 // max(total, 1) > step:
+            step = done * 5 // max(total, 1)
             TrainingRun.objects.filter(pk=run.pk).update(phase=f"loading audio {done}/{total}")
-            group_send(f"run-{run.pk}", {"type": "run.log", "message": f"loaded {done}/{total} files"})
+            group_send(f"run-{run.pk}", {"type": "run.log", "message": f"loaded {done}/{total} audio files"})
         if cancel.is_set():
             raise RunCancelled
 

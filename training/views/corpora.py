@@ -14,7 +14,6 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.core.files.uploadedfile import UploadedFile
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404, redirect, render
@@ -22,6 +21,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
+from recognition.uploads import UploadLimit
 from training import selectors
 from training.engine.corpora import FORMATS
 from training.models import Corpus
@@ -55,25 +55,6 @@ class CorpusUploadForm(forms.Form):
     )
     archive = forms.FileField(required=False, label="Zip archive",
                               widget=forms.ClearableFileInput(attrs={"accept": ".zip,application/zip"}))
-
-
-class _ByteLimit(FileUploadHandler):
-    """Counts the bytes of all uploaded files as they arrive and stops past the limit, so a
-    request without (or with a wrong) Content-Length cannot fill the disk either."""
-
-    def __init__(self, request: HttpRequest, limit: int) -> None:
-        super().__init__(request)
-        self.limit, self.received, self.exceeded = limit, 0, False
-
-    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
-        self.received += len(raw_data)
-        if self.received > self.limit:
-            self.exceeded = True
-            raise StopUpload(connection_reset=True)
-        return raw_data
-
-    def file_complete(self, file_size: int) -> None:
-        return None
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -116,7 +97,8 @@ def corpus_upload(request: HttpRequest) -> HttpResponse:
     declared = int(request.META.get("CONTENT_LENGTH") or 0)
     if declared > limit + 1024**2 + 1024 * settings.SER_MAX_ARCHIVE_FILES:
         return _refused(request, _too_large(), status=413)
-    guard = _ByteLimit(request, limit)
+    # Counts the bytes of all files as they arrive: a wrong or missing Content-Length cannot fill the disk.
+    guard = UploadLimit(request, limit)
     request.upload_handlers.insert(0, guard)
     try:
         request.POST, request.FILES  # noqa: B018 — parse now, with the guard in place

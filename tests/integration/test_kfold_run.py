@@ -1,0 +1,65 @@
+"""A k-fold run executed in process (the task's body): every fold's epochs are stored, the
+registered model carries the fold means; an interrupted k-fold run resumes after the folds
+it had finished instead of training them again."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from recognition.models import ModelVersion
+from tests.web.factories import ready_corpus
+from training.models import EpochMetric, TrainingRun
+from training.services import execution
+from training.services import runs as services
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
+
+
+@pytest.fixture
+def kfold_run(tmp_path, user, redis_server, settings):
+    settings.SER_RUNS_DIR = tmp_path / "runs"
+    settings.SER_FEATURE_CACHE_DIR = tmp_path / "cache"
+    settings.SER_TRAIN_THREADS = 1
+    corpus = ready_corpus(tmp_path / "corpus", speakers=4, per_class=2)
+    recipe = services.recipe_build(model_size="small", epochs=2, batch_size=8, augment=False, patience=0)
+    run = TrainingRun.objects.create(
+        name="kfold", labels=["happy", "sad", "angry"], protocol="kfold", folds=2, hyperparameters=recipe.to_dict(),
+        created_by=user,
+    )
+    run.corpora.set([corpus])
+    return run
+
+
+def test_kfold_run_stores_every_fold_and_registers_the_means(kfold_run):
+    assert execution.run_execute(kfold_run.pk) == "succeeded"
+    run = TrainingRun.objects.get(pk=kfold_run.pk)
+    assert list(EpochMetric.objects.filter(run=run).values_list("fold", "epoch")) == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    assert run.progress == 1.0 and run.status == "succeeded"
+    assert "2-fold leave-speakers-out" in run.test_metrics["protocol"] and "ua_std" in run.test_metrics
+    version = ModelVersion.objects.get()
+    assert run.model_version == version and version.metrics["ua"] == run.test_metrics["ua"]
+    assert "best validation UA" in version.metrics["note"]
+    assert len(run.report["folds"]) == 2
+
+
+def test_interrupted_kfold_run_resumes_after_its_finished_folds(kfold_run):
+    assert execution.run_execute(kfold_run.pk) == "succeeded"
+    run = TrainingRun.objects.get(pk=kfold_run.pk)
+    fold1 = run.report["folds"][0]
+    first_fold_rows = set(EpochMetric.objects.filter(run=run, fold=1).values_list("id", flat=True))
+    # As if the worker had died early in fold 2: fold 1 is on record, fold 2 left nothing.
+    EpochMetric.objects.filter(run=run, fold=2).delete()
+    shutil.rmtree(services.run_dir(run) / "fold2")
+    ModelVersion.objects.all().delete()
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status="interrupted", report={"completed_folds": {"1": fold1}}, model_version=None, progress=0.5
+    )
+    services.run_resume(run=TrainingRun.objects.get(pk=run.pk))
+    assert execution.run_execute(run.pk) == "succeeded"
+    run.refresh_from_db()
+    assert set(EpochMetric.objects.filter(run=run, fold=1).values_list("id", flat=True)) == first_fold_rows  # not retrained
+    assert list(EpochMetric.objects.filter(run=run, fold=2).values_list("epoch", flat=True)) == [1, 2]
+    assert run.report["folds"][0] == fold1 and len(run.report["folds"]) == 2
+    assert ModelVersion.objects.count() == 1

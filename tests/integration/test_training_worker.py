@@ -1,5 +1,6 @@
-"""End to end with a real Celery worker subprocess and the real Redis: a run trains a tiny
-model, its epochs arrive in order at a websocket client, and a ModelVersion is registered.
+"""End to end with a real Celery worker subprocess and the real Redis: a zip is imported by
+the worker, a run trains a tiny model on it, its epochs arrive in order at a websocket
+client, and a ModelVersion is registered.
 A worker killed mid-run leaves the run interrupted, and resume finishes it without gaps."""
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ import time
 import pytest
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from recognition.models import ModelVersion
+from tests.web.corpora_helpers import ravdess_folder, zip_bytes
 from tests.web.factories import ready_corpus
-from training.models import EpochMetric, TrainingRun
+from training.models import Corpus, EpochMetric, TrainingRun
 from training.routing import websocket_urlpatterns
 from training.services import runs as services
+from training.services.corpora import corpus_upload_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
 
@@ -36,8 +40,19 @@ def create_run(corpus, user, *, epochs: int, name: str = "e2e") -> TrainingRun:
     return services.run_create(name=name, corpora=[corpus], recipe=recipe, created_by=user)
 
 
+def import_through_the_worker(tmp_path, user, worker) -> Corpus:
+    """Upload a small synthetic RAVDESS-style zip; the worker's import task makes it ready."""
+    archive = zip_bytes(ravdess_folder(tmp_path / "upload", actors=4, statements=2))
+    corpus = corpus_upload_create(name="synth", user=user, archive=SimpleUploadedFile("synth.zip", archive))
+    wait_for(lambda: Corpus.objects.get(pk=corpus.pk).status != Corpus.Status.IMPORTING, 120, "the import", worker)
+    corpus.refresh_from_db()
+    assert corpus.status == Corpus.Status.READY, corpus.error
+    assert corpus.utterances.count() == 32
+    return corpus
+
+
 def test_run_trains_streams_epochs_and_registers_a_model(tmp_path, user, celery_worker, channel_layer):
-    corpus = ready_corpus(tmp_path / "corpus")
+    corpus = import_through_the_worker(tmp_path, user, celery_worker)
     messages: list[dict] = []
 
     async def watch(run_id: int) -> None:
@@ -67,6 +82,7 @@ def test_run_trains_streams_epochs_and_registers_a_model(tmp_path, user, celery_
     assert version.labels == run.labels and version.metrics["split"] == "test" and "protocol" in version.metrics
     assert len(version.confusion) == len(run.labels)
     assert version.lineage["run_id"] == run.pk and version.lineage["corpora"] == ["synth"]
+    assert run.labels == ["neutral", "happy", "sad", "angry"]
     # A second run of the same name gets version 2; a cancelled queued run never starts.
     queued = create_run(corpus, user, epochs=1, name="e2e")
     services.run_cancel(run=queued)

@@ -183,3 +183,14 @@ def test_delete_rules(ready, auth_client, django_capture_on_commit_callbacks):
     assert response.status_code == 302 and response.url == reverse("corpora:list")
     assert not Corpus.objects.filter(pk=ready.pk).exists() and not folder.exists()
     assert TrainingRun.objects.filter(pk=run.pk).exists()
+
+
+def test_only_the_uploader_or_staff_may_delete(ready, client, admin_client, django_user_model):
+    other = django_user_model.objects.create_user(username="bob", password="bob-password-123")
+    client.force_login(other)
+    page = client.get(reverse("corpora:detail", args=[ready.pk]))
+    assert page.status_code == 200 and reverse("corpora:delete", args=[ready.pk]).encode() not in page.content
+    assert client.post(reverse("corpora:delete", args=[ready.pk])).status_code == 403
+    assert Corpus.objects.filter(pk=ready.pk).exists()
+    assert admin_client.post(reverse("corpora:delete", args=[ready.pk])).status_code == 302
+    assert not Corpus.objects.filter(pk=ready.pk).exists()

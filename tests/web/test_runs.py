@@ -160,9 +160,22 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
     assert bad.status_code == 200 and b"look like" in bad.content
 
 
-def test_cancel_view_requires_post(auth_client, corpus):
-    run = make_run(corpus)
+def test_cancel_view_requires_post(auth_client, corpus, user):
+    run = make_run(corpus, created_by=user)
     assert auth_client.get(reverse("runs:cancel", args=[run.pk])).status_code == 405
     assert auth_client.post(reverse("runs:cancel", args=[run.pk])).status_code == 302
     run.refresh_from_db()
     assert run.status == "cancelled"
+
+
+def test_only_the_owner_or_staff_may_change_a_run(client, admin_client, corpus, user, django_user_model):
+    run = make_run(corpus, status="failed", created_by=user)
+    other = django_user_model.objects.create_user(username="bob", password="bob-password-123")
+    client.force_login(other)
+    page = client.get(reverse("runs:detail", args=[run.pk]))
+    assert page.status_code == 200 and b"runs/%d/delete/" % run.pk not in page.content  # no buttons
+    for action in ("runs:cancel", "runs:resume", "runs:delete"):
+        assert client.post(reverse(action, args=[run.pk])).status_code == 403
+    assert TrainingRun.objects.filter(pk=run.pk).exists()
+    assert admin_client.post(reverse("runs:delete", args=[run.pk])).status_code == 302
+    assert not TrainingRun.objects.filter(pk=run.pk).exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -14,6 +15,7 @@ from training.services.datasets import corpus_root
 _RANK = {label: i for i, label in enumerate(CANONICAL_LABELS)}
 
 __all__ = [
+    "canonical_order",
     "corpus_blocking_runs",
     "corpus_import_state",
     "corpus_list",
@@ -45,11 +47,16 @@ def corpus_blocking_runs(corpus: Corpus) -> QuerySet[TrainingRun]:
     return corpus.runs.filter(status__in=busy)
 
 
+def canonical_order(labels: Iterable[str]) -> list[str]:
+    """Labels in the engine's canonical order (a jsonb summary, on PostgreSQL, does not keep
+    the order its keys were written in)."""
+    return sorted(labels, key=lambda label: (_RANK.get(label, len(_RANK)), label))
+
+
 def corpus_samples(corpus: Corpus, *, per_label: int = 3) -> dict[str, list[dict[str, Any]]]:
     """A few utterances per label, spread evenly over the label's files (so over its speakers too)."""
-    # Canonical order: a jsonb summary (PostgreSQL) does not keep its keys' order.
     present = set(corpus.summary.get("labels", {})) or set(corpus.utterances.values_list("label", flat=True))
-    labels = sorted(present, key=lambda label: (_RANK.get(label, len(_RANK)), label))
+    labels = canonical_order(present)
     samples: dict[str, list[dict[str, Any]]] = {}
     for label in labels:
         ids = list(corpus.utterances.filter(label=label).order_by("path").values_list("pk", flat=True))

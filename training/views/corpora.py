@@ -25,6 +25,7 @@ from recognition.uploads import UploadLimit
 from training import selectors
 from training.engine.corpora import FORMATS
 from training.models import Corpus
+from training.permissions import may_change, require_change
 from training.services import corpora as corpora_service
 from training.services.archive import human_size
 from training.services.corpora import CorpusImportError
@@ -168,6 +169,8 @@ def corpus_list(request: HttpRequest) -> HttpResponse:
     corpora = list(selectors.corpus_list())
     for corpus in corpora:
         corpus.duration_text = duration_text(corpus.summary.get("total_duration"))
+        corpus.can_change = may_change(request.user, corpus.uploaded_by_id)
+        corpus.label_list = selectors.canonical_order(corpus.summary.get("labels", {}))
     return render(request, "training/corpus_list.html", {"corpora": corpora})
 
 
@@ -187,6 +190,7 @@ def corpus_detail(request: HttpRequest, pk: int) -> HttpResponse:
     }
     context = {
         "corpus": corpus,
+        "can_change": may_change(request.user, corpus.uploaded_by_id),
         "data": data,
         "samples": samples,
         "blocking_runs": list(selectors.corpus_blocking_runs(corpus)),
@@ -200,6 +204,7 @@ def corpus_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def corpus_delete(request: HttpRequest, pk: int) -> HttpResponse:
     corpus = get_object_or_404(Corpus, pk=pk)
+    require_change(request.user, corpus.uploaded_by_id, "corpus")
     name = corpus.name
     try:
         corpora_service.corpus_delete(corpus=corpus)

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from training import selectors
 from training.forms import RunForm
 from training.models import TrainingRun
+from training.permissions import may_change, require_change
 from training.services import runs as run_services
 
 
@@ -47,6 +48,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     snapshot = selectors.run_snapshot(run.pk)
     return render(request, "training/run_detail.html", {
         "run": run,
+        "can_change": may_change(request.user, run.created_by_id),
         "snapshot": snapshot,
         "labels": run.labels,
         "config": {
@@ -72,6 +74,7 @@ def run_compare(request: HttpRequest) -> HttpResponse:
 
 def _action(request: HttpRequest, pk: int, action, done: str) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=pk)
+    require_change(request.user, run.created_by_id, "run")
     try:
         action(run=run)
     except run_services.RunError as exc:
@@ -94,6 +97,7 @@ def run_resume(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def run_delete(request: HttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun, pk=pk)
+    require_change(request.user, run.created_by_id, "run")
     try:
         run_services.run_delete(run=run)
     except run_services.RunError as exc:

@@ -90,8 +90,15 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # Several processes (web, worker) share the file: wait for locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Several processes (web, workers) and threads (a run's heartbeat) share the file. Wait for
+    # locks instead of failing; take the write lock when a transaction starts (IMMEDIATE), so a
+    # read-then-write transaction never deadlocks against another writer (SQLite answers that
+    # with an instant "database is locked"); WAL lets readers go on while one process writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    })
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

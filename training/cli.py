@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from argparse import ArgumentParser
+from argparse import ArgumentParser, BooleanOptionalAction
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,11 +38,13 @@ def add_label_arguments(parser: ArgumentParser) -> None:
 
 
 def add_recipe_arguments(parser: ArgumentParser) -> None:
-    d, t = FeatureConfig(), TrainConfig()
+    d, t = Recipe().features, TrainConfig()
     g = parser.add_argument_group("recipe")
     g.add_argument("--features", choices=FEATURE_KINDS, default=d.kind)
     g.add_argument("--n-mels", type=int, default=d.n_mels)
     g.add_argument("--trim", choices=TRIM_METHODS, default=d.trim, help="edge-silence trimming")
+    g.add_argument("--cmn", action=BooleanOptionalAction, default=d.utterance_cmn,
+                   help="per-utterance mean normalisation of each band (default: on)")
     g.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="medium")
     g.add_argument("--dropout", type=float, default=None)
     g.add_argument("--epochs", type=int, default=t.epochs)
@@ -63,7 +65,9 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
 
 def recipe_from_options(options: dict[str, Any]) -> Recipe:
     try:
-        features = FeatureConfig(kind=options["features"], n_mels=options["n_mels"], trim=options["trim"])
+        features = FeatureConfig(
+            kind=options["features"], n_mels=options["n_mels"], trim=options["trim"], utterance_cmn=options["cmn"]
+        )
         train = TrainConfig(
             epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
             weight_decay=options["weight_decay"], patience=options["patience"],

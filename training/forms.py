@@ -29,6 +29,10 @@ class RunForm(forms.Form):
     protocol = forms.ChoiceField(choices=TrainingRun.Protocol.choices, initial=TrainingRun.Protocol.HOLDOUT)
     folds = forms.IntegerField(min_value=2, max_value=20, initial=5, help_text="For k-fold only.")
     features = forms.ChoiceField(choices=[(k, {"logmel": "log-Mel", "mfcc": "MFCC + deltas"}.get(k, k)) for k in FEATURE_KINDS])
+    utterance_cmn = forms.BooleanField(
+        required=False, initial=True, label="Per-utterance normalisation",
+        help_text="Subtract each recording's mean per band: less speaker and microphone colouring.",
+    )
     model_size = forms.ChoiceField(choices=[(k, k) for k in MODEL_SIZES], initial="medium")
     epochs = forms.IntegerField(min_value=1, max_value=500, initial=_defaults.epochs)
     batch_size = forms.IntegerField(min_value=1, max_value=512, initial=_defaults.batch_size)

@@ -12,6 +12,7 @@ import pytest
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import transaction
 
 from recognition.models import ModelVersion
 from tests.web.corpora_helpers import ravdess_folder, zip_bytes
@@ -84,8 +85,9 @@ def test_run_trains_streams_epochs_and_registers_a_model(tmp_path, user, celery_
     assert version.lineage["run_id"] == run.pk and version.lineage["corpora"] == ["synth"]
     assert run.labels == ["neutral", "happy", "sad", "angry"]
     # A second run of the same name gets version 2; a cancelled queued run never starts.
-    queued = create_run(corpus, user, epochs=1, name="e2e")
-    services.run_cancel(run=queued)
+    with transaction.atomic():  # enqueued on commit, so the worker can only see it cancelled
+        queued = create_run(corpus, user, epochs=1, name="e2e")
+        services.run_cancel(run=queued)
     second = create_run(corpus, user, epochs=1, name="e2e")
     wait_for(lambda: TrainingRun.objects.get(pk=second.pk).status == "succeeded", 120, "the second run", celery_worker)
     assert TrainingRun.objects.get(pk=queued.pk).status == "cancelled"

@@ -87,6 +87,14 @@ def test_cancel_of_a_running_run_sets_the_flag(corpus):
     assert run.status == "running" and run.cancel_requested
 
 
+def test_cancel_of_a_run_a_worker_just_claimed_uses_the_flag(corpus):
+    run = make_run(corpus)  # the page's copy says queued ...
+    assert execution._claim(run.pk)  # ... but a worker claimed it meanwhile
+    services.run_cancel(run=run)
+    run.refresh_from_db()
+    assert run.status == "running" and run.cancel_requested
+
+
 def test_finished_runs_cannot_be_cancelled_or_resumed(corpus):
     run = make_run(corpus, status="succeeded")
     with pytest.raises(services.RunError):

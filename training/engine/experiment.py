@@ -37,7 +37,9 @@ __all__ = ["Recipe", "Dataset", "build_dataset", "train_holdout", "cross_validat
 class Recipe:
     """The default training recipe; every field can be overridden per run."""
 
-    features: FeatureConfig = field(default_factory=FeatureConfig)
+    # Per-utterance mean normalisation of each Mel band: removes much of the speaker and
+    # channel colouring; on RAVDESS 6-fold leave-actors-out it raised UA from 0.514 to 0.559.
+    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(utterance_cmn=True))
     model_size: str = "medium"
     model_overrides: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=TrainConfig)

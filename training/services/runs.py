@@ -73,6 +73,7 @@ def parse_label_mapping(text: str) -> dict[str, str | None]:
 def recipe_build(
     *,
     features: str = "logmel",
+    utterance_cmn: bool = True,
     model_size: str = "medium",
     epochs: int = 50,
     batch_size: int = 16,
@@ -89,7 +90,8 @@ def recipe_build(
             augment=AugmentConfig(enabled=augment),
         )
         overrides = {} if dropout is None else {"dropout": dropout}
-        recipe = Recipe(features=FeatureConfig(kind=features), model_size=model_size, model_overrides=overrides, train=train)
+        feature_config = FeatureConfig(kind=features, utterance_cmn=utterance_cmn)
+        recipe = Recipe(features=feature_config, model_size=model_size, model_overrides=overrides, train=train)
         recipe.model_config(2)  # validates the model size and overrides
     except (TypeError, ValueError) as exc:
         raise RunError(str(exc)) from exc
@@ -155,7 +157,11 @@ def run_notify_status(run: TrainingRun) -> None:
 
 def run_cancel(*, run: TrainingRun) -> TrainingRun:
     """Queued: revoke the message and mark cancelled. Running: set the flag; the worker stops
-    at the next batch and marks the run cancelled. Interrupted: cancelled at once."""
+    at the next batch and marks the run cancelled. Interrupted: cancelled at once.
+
+    Decided on the row's current status, not the caller's copy: a run a worker claimed a
+    moment ago is cancelled through its flag."""
+    run.refresh_from_db()
     if run.status == TrainingRun.Status.QUEUED:
         # The status is the guard: even if the revoke does not reach the worker in time,
         # the task finds the run no longer queued and does nothing.
@@ -169,13 +175,17 @@ def run_cancel(*, run: TrainingRun) -> TrainingRun:
                 app.control.revoke(run.celery_task_id)
             except Exception:  # noqa: BLE001 — the status guard above already wins
                 log.warning("could not revoke task %s", run.celery_task_id, exc_info=True)
-    elif run.status == TrainingRun.Status.RUNNING:
-        TrainingRun.objects.filter(pk=run.pk).update(cancel_requested=True, phase="cancelling…")
+        if not changed:
+            run.refresh_from_db()  # a worker claimed it meanwhile: cancel it as a running run
+    if run.status == TrainingRun.Status.RUNNING:
+        TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            cancel_requested=True, phase="cancelling…"
+        )
     elif run.status == TrainingRun.Status.INTERRUPTED:
         TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.INTERRUPTED).update(
             status=TrainingRun.Status.CANCELLED, phase="cancelled", finished_at=timezone.now()
         )
-    else:
+    elif run.status != TrainingRun.Status.QUEUED and run.status != TrainingRun.Status.CANCELLED:
         raise RunError(f"A {run.status} run cannot be cancelled.")
     run.refresh_from_db()
     run_notify_status(run)

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from .models import ModelVersion
 
-__all__ = ["model_version_active", "model_version_list", "model_version_get"]
+__all__ = ["model_version_active", "model_version_list"]
 
 
 def model_version_active() -> ModelVersion | None:
@@ -15,7 +15,3 @@ def model_version_active() -> ModelVersion | None:
 
 def model_version_list() -> QuerySet[ModelVersion]:
     return ModelVersion.objects.all()
-
-
-def model_version_get(pk: int) -> ModelVersion:
-    return ModelVersion.objects.get(pk=pk)

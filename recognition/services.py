@@ -23,7 +23,14 @@ from recognition.engine.checkpoint import CheckpointError, load_checkpoint
 
 from .models import ModelVersion
 
-__all__ = ["model_version_register", "model_version_activate", "model_version_deactivate", "file_sha256"]
+__all__ = [
+    "CheckpointError",
+    "file_sha256",
+    "model_version_activate",
+    "model_version_delete",
+    "model_version_register",
+    "model_version_register_upload",
+]
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -139,12 +146,6 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
     return version
 
 
-def model_version_deactivate(*, version: ModelVersion) -> ModelVersion:
-    ModelVersion.objects.filter(pk=version.pk).update(is_active=False)
-    version.refresh_from_db()
-    return version
-
-
 def model_version_delete(*, version: ModelVersion) -> None:
     """Delete the row and its checkpoint file."""
     with transaction.atomic():
@@ -156,5 +157,3 @@ def _slug(name: str) -> str:
     keep = "".join(c if c.isalnum() or c in "-_" else "-" for c in name.lower())
     return keep.strip("-")[:40] or "model"
 
-
-__all__ += ["model_version_register_upload", "model_version_delete", "CheckpointError"]

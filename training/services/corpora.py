@@ -178,20 +178,19 @@ def corpus_import_path(
         raise CorpusImportError(f"A corpus named {name!r} already exists; choose another name.", field="name") from exc
     reporter = ImportProgress(corpus.pk, notify=False, callback=progress)
     work = work_dir(corpus.pk)
-    heartbeat = import_heartbeat(corpus.pk).__enter__()
-    try:
-        if not copy:
-            return import_tree(corpus, source, reporter, destination=None, strict=False, shown=str(source))
-        tree = work / "corpus"
-        _copy_tree(source, tree, reporter.stage(0.0, UNPACK_END, "copying"))
-        return import_tree(corpus, tree, reporter, destination=media_dir(corpus), strict=True, shown=str(source))
-    except Exception as exc:
-        message = str(exc) if isinstance(exc, CorpusImportError) else f"The import failed: {exc}"
-        import_fail(corpus.pk, message, notify=False)
-        raise CorpusImportError(message) from exc
-    finally:
-        heartbeat.__exit__()
-        shutil.rmtree(work, ignore_errors=True)
+    with import_heartbeat(corpus.pk):
+        try:
+            if not copy:
+                return import_tree(corpus, source, reporter, destination=None, strict=False, shown=str(source))
+            tree = work / "corpus"
+            _copy_tree(source, tree, reporter.stage(0.0, UNPACK_END, "copying"))
+            return import_tree(corpus, tree, reporter, destination=media_dir(corpus), strict=True, shown=str(source))
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, CorpusImportError) else f"The import failed: {exc}"
+            import_fail(corpus.pk, message, notify=False)
+            raise CorpusImportError(message) from exc
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _copy_tree(source: Path, dest: Path, step: Callable[[int, int], None]) -> None:

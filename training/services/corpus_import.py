@@ -282,29 +282,28 @@ def corpus_import_execute(*, corpus_id: int) -> Corpus | None:
     work = work_dir(corpus_id)
     progress = ImportProgress(corpus_id, notify=True)
     progress.status()
-    heartbeat = import_heartbeat(corpus_id).__enter__()
-    try:
-        zip_path, folder = work / "upload.zip", work / "upload"
-        if zip_path.is_file():
-            tree = work / "corpus"
-            shutil.rmtree(tree, ignore_errors=True)  # a redelivered task starts over
-            archive_extract(
-                zip_path, tree, max_files=settings.SER_MAX_ARCHIVE_FILES, max_bytes=settings.SER_MAX_UNZIPPED_BYTES,
-                progress=progress.stage(0.0, UNPACK_END, "unpacking"),
-            )
-        elif folder.is_dir():
-            tree = folder
-        else:
-            raise CorpusImportError("The uploaded files are missing; upload the corpus again.")
-        return import_tree(corpus, tree, progress, destination=media_dir(corpus), strict=True, shown="the upload")
-    except (CorpusImportError, ArchiveError) as exc:
-        import_fail(corpus_id, str(exc), notify=True)
-    except Exception as exc:  # noqa: BLE001 — recorded on the corpus; the task itself has nothing to retry
-        log.exception("corpus %s: import failed", corpus_id)
-        import_fail(corpus_id, f"The import failed unexpectedly: {exc}", notify=True)
-    finally:
-        heartbeat.__exit__()
-        shutil.rmtree(work, ignore_errors=True)
+    with import_heartbeat(corpus_id):
+        try:
+            zip_path, folder = work / "upload.zip", work / "upload"
+            if zip_path.is_file():
+                tree = work / "corpus"
+                shutil.rmtree(tree, ignore_errors=True)  # a redelivered task starts over
+                archive_extract(
+                    zip_path, tree, max_files=settings.SER_MAX_ARCHIVE_FILES, max_bytes=settings.SER_MAX_UNZIPPED_BYTES,
+                    progress=progress.stage(0.0, UNPACK_END, "unpacking"),
+                )
+            elif folder.is_dir():
+                tree = folder
+            else:
+                raise CorpusImportError("The uploaded files are missing; upload the corpus again.")
+            return import_tree(corpus, tree, progress, destination=media_dir(corpus), strict=True, shown="the upload")
+        except (CorpusImportError, ArchiveError) as exc:
+            import_fail(corpus_id, str(exc), notify=True)
+        except Exception as exc:  # noqa: BLE001 — recorded on the corpus; the task itself has nothing to retry
+            log.exception("corpus %s: import failed", corpus_id)
+            import_fail(corpus_id, f"The import failed unexpectedly: {exc}", notify=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return Corpus.objects.filter(pk=corpus_id).first()
 
 

@@ -72,18 +72,14 @@ def run_execute(run_id: int) -> str:
         if TrainingRun.objects.filter(pk=run_id, cancel_requested=True).exists():
             cancel.set()
 
-    heartbeat = Heartbeat(f"run-{run_id}", settings.SER_HEARTBEAT_SECONDS, beat)
-    heartbeat.start()
-    try:
-        status = _train(run, cancel)
-    except RunCancelled:
-        status = _finish(run_id, TrainingRun.Status.CANCELLED, phase="cancelled")
-    except Exception as exc:  # noqa: BLE001 — any failure becomes the run's error, shown to the user
-        log.exception("run %s failed", run_id)
-        status = _finish(run_id, TrainingRun.Status.FAILED, phase="failed", error=f"{type(exc).__name__}: {exc}")
-    finally:
-        heartbeat.__exit__()
-    return status
+    with Heartbeat(f"run-{run_id}", settings.SER_HEARTBEAT_SECONDS, beat):
+        try:
+            return _train(run, cancel)
+        except RunCancelled:
+            return _finish(run_id, TrainingRun.Status.CANCELLED, phase="cancelled")
+        except Exception as exc:  # noqa: BLE001 — any failure becomes the run's error, shown to the user
+            log.exception("run %s failed", run_id)
+            return _finish(run_id, TrainingRun.Status.FAILED, phase="failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _finish(run_id: int, status: str, **fields: object) -> str:

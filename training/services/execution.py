@@ -18,6 +18,8 @@ import threading
 import time
 
 from django.conf import settings
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from recognition.services import model_version_register
@@ -128,11 +130,10 @@ class _Reporter:
                 run_id=self.run.pk, fold=fold, epoch=event["epoch"],
                 defaults={k: v for k, v in values.items() if k not in ("fold", "epoch")},
             )
-            best = TrainingRun.objects.filter(pk=self.run.pk).values_list("best_ua", flat=True).first()
             TrainingRun.objects.filter(pk=self.run.pk).update(
                 progress=self.overall(fold, event["epoch"] / event["epochs"]),
                 current_fold=fold, current_epoch=event["epoch"],
-                best_ua=max(best or 0.0, event["ua"]),
+                best_ua=Greatest(Coalesce(F("best_ua"), Value(0.0)), Value(float(event["ua"]))),
                 phase=self.phase(fold),
             )
             group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": ended_at, **values})

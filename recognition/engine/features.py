@@ -205,12 +205,27 @@ class FeatureExtractor(nn.Module):
         self.config = config
         self.register_buffer("window", torch.hann_window(config.win_length, periodic=True), persistent=False)
         fb = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max)
-        self.register_buffer("mel_fb", torch.from_numpy(fb).float(), persistent=False)
+        blocks, self._mel_bands = _mel_bands(fb)
+        self.register_buffer("mel_blocks", blocks, persistent=False)
+        self._band_weights = self._slice_bands()
         if config.kind == "mfcc":
             self.register_buffer("dct", torch.from_numpy(_dct_matrix(config.n_mfcc, config.n_mels)).float(), persistent=False)
         stats = stats or FeatureStats.identity(config.n_features)
         self.register_buffer("mean", stats.mean.clone().float())
         self.register_buffer("std", stats.std.clone().float())
+
+    def _slice_bands(self) -> list[Tensor]:
+        """Views of ``mel_blocks``, one ``(filters, columns)`` matrix per band."""
+        return [
+            self.mel_blocks[offset : offset + (last - first) * (hi - lo)].view(last - first, hi - lo)
+            for first, last, lo, hi, offset in self._mel_bands
+        ]
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
+        # .to(device) replaces the buffers; the cached views must follow them.
+        module = super()._apply(fn, recurse)
+        self._band_weights = self._slice_bands()
+        return module
 
     def set_stats(self, stats: FeatureStats) -> None:
         self.mean.copy_(stats.mean)
@@ -233,17 +248,24 @@ class FeatureExtractor(nn.Module):
             window=self.window,
             center=False,
             return_complex=True,
-        )  # (batch, n_fft//2+1, frames)
-        power = spec.real.square().addcmul_(spec.imag, spec.imag)  # |X|², in place to save a pass
-        mel = torch.matmul(self.mel_fb, power)  # (batch, n_mels, frames)
-        feats = mel.clamp_(min=_AMIN).log10_().mul_(10.0).transpose(1, 2)  # (batch, frames, n_mels)
-        frame_lengths = frame_count(lengths.to(feats.device), cfg).clamp(max=feats.shape[1])
+        )  # (batch, n_fft//2+1, frames), stored frame-major
+        batch, frames = spec.shape[0], spec.shape[2]
+        # Squared real and imaginary parts side by side, (batch * frames, 2 * bins): summing each
+        # pair into |X|² is folded into the Mel weights, which are duplicated per pair.
+        squares = torch.view_as_real(spec.transpose(1, 2)).reshape(batch * frames, -1).square_()
+        mel = squares.new_empty(cfg.n_mels, batch * frames)
+        for (first, last, lo, hi, _), weights in zip(self._mel_bands, self._band_weights, strict=True):
+            torch.mm(weights, squares.T[lo:hi], out=mel[first:last])  # only the bins this band touches
+        mel = _log10_(mel.clamp_(min=_AMIN)).mul_(10.0)
+        feats = mel.view(cfg.n_mels, batch, frames).permute(1, 2, 0)  # (batch, frames, n_mels)
+        frame_lengths = torch.div(lengths.to(feats.device) - cfg.n_fft, cfg.hop_length, rounding_mode="floor")
+        frame_lengths = frame_lengths.add_(1).clamp_(1, frames)  # frame_count(), in fewer tensor ops
         if cfg.kind == "mfcc":
             feats = torch.matmul(feats, self.dct.T)  # (batch, frames, n_mfcc)
             if cfg.deltas:
                 d1 = _deltas(feats, frame_lengths)
                 feats = torch.cat([feats, d1, _deltas(d1, frame_lengths)], dim=2)
-        if not cfg.utterance_cmn and bool((frame_lengths == feats.shape[1]).all()):
+        if not cfg.utterance_cmn and int(frame_lengths.min()) == frames:
             return feats, frame_lengths  # no padded frames to zero (the common single-utterance case)
         mask = _time_mask(frame_lengths, feats.shape[1])
         if cfg.utterance_cmn:
@@ -262,6 +284,39 @@ class FeatureExtractor(nn.Module):
         lengths = torch.tensor([wav.shape[1]], device=wav.device)
         feats, _ = self(wav, lengths) if normalise else self.raw(wav, lengths)
         return feats[0]
+
+
+def _mel_bands(fb: np.ndarray, band: int = 8) -> tuple[Tensor, list[tuple[int, int, int, int, int]]]:
+    """The filterbank cut into bands of ``band`` filters, each kept only over the FFT bins it touches.
+
+    A Mel filter is non-zero over a few bins, so one dense ``(n_mels, bins)`` product does about
+    eight times the needed work; a product per band skips the zeros. Every bin's weight is written
+    twice, for the squared real and imaginary parts that sit side by side in the input.
+
+    Returns:
+        the bands' weights flattened into one float32 tensor, and per band
+        ``(first filter, last filter + 1, first column, last column + 1, offset)`` in that
+        tensor, the columns counting the interleaved ``2 * bins`` layout.
+    """
+    pieces, bands, offset = [], [], 0
+    for first in range(0, fb.shape[0], band):
+        last = min(fb.shape[0], first + band)
+        touched = np.flatnonzero(fb[first:last].any(axis=0))
+        lo, hi = (int(touched[0]), int(touched[-1]) + 1) if touched.size else (0, 1)
+        weights = np.repeat(fb[first:last, lo:hi], 2, axis=1)  # (filters, 2 * (hi - lo))
+        pieces.append(torch.from_numpy(weights).float().flatten())
+        bands.append((first, last, 2 * lo, 2 * hi, offset))
+        offset += weights.size
+    return torch.cat(pieces), bands
+
+
+def _log10_(x: Tensor) -> Tensor:
+    """``x.log10_()``; on the CPU through numpy, whose vectorised log is about five times faster."""
+    if x.device.type != "cpu" or x.requires_grad or not x.is_contiguous():
+        return x.log10_()
+    values = x.numpy()
+    np.log10(values, out=values)
+    return x
 
 
 def _time_mask(lengths: Tensor, frames: int) -> Tensor:

@@ -111,6 +111,28 @@ def test_logmel_matches_librosa(utterance):
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-3)
 
 
+@pytest.mark.parametrize(
+    ("n_fft", "win_ms", "n_mels", "f_min", "f_max"),
+    [(512, 25.0, 64, 0.0, None), (400, 25.0, 40, 20.0, 7600.0), (1024, 50.0, 128, 0.0, None), (512, 25.0, 13, 300.0, 4000.0)],
+)
+def test_banded_mel_projection_equals_dense_filterbank(n_fft, win_ms, n_mels, f_min, f_max):
+    """The per-band product gives what one dense (n_mels, bins) product gives, batched and padded too."""
+    cfg = FeatureConfig(n_fft=n_fft, win_ms=win_ms, n_mels=n_mels, f_min=f_min, f_max=f_max, trim="none")
+    rng = np.random.default_rng(0)
+    waves = torch.from_numpy(rng.standard_normal((3, 9000)).astype(np.float32))
+    lengths = torch.tensor([9000, 6000, 700])
+    for i, n in enumerate(lengths.tolist()):
+        waves[i, n:] = 0
+    ours, frames = FeatureExtractor(cfg).raw(waves, lengths)
+    window = torch.hann_window(cfg.win_length, periodic=True)
+    spec = torch.stft(waves, n_fft, cfg.hop_length, cfg.win_length, window, center=False, return_complex=True)
+    fb = torch.from_numpy(mel_filterbank(SR, n_fft, n_mels, f_min, f_max)).float()
+    dense = 10 * torch.log10(torch.clamp(fb @ spec.abs().square(), min=1e-10)).transpose(1, 2)
+    for i, n in enumerate(frames.tolist()):
+        np.testing.assert_allclose(ours[i, :n].numpy(), dense[i, :n].numpy(), atol=2e-3)
+        assert not ours[i, n:].any()
+
+
 def test_mfcc_matches_librosa(utterance):
     cfg = FeatureConfig(kind="mfcc", deltas=False, trim="none")
     ours = FeatureExtractor(cfg).extract(utterance, normalise=False).numpy()

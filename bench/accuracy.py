@@ -1,28 +1,36 @@
 """Accuracy benchmark on the real corpora (speaker-independent), printing JSON.
 
     python bench/accuracy.py [--only ravdess tess pooled] [--epochs N] [--folds 1 2 ...]
+                             [--jobs N] [--recipe JSON] [--report FULL.json]
 
 - ravdess: 8 classes, 6-fold leave-actors-out CV (actors 1-4, 5-8, ..., 21-24).
 - tess: 2-fold cross-speaker (train OAF -> test YAF, and back).
 - pooled: RAVDESS + TESS, the 7 common classes, 2 folds (RAVDESS actors 1-12 + TESS OAF
   tested in fold 1, actors 13-24 + YAF in fold 2), broken down per corpus.
 Reports mean and standard deviation over folds of WA, UA and macro-F1, and wall time.
+
+``--jobs N`` trains the folds in N processes with cores/N threads each (on this 2-core
+machine two one-thread processes train about twice as fast as one two-thread process:
+the model is too small to keep two threads busy) and merges their reports.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from common import ROOT, corpora_dir, machine  # adds the repo to sys.path
 
 from training.engine.corpora import scan_corpus
 from training.engine.data import WaveformCache
-from training.engine.experiment import Recipe, build_dataset, cross_validate
+from training.engine.experiment import Recipe, build_dataset, cross_validate, merge_fold_reports
 
 SETUPS = {
     "ravdess": {"corpora": ["ravdess"], "folds": 6, "mode": "all"},
@@ -43,6 +51,33 @@ def brief(report: dict) -> dict:
     return out
 
 
+def _merge(base: dict, changes: dict) -> dict:
+    """``base`` with ``changes`` applied recursively (nested dicts merge, other values replace)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _run_in_processes(args: argparse.Namespace, name: str, chosen: list[int]) -> dict:
+    """Run ``chosen`` folds of one setup in ``args.jobs`` child processes of this script; merge."""
+    groups = [chosen[i :: args.jobs] for i in range(args.jobs) if chosen[i :: args.jobs]]
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-jobs-") as tmp:
+        children = []
+        for i, group in enumerate(groups):
+            out = Path(tmp) / f"part{i}.json"
+            command = [sys.executable, __file__, "--only", name, "--folds", *map(str, group), "--threads", str(args.threads),
+                       "--seed", str(args.seed), "--report", str(out)]
+            for flag, value in (("--epochs", args.epochs), ("--recipe", args.recipe), ("--cache-dir", args.cache_dir)):
+                if value is not None:
+                    command += [flag, str(value)]
+            children.append((subprocess.Popen(command, stdout=subprocess.DEVNULL), out))
+        codes = [child.wait() for child, _ in children]
+        if any(codes):
+            raise SystemExit(f"a fold process failed (exit codes {codes})")
+        return merge_fold_reports([json.loads(out.read_text())[name] for _, out in children])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=sorted(SETUPS), default=list(SETUPS))
@@ -50,28 +85,45 @@ def main() -> None:
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="1-based folds to run (default all)")
     parser.add_argument("--cache-dir", default=None, help="decoded-audio cache (default: var/cache under the repo)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--recipe", default=None, help="JSON merged into the default recipe, e.g. '{\"train\": {\"mixup_alpha\": 0.4}}'")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads for training (default: all cores, or cores/jobs)")
+    parser.add_argument("--jobs", type=int, default=1, help="train the folds in this many processes at once")
+    parser.add_argument("--report", default=None, help="also write the full reports (confusions, per class, per fold) here")
     args = parser.parse_args()
+    if args.jobs > 1 and not args.threads:
+        args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
 
     root = corpora_dir()
     if not root.is_dir():
         print(json.dumps({"error": f"corpora not found at {root}"}))
         sys.exit(1)
     recipe = Recipe()
+    if args.recipe:
+        recipe = Recipe.from_dict(_merge(recipe.to_dict(), json.loads(args.recipe)))
+    if args.threads:
+        recipe = replace(recipe, train=replace(recipe.train, num_threads=args.threads))
     train = recipe.train if args.epochs is None else replace(recipe.train, epochs=args.epochs)
     recipe = replace(recipe, train=replace(train, seed=args.seed))
     cache = WaveformCache(recipe.features, args.cache_dir or (ROOT / "var" / "cache" / "bench"))
     results = {"benchmark": "accuracy", "machine": machine(), "recipe": recipe.to_dict(), "results": {}}
+    full: dict[str, dict] = {}
     for name in args.only:
         setup = SETUPS[name]
         scans = [scan_corpus(root / c) for c in setup["corpora"]]
         ds = build_dataset(scans, mode=setup["mode"])
         started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as work:
-            only = None if args.folds is None else [f - 1 for f in args.folds if f <= setup["folds"]]
-            report = cross_validate(scans, work, folds=setup["folds"], only_folds=only, recipe=recipe, dataset=ds, cache=cache,
-                                    on_fold=lambda i, f, name=name: print(f"[{name}] fold {i + 1}: UA {f['ua']:.3f} WA {f['wa']:.3f} ({f['train_seconds']:.0f}s)", file=sys.stderr, flush=True))
+        chosen = [f for f in (args.folds or range(1, setup["folds"] + 1)) if f <= setup["folds"]]
+        if args.jobs > 1 and len(chosen) > 1:
+            report = _run_in_processes(args, name, chosen)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as work:
+                report = cross_validate(scans, work, folds=setup["folds"], only_folds=[f - 1 for f in chosen], recipe=recipe, dataset=ds, cache=cache,
+                                        on_fold=lambda i, f, name=name: print(f"[{name}] fold {i + 1}: UA {f['ua']:.3f} WA {f['wa']:.3f} ({f['train_seconds']:.0f}s)", file=sys.stderr, flush=True))
         report["wall_seconds"] = round(time.perf_counter() - started, 1)
         results["results"][name] = brief(report)
+        full[name] = report
+    if args.report:
+        Path(args.report).write_text(json.dumps(full, indent=1))
     print(json.dumps(results, indent=2))
 
 

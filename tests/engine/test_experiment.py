@@ -18,6 +18,7 @@ from training.engine.experiment import (
     build_dataset,
     cross_validate,
     evaluate_checkpoint,
+    merge_fold_reports,
     train_holdout,
 )
 from training.engine.trainer import TrainConfig
@@ -146,3 +147,20 @@ def test_cross_validate_two_folds(tmp_path, scans):
         assert (tmp_path / f"fold{f}" / "best.pt").is_file()
     with pytest.raises(ValueError):
         cross_validate(scans, tmp_path / "x", folds=2, only_folds=[2], recipe=tiny_recipe(epochs=1))
+
+    # The same folds run one at a time (as bench/accuracy.py --jobs does in separate processes)
+    # and merged give the same report.
+    ds = build_dataset(scans)
+    parts = [cross_validate(scans, tmp_path / f"part{f}", folds=2, only_folds=[f], recipe=tiny_recipe(epochs=1), dataset=ds) for f in (1, 0)]
+    assert parts[0]["protocol"].endswith("; folds run: [2]")
+    merged = merge_fold_reports(parts)
+    assert merged["protocol"] == report["protocol"]
+    for key in ("wa", "ua", "macro_f1", "wa_std", "ua_std", "macro_f1_std"):
+        assert merged[key] == pytest.approx(report[key])
+    assert merged["confusion"] == report["confusion"] and merged["pooled"] == report["pooled"]
+    assert [f["fold"] for f in merged["folds"]] == [1, 2] and merged["per_corpus"] == report["per_corpus"]
+    assert merge_fold_reports(parts[:1])["protocol"].endswith("; folds run: [2]")
+    with pytest.raises(ValueError, match="share folds"):
+        merge_fold_reports([parts[0], parts[0]])
+    with pytest.raises(ValueError, match="differ"):
+        merge_fold_reports([parts[0], {**parts[1], "labels": ["x"]}])

@@ -291,3 +291,30 @@ def test_weight_averaging_is_validated_saved_and_resumed(tmp_path, small_data):
                   should_stop=lambda: len(done) >= 1).fit(train, valid)
     resumed = small_trainer(tmp_path / "cut", epochs=3, ema_decay=0.9).fit(train, valid, resume=True)
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in reference.history]
+
+
+def test_mixup_blends_pairs_and_keeps_the_longer_length():
+    feats = torch.zeros(4, 10, 3)
+    lengths = torch.tensor([10, 7, 4, 2])
+    for b, n in enumerate(lengths.tolist()):
+        feats[b, :n] = b + 1.0
+    mixed, mixed_lengths, partner, lam = trainer_module._mixup(
+        feats, lengths, 0.4, np.random.default_rng(0), torch.Generator().manual_seed(0)
+    )
+    assert 0.5 <= lam <= 1.0
+    assert sorted(partner.tolist()) == [0, 1, 2, 3]
+    assert torch.allclose(mixed, lam * feats + (1 - lam) * feats[partner])
+    assert mixed_lengths.tolist() == torch.maximum(lengths, lengths[partner]).tolist()
+
+
+def test_mixup_changes_training_and_resumes_exactly(tmp_path, small_data):
+    """Mixup draws from the trainer's saved generators, so a cancelled run resumes to the same history."""
+    train, valid = small_data
+    reference = small_trainer(tmp_path / "ref", epochs=3, mixup_alpha=0.4).fit(train, valid)
+    plain = small_trainer(tmp_path / "plain", epochs=3).fit(train, valid)
+    assert [h["train_loss"] for h in reference.history] != [h["train_loss"] for h in plain.history]
+    done = []
+    small_trainer(tmp_path / "cut", epochs=3, mixup_alpha=0.4, callback=lambda e: done.append(e) if e["type"] == "epoch" else None,
+                  should_stop=lambda: len(done) >= 1).fit(train, valid)
+    resumed = small_trainer(tmp_path / "cut", epochs=3, mixup_alpha=0.4).fit(train, valid, resume=True)
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in reference.history]

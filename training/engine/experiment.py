@@ -280,9 +280,6 @@ def cross_validate(
         results.append(fold)
         if on_fold:
             on_fold(f, fold)
-    n = len(ds.labels)
-    total = np.sum([np.array(r["confusion"]) for r in results], axis=0) if results else np.zeros((n, n), int)
-    pooled = scores(total, ds.labels)
     speaker_independent = all(s.speaker_independent for s in splits)
     protocol = (
         f"{folds}-fold leave-speakers-out cross-validation (consecutive speaker groups per corpus)"
@@ -291,15 +288,56 @@ def cross_validate(
     )
     if any("validation drawn from training speakers" in splits[f].protocol for f in chosen):
         protocol += "; validation drawn from training speakers (too few speakers for held-out validation speakers)"
-    if len(chosen) != folds:
-        protocol += f"; folds run: {[c + 1 for c in chosen]}"
-    report = {"protocol": protocol, **_report_head(ds, scans, recipe), **summarise_folds(results)}
-    report["confusion"] = total.tolist()
-    report["pooled"] = {k: pooled[k] for k in ("wa", "ua", "macro_f1", "per_class")}
-    report["per_corpus"] = _per_corpus_over_folds(results)
-    report["folds"] = results
+    report = {"protocol": _with_folds_run(protocol, chosen, folds), "n_folds": folds, **_report_head(ds, scans, recipe)}
+    report.update(_summarise(ds.labels, results))
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     return report
+
+
+def merge_fold_reports(reports: Sequence[dict]) -> dict:
+    """One cross-validation report from reports on disjoint folds of the same setup.
+
+    For folds trained in separate processes (``bench/accuracy.py --jobs``): the fold results
+    are pooled as if one :func:`cross_validate` call had run them all.
+    """
+    if not reports:
+        raise ValueError("no reports to merge")
+    first = reports[0]
+    for other in reports[1:]:
+        for key in ("labels", "recipe", "n_folds", "utterances"):
+            if other.get(key) != first.get(key):
+                raise ValueError(f"the reports differ in {key!r}; they are not folds of one setup")
+    results = sorted((f for r in reports for f in r["folds"]), key=lambda f: f["fold"])
+    numbers = [f["fold"] for f in results]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"the reports share folds: {numbers}")
+    base = first["protocol"].split(_FOLDS_RUN)[0]
+    merged = {k: v for k, v in first.items() if k not in ("folds", "wall_seconds")}
+    merged["protocol"] = _with_folds_run(base, [n - 1 for n in numbers], first["n_folds"])
+    merged.update(_summarise(first["labels"], results))
+    merged["wall_seconds"] = max(r.get("wall_seconds", 0.0) for r in reports)
+    return merged
+
+
+_FOLDS_RUN = "; folds run: "
+
+
+def _with_folds_run(protocol: str, chosen: Sequence[int], folds: int) -> str:
+    return protocol if len(chosen) == folds else f"{protocol}{_FOLDS_RUN}{[c + 1 for c in chosen]}"
+
+
+def _summarise(labels: Sequence[str], results: list[dict]) -> dict:
+    """Fold means and standard deviations, the confusion summed over folds and scores on it."""
+    n = len(labels)
+    total = np.sum([np.array(r["confusion"]) for r in results], axis=0) if results else np.zeros((n, n), int)
+    pooled = scores(total, list(labels))
+    return {
+        **summarise_folds(results),
+        "confusion": total.tolist(),
+        "pooled": {k: pooled[k] for k in ("wa", "ua", "macro_f1", "per_class")},
+        "per_corpus": _per_corpus_over_folds(results),
+        "folds": results,
+    }
 
 
 def _per_corpus_over_folds(results: list[dict]) -> dict:

@@ -56,6 +56,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.02
     grad_clip: float = 5.0
     label_smoothing: float = 0.0
+    # Mixup (0 = off): each batch is blended with a shuffled copy of itself, weight
+    # lambda ~ Beta(alpha, alpha), and the loss blends the two targets alike.
+    mixup_alpha: float = 0.0
     # Exponential moving average of the weights (0 = off): the averaged model is what gets
     # validated and saved; it is smoother than the raw weights, so selection is less noisy.
     ema_decay: float = 0.0
@@ -305,8 +308,13 @@ class Trainer:
                 with torch.no_grad():
                     feats, flen = extractor(x.to(self.device), lengths.to(self.device))
                     feats = spec_augment(feats, flen, cfg.augment, gen)
-                logits, _ = model(feats, flen)
-                loss = loss_fn(logits, y)
+                if cfg.mixup_alpha > 0 and len(idx) > 1:
+                    feats, flen, partner, lam = _mixup(feats, flen, cfg.mixup_alpha, rng, gen)
+                    logits, _ = model(feats, flen)
+                    loss = lam * loss_fn(logits, y) + (1.0 - lam) * loss_fn(logits, y[partner.to(self.device)])
+                else:
+                    logits, _ = model(feats, flen)
+                    loss = loss_fn(logits, y)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -379,6 +387,23 @@ class Trainer:
         if stopped == "completed" and bad_epochs >= cfg.patience > 0 and epoch < cfg.epochs:
             stopped = "early_stopping"
         return TrainResult(self.best_path, self.last_path, best_epoch, best_metrics, history, stopped)
+
+
+def _mixup(
+    feats: torch.Tensor, lengths: torch.Tensor, alpha: float, rng: np.random.Generator, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Blend a batch with a permutation of itself.
+
+    feats ``(batch, frames, n_features)`` (padded frames are 0); lengths ``(batch,)``.
+    Returns the mixed features, the longer of each pair's lengths, the permutation
+    ``(batch,)`` (on the CPU) and lambda, the weight of the original rows.
+    """
+    lam = float(rng.beta(alpha, alpha))
+    lam = max(lam, 1.0 - lam)  # the original row dominates, so its length and label stay the main ones
+    partner = torch.randperm(feats.shape[0], generator=gen)
+    on_device = partner.to(feats.device)
+    mixed = feats.mul(lam).add_(feats[on_device], alpha=1.0 - lam)
+    return mixed, torch.maximum(lengths, lengths[on_device]), partner, lam
 
 
 def _brief(metrics: dict) -> dict:

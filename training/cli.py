@@ -54,6 +54,9 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--patience", type=int, default=t.patience, help="early stopping on validation UA (0 = off)")
     g.add_argument("--ema", type=float, default=t.ema_decay, metavar="DECAY",
                    help="validate and save an exponential moving average of the weights (e.g. 0.995; 0 = off)")
+    g.add_argument("--mixup", type=float, default=t.mixup_alpha, metavar="ALPHA",
+                   help=f"mixup with lambda ~ Beta(ALPHA, ALPHA) (default {t.mixup_alpha}; 0 = off)")
+    g.add_argument("--label-smoothing", type=float, default=t.label_smoothing)
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")
@@ -73,6 +76,7 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
             weight_decay=options["weight_decay"], patience=options["patience"],
             class_weighting=not options["no_class_weights"], balanced_sampling=options["balanced"],
             seed=options["seed"], device=options["device"], num_threads=options["threads"], ema_decay=options["ema"],
+            mixup_alpha=options["mixup"], label_smoothing=options["label_smoothing"],
             augment=AugmentConfig(enabled=not options["no_augment"]),
         )
     except ValueError as exc:

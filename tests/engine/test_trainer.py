@@ -311,10 +311,22 @@ def test_mixup_changes_training_and_resumes_exactly(tmp_path, small_data):
     """Mixup draws from the trainer's saved generators, so a cancelled run resumes to the same history."""
     train, valid = small_data
     reference = small_trainer(tmp_path / "ref", epochs=3, mixup_alpha=0.4).fit(train, valid)
-    plain = small_trainer(tmp_path / "plain", epochs=3).fit(train, valid)
+    plain = small_trainer(tmp_path / "plain", epochs=3, mixup_alpha=0.0).fit(train, valid)
     assert [h["train_loss"] for h in reference.history] != [h["train_loss"] for h in plain.history]
     done = []
     small_trainer(tmp_path / "cut", epochs=3, mixup_alpha=0.4, callback=lambda e: done.append(e) if e["type"] == "epoch" else None,
                   should_stop=lambda: len(done) >= 1).fit(train, valid)
     resumed = small_trainer(tmp_path / "cut", epochs=3, mixup_alpha=0.4).fit(train, valid, resume=True)
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in reference.history]
+
+
+def test_weight_average_decay_ramps_up():
+    """Early updates follow the weights closely; the configured decay applies once enough steps passed."""
+    update = trainer_module._ema_with_warmup(0.995)
+    for n, expected_decay in ((1, 2 / 11), (90, 91 / 100), (5000, 0.995)):
+        averaged, current = [torch.zeros(3)], [torch.ones(3)]
+        update(averaged, current, torch.tensor(n))
+        assert torch.allclose(averaged[0], torch.full((3,), 1 - expected_decay))
+    counters = [torch.tensor(3)]
+    update(counters, [torch.tensor(7)], torch.tensor(4))
+    assert int(counters[0]) == 7

@@ -90,6 +90,16 @@ def assert_same_weights(a: dict, b: dict) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
+def assert_resume_after_one_epoch_matches(out_dir, data, reference, **overrides) -> None:
+    """A 3-epoch run cancelled after its first epoch, then resumed, ends with ``reference``'s history."""
+    train, valid = data
+    done = []
+    small_trainer(out_dir, epochs=3, callback=lambda e: done.append(e) if e["type"] == "epoch" else None,
+                  should_stop=lambda: len(done) >= 1, **overrides).fit(train, valid)
+    resumed = small_trainer(out_dir, epochs=3, **overrides).fit(train, valid, resume=True)
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in reference.history]
+
+
 def test_trainer_learns_synthetic_emotions(tmp_path):
     train = synthetic_examples(LABELS4, 24, 0, 0.8)
     valid = synthetic_examples(LABELS4, 8, 500, 0.8)
@@ -286,11 +296,7 @@ def test_weight_averaging_is_validated_saved_and_resumed(tmp_path, small_data):
     # The average differs from the raw weights it follows.
     assert any(not torch.equal(averaged[k], last.state_dict[k]) for k in averaged if averaged[k].is_floating_point())
 
-    done = []
-    small_trainer(tmp_path / "cut", epochs=3, ema_decay=0.9, callback=lambda e: done.append(e) if e["type"] == "epoch" else None,
-                  should_stop=lambda: len(done) >= 1).fit(train, valid)
-    resumed = small_trainer(tmp_path / "cut", epochs=3, ema_decay=0.9).fit(train, valid, resume=True)
-    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in reference.history]
+    assert_resume_after_one_epoch_matches(tmp_path / "cut", small_data, reference, ema_decay=0.9)
 
 
 def test_mixup_blends_pairs_and_keeps_the_longer_length():
@@ -313,11 +319,7 @@ def test_mixup_changes_training_and_resumes_exactly(tmp_path, small_data):
     reference = small_trainer(tmp_path / "ref", epochs=3, mixup_alpha=0.4).fit(train, valid)
     plain = small_trainer(tmp_path / "plain", epochs=3, mixup_alpha=0.0).fit(train, valid)
     assert [h["train_loss"] for h in reference.history] != [h["train_loss"] for h in plain.history]
-    done = []
-    small_trainer(tmp_path / "cut", epochs=3, mixup_alpha=0.4, callback=lambda e: done.append(e) if e["type"] == "epoch" else None,
-                  should_stop=lambda: len(done) >= 1).fit(train, valid)
-    resumed = small_trainer(tmp_path / "cut", epochs=3, mixup_alpha=0.4).fit(train, valid, resume=True)
-    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in reference.history]
+    assert_resume_after_one_epoch_matches(tmp_path / "cut", small_data, reference, mixup_alpha=0.4)
 
 
 def test_weight_average_decay_ramps_up():

@@ -53,6 +53,17 @@ def channel_layer(redis_server: str):
     channel_layers.backends.clear()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one torch thread is fastest, and the machine's cores are shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def user(django_user_model):
     return django_user_model.objects.create_user(username="alice", password="alice-password-123")

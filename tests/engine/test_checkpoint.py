@@ -26,13 +26,7 @@ LABELS = ["neutral", "happy", "sad"]
 FEATURES = FeatureConfig(n_mels=16, trim="none")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and the machine's cores are shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class NotAllowed:

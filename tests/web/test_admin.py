@@ -21,12 +21,9 @@ CHANGELIST = "admin:recognition_modelversion_changelist"
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_and_media(settings, tmp_path):
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _private_media(settings, tmp_path, one_thread):
+    """Media in a private folder (and one torch thread for the tiny models)."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    yield
-    torch.set_num_threads(before)
 
 
 def stored_files() -> list[Path]:

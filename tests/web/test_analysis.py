@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from recognition.engine.audio import AudioError
 from recognition.engine.vad import segment_speech
@@ -19,15 +18,7 @@ from tests.tiny_model import LABELS, tiny_checkpoint
 
 
 @pytest.fixture
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def active_version(db, tmp_path, one_torch_thread):
+def active_version(db, tmp_path, one_thread):
     """A registered, active ModelVersion with a tiny checkpoint; the predictor cache is emptied around it."""
     from recognition.inference import predictor_cache_clear
     from recognition.services import model_version_register

@@ -10,7 +10,6 @@ import io
 import math
 
 import pytest
-import torch
 from django.test import Client
 
 from recognition.tokens import api_token_create, api_token_revoke
@@ -20,12 +19,7 @@ from tests.tiny_model import LABELS, register_tiny
 URL = "/api/classify"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -28,13 +28,9 @@ PROTOCOL = "speaker-independent hold-out: test speakers spk1, spk2"
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_and_media(settings, tmp_path):
-    """Tiny tensors (one thread is fastest on a shared machine); media in a private folder."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _private_media(settings, tmp_path, one_thread):
+    """Media in a private folder (and one torch thread for the tiny models)."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    yield
-    torch.set_num_threads(before)
 
 
 def write_checkpoint(path: Path, *, labels: list[str] = LABELS, seed: int = 0, per_class: bool = False) -> Path:

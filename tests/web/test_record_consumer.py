@@ -20,7 +20,7 @@ TIMEOUT = 30  # seconds a test waits for one message: generous, never an asserti
 
 
 @pytest.fixture
-def live(transactional_db, redis_server, tmp_path, user, one_torch_thread):
+def live(transactional_db, redis_server, tmp_path, user, one_thread):
     """An active tiny model, an empty predictor cache and a user; the per-user slot key is emptied."""
     from recognition.inference import predictor_cache_clear
     from recognition.services import model_version_register
@@ -29,16 +29,6 @@ def live(transactional_db, redis_server, tmp_path, user, one_torch_thread):
     version = model_version_register(name="tiny", checkpoint_path=tiny_checkpoint(tmp_path / "tiny.pt"), activate=True)
     yield version
     predictor_cache_clear()
-
-
-@pytest.fixture
-def one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def run(coro):

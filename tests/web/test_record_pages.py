@@ -7,18 +7,11 @@ import json
 import re
 
 import pytest
-import torch
 
 from tests.synth import speech_silence_speech, write_wav
 from tests.tiny_model import LABELS, register_tiny
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def json_block(html: str, element_id: str):

@@ -124,6 +124,11 @@ def test_delete_refuses_a_running_run_and_removes_metrics(corpus):
     run = make_run(corpus, status="running", heartbeat_at=timezone.now())
     with pytest.raises(services.RunError):
         services.run_delete(run=run)
+    stale = TrainingRun.objects.get(pk=run.pk)
+    stale.status = "failed"  # the caller's copy is out of date: the row says running
+    with pytest.raises(services.RunError):
+        services.run_delete(run=stale)
+    assert TrainingRun.objects.filter(pk=run.pk).exists()
     run.status = "failed"
     run.save()
     EpochMetric.objects.create(run=run, epoch=1, train_loss=1, train_acc=0.5, val_loss=1, wa=0.5, ua=0.5, macro_f1=0.5, lr=0.1, duration=1)

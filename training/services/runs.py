@@ -212,14 +212,21 @@ def run_resume(*, run: TrainingRun) -> TrainingRun:
 
 def run_delete(*, run: TrainingRun) -> None:
     """Delete a run that is not running, with its metrics and files. A model version it
-    produced stays in the registry (its lineage keeps the run's description)."""
-    if run.status == TrainingRun.Status.RUNNING:
-        raise RunError("Cancel the run before deleting it.")
+    produced stays in the registry (its lineage keeps the run's description).
+
+    Decided on the locked row, not the caller's copy: a queued run is cancelled first, and a
+    run a worker claimed meanwhile is refused."""
+    run.refresh_from_db()
     if run.status == TrainingRun.Status.QUEUED:
         run_cancel(run=run)
     folder = run_dir(run)
     with transaction.atomic():
-        run.delete()
+        current = TrainingRun.objects.select_for_update().filter(pk=run.pk).first()
+        if current is None:
+            return
+        if current.status == TrainingRun.Status.RUNNING:
+            raise RunError("Cancel the run before deleting it.")
+        current.delete()
         transaction.on_commit(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 

@@ -67,8 +67,8 @@ def _run_in_processes(args: argparse.Namespace, name: str, chosen: list[int]) ->
         for i, group in enumerate(groups):
             out = Path(tmp) / f"part{i}.json"
             command = [sys.executable, __file__, "--only", name, "--folds", *map(str, group), "--threads", str(args.threads),
-                       "--seed", str(args.seed), "--report", str(out)]
-            for flag, value in (("--epochs", args.epochs), ("--recipe", args.recipe), ("--cache-dir", args.cache_dir)):
+                       "--report", str(out)]
+            for flag, value in (("--seed", args.seed), ("--epochs", args.epochs), ("--recipe", args.recipe), ("--cache-dir", args.cache_dir)):
                 if value is not None:
                     command += [flag, str(value)]
             children.append((subprocess.Popen(command, stdout=subprocess.DEVNULL), out))
@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="1-based folds to run (default all)")
     parser.add_argument("--cache-dir", default=None, help="decoded-audio cache (default: var/cache under the repo)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=None, help="training seed (default: the recipe's)")
     parser.add_argument("--recipe", default=None, help="JSON merged into the default recipe, e.g. '{\"train\": {\"mixup_alpha\": 0.4}}'")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for training (default: all cores, or cores/jobs)")
     parser.add_argument("--jobs", type=int, default=1, help="train the folds in this many processes at once")
@@ -103,19 +103,19 @@ def main() -> None:
     if args.threads:
         recipe = replace(recipe, train=replace(recipe.train, num_threads=args.threads))
     train = recipe.train if args.epochs is None else replace(recipe.train, epochs=args.epochs)
-    recipe = replace(recipe, train=replace(train, seed=args.seed))
+    recipe = replace(recipe, train=train if args.seed is None else replace(train, seed=args.seed))
     cache = WaveformCache(recipe.features, args.cache_dir or (ROOT / "var" / "cache" / "bench"))
     results = {"benchmark": "accuracy", "machine": machine(), "recipe": recipe.to_dict(), "results": {}}
     full: dict[str, dict] = {}
     for name in args.only:
         setup = SETUPS[name]
-        scans = [scan_corpus(root / c) for c in setup["corpora"]]
-        ds = build_dataset(scans, mode=setup["mode"])
         started = time.perf_counter()
         chosen = [f for f in (args.folds or range(1, setup["folds"] + 1)) if f <= setup["folds"]]
         if args.jobs > 1 and len(chosen) > 1:
             report = _run_in_processes(args, name, chosen)
         else:
+            scans = [scan_corpus(root / c) for c in setup["corpora"]]
+            ds = build_dataset(scans, mode=setup["mode"])
             with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as work:
                 report = cross_validate(scans, work, folds=setup["folds"], only_folds=[f - 1 for f in chosen], recipe=recipe, dataset=ds, cache=cache,
                                         on_fold=lambda i, f, name=name: print(f"[{name}] fold {i + 1}: UA {f['ua']:.3f} WA {f['wa']:.3f} ({f['train_seconds']:.0f}s)", file=sys.stderr, flush=True))

@@ -21,6 +21,7 @@ from training.engine.experiment import (
     merge_fold_reports,
     train_holdout,
 )
+from training.engine.splits import TRAIN_SPEAKER_VALIDATION
 from training.engine.trainer import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -160,6 +161,9 @@ def test_cross_validate_two_folds(tmp_path, scans):
     assert merged["confusion"] == report["confusion"] and merged["pooled"] == report["pooled"]
     assert [f["fold"] for f in merged["folds"]] == [1, 2] and merged["per_corpus"] == report["per_corpus"]
     assert merge_fold_reports(parts[:1])["protocol"].endswith("; folds run: [2]")
+    # The protocol is rebuilt from the folds, so a note only the second process's fold carries survives.
+    noted = {**parts[1], "folds": [{**parts[1]["folds"][0], "protocol": parts[1]["folds"][0]["protocol"] + "; " + TRAIN_SPEAKER_VALIDATION}]}
+    assert TRAIN_SPEAKER_VALIDATION in merge_fold_reports([parts[0], noted])["protocol"]
     with pytest.raises(ValueError, match="share folds"):
         merge_fold_reports([parts[0], parts[0]])
     with pytest.raises(ValueError, match="differ"):

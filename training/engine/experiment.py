@@ -27,7 +27,7 @@ from .data import Example, WaveformCache
 from .evaluation import evaluate_examples
 from .labels import LabelSet, resolve_label_set
 from .metrics import scores, summarise_folds
-from .splits import Split, holdout_split, kfold_splits
+from .splits import TRAIN_SPEAKER_VALIDATION, Split, holdout_split, kfold_splits
 from .trainer import Callback, TrainConfig, Trainer
 
 __all__ = ["Recipe", "Dataset", "build_dataset", "train_holdout", "cross_validate", "evaluate_checkpoint"]
@@ -52,9 +52,10 @@ class Recipe:
     @classmethod
     def from_dict(cls, data: dict) -> Recipe:
         """Inverse of :meth:`to_dict`; missing parts take their defaults."""
+        default = cls()
         return cls(
-            features=FeatureConfig.from_dict(data.get("features") or {}),
-            model_size=data.get("model_size", "medium"),
+            features=FeatureConfig.from_dict({**default.features.to_dict(), **(data.get("features") or {})}),
+            model_size=data.get("model_size", default.model_size),
             model_overrides=dict(data.get("model_overrides") or {}),
             train=TrainConfig.from_dict(data.get("train") or {}),
         )
@@ -280,15 +281,7 @@ def cross_validate(
         results.append(fold)
         if on_fold:
             on_fold(f, fold)
-    speaker_independent = all(s.speaker_independent for s in splits)
-    protocol = (
-        f"{folds}-fold leave-speakers-out cross-validation (consecutive speaker groups per corpus)"
-        if speaker_independent
-        else f"{folds}-fold cross-validation (stratified random where speakers are unknown: not speaker-independent)"
-    )
-    if any("validation drawn from training speakers" in splits[f].protocol for f in chosen):
-        protocol += "; validation drawn from training speakers (too few speakers for held-out validation speakers)"
-    report = {"protocol": _with_folds_run(protocol, chosen, folds), "n_folds": folds, **_report_head(ds, scans, recipe)}
+    report = {"protocol": _cv_protocol(folds, results), "n_folds": folds, **_report_head(ds, scans, recipe)}
     report.update(_summarise(ds.labels, results))
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     return report
@@ -311,19 +304,24 @@ def merge_fold_reports(reports: Sequence[dict]) -> dict:
     numbers = [f["fold"] for f in results]
     if len(set(numbers)) != len(numbers):
         raise ValueError(f"the reports share folds: {numbers}")
-    base = first["protocol"].split(_FOLDS_RUN)[0]
     merged = {k: v for k, v in first.items() if k not in ("folds", "wall_seconds")}
-    merged["protocol"] = _with_folds_run(base, [n - 1 for n in numbers], first["n_folds"])
+    merged["protocol"] = _cv_protocol(first["n_folds"], results)
     merged.update(_summarise(first["labels"], results))
     merged["wall_seconds"] = max(r.get("wall_seconds", 0.0) for r in reports)
     return merged
 
 
-_FOLDS_RUN = "; folds run: "
-
-
-def _with_folds_run(protocol: str, chosen: Sequence[int], folds: int) -> str:
-    return protocol if len(chosen) == folds else f"{protocol}{_FOLDS_RUN}{[c + 1 for c in chosen]}"
+def _cv_protocol(folds: int, results: Sequence[dict]) -> str:
+    """The protocol line of a cross-validation report, from the results of the folds run."""
+    if all(r["split"]["speaker_independent"] for r in results):
+        protocol = f"{folds}-fold leave-speakers-out cross-validation (consecutive speaker groups per corpus)"
+    else:
+        protocol = f"{folds}-fold cross-validation (stratified random where speakers are unknown: not speaker-independent)"
+    if any(TRAIN_SPEAKER_VALIDATION in r["protocol"] for r in results):
+        protocol += f"; {TRAIN_SPEAKER_VALIDATION}"
+    if len(results) != folds:
+        protocol += f"; folds run: {[r['fold'] for r in results]}"
+    return protocol
 
 
 def _summarise(labels: Sequence[str], results: list[dict]) -> dict:

@@ -88,6 +88,9 @@ def _stratified(labels: Sequence[str], indices: list[int], fraction: float, rng:
     return sorted(rest), sorted(held)
 
 
+TRAIN_SPEAKER_VALIDATION = "validation drawn from training speakers (too few speakers for held-out validation speakers)"
+
+
 def _ensure_valid(labels: Sequence[str], train: list[int], valid: list[int], rng: np.random.Generator) -> tuple[list[int], list[int], str]:
     """Too few speakers for validation speakers (e.g. TESS' two): draw validation utterances
     from the training speakers instead. Model selection then sees training speakers; the test
@@ -95,7 +98,7 @@ def _ensure_valid(labels: Sequence[str], train: list[int], valid: list[int], rng
     if valid or len(train) < 10:
         return train, valid, ""
     train, valid = _stratified(labels, train, 0.15, rng)
-    return train, valid, "; validation drawn from training speakers (too few speakers for held-out validation speakers)"
+    return train, valid, f"; {TRAIN_SPEAKER_VALIDATION}"
 
 
 def holdout_split(

@@ -313,7 +313,7 @@ class Trainer:
                 if cfg.mixup_alpha > 0 and len(idx) > 1:
                     feats, flen, partner, lam = _mixup(feats, flen, cfg.mixup_alpha, rng, gen)
                     logits, _ = model(feats, flen)
-                    loss = lam * loss_fn(logits, y) + (1.0 - lam) * loss_fn(logits, y[partner.to(self.device)])
+                    loss = lam * loss_fn(logits, y) + (1.0 - lam) * loss_fn(logits, y[partner])
                 else:
                     logits, _ = model(feats, flen)
                     loss = loss_fn(logits, y)
@@ -415,14 +415,13 @@ def _mixup(
 
     feats ``(batch, frames, n_features)`` (padded frames are 0); lengths ``(batch,)``.
     Returns the mixed features, the longer of each pair's lengths, the permutation
-    ``(batch,)`` (on the CPU) and lambda, the weight of the original rows.
+    ``(batch,)`` (on the features' device) and lambda, the weight of the original rows.
     """
     lam = float(rng.beta(alpha, alpha))
     lam = max(lam, 1.0 - lam)  # the original row dominates, so its length and label stay the main ones
-    partner = torch.randperm(feats.shape[0], generator=gen)
-    on_device = partner.to(feats.device)
-    mixed = feats.mul(lam).add_(feats[on_device], alpha=1.0 - lam)
-    return mixed, torch.maximum(lengths, lengths[on_device]), partner, lam
+    partner = torch.randperm(feats.shape[0], generator=gen).to(feats.device)  # the CPU generator is saved for resume
+    mixed = feats.mul(lam).add_(feats[partner], alpha=1.0 - lam)
+    return mixed, torch.maximum(lengths, lengths[partner]), partner, lam
 
 
 def _brief(metrics: dict) -> dict:

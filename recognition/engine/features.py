@@ -144,7 +144,7 @@ def _dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
 def frame_count(samples: int | Tensor, config: FeatureConfig) -> int | Tensor:
     """Number of frames for a signal of ``samples`` samples (signals shorter than n_fft give one)."""
     if isinstance(samples, Tensor):
-        return torch.clamp((samples - config.n_fft) // config.hop_length + 1, min=1)
+        return torch.div(samples - config.n_fft, config.hop_length, rounding_mode="floor").add_(1).clamp_(min=1)
     return max(1, (samples - config.n_fft) // config.hop_length + 1)
 
 
@@ -205,27 +205,16 @@ class FeatureExtractor(nn.Module):
         self.config = config
         self.register_buffer("window", torch.hann_window(config.win_length, periodic=True), persistent=False)
         fb = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max)
-        blocks, self._mel_bands = _mel_bands(fb)
-        self.register_buffer("mel_blocks", blocks, persistent=False)
-        self._band_weights = self._slice_bands()
+        # One buffer per band, so .to(device) moves them; (first, last, lo, hi, name) per band.
+        self._mel_bands = []
+        for i, (first, last, lo, hi, weights) in enumerate(_mel_bands(fb)):
+            self.register_buffer(f"mel_band{i}", weights, persistent=False)
+            self._mel_bands.append((first, last, lo, hi, f"mel_band{i}"))
         if config.kind == "mfcc":
             self.register_buffer("dct", torch.from_numpy(_dct_matrix(config.n_mfcc, config.n_mels)).float(), persistent=False)
         stats = stats or FeatureStats.identity(config.n_features)
         self.register_buffer("mean", stats.mean.clone().float())
         self.register_buffer("std", stats.std.clone().float())
-
-    def _slice_bands(self) -> list[Tensor]:
-        """Views of ``mel_blocks``, one ``(filters, columns)`` matrix per band."""
-        return [
-            self.mel_blocks[offset : offset + (last - first) * (hi - lo)].view(last - first, hi - lo)
-            for first, last, lo, hi, offset in self._mel_bands
-        ]
-
-    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's signature
-        # .to(device) replaces the buffers; the cached views must follow them.
-        module = super()._apply(fn, recurse)
-        self._band_weights = self._slice_bands()
-        return module
 
     def set_stats(self, stats: FeatureStats) -> None:
         self.mean.copy_(stats.mean)
@@ -254,12 +243,11 @@ class FeatureExtractor(nn.Module):
         # pair into |X|² is folded into the Mel weights, which are duplicated per pair.
         squares = torch.view_as_real(spec.transpose(1, 2)).reshape(batch * frames, -1).square_()
         mel = squares.new_empty(cfg.n_mels, batch * frames)
-        for (first, last, lo, hi, _), weights in zip(self._mel_bands, self._band_weights, strict=True):
-            torch.mm(weights, squares.T[lo:hi], out=mel[first:last])  # only the bins this band touches
+        for first, last, lo, hi, name in self._mel_bands:
+            torch.mm(self._buffers[name], squares.T[lo:hi], out=mel[first:last])  # only the bins this band touches
         mel = _log10_(mel.clamp_(min=_AMIN)).mul_(10.0)
         feats = mel.view(cfg.n_mels, batch, frames).permute(1, 2, 0)  # (batch, frames, n_mels)
-        frame_lengths = torch.div(lengths.to(feats.device) - cfg.n_fft, cfg.hop_length, rounding_mode="floor")
-        frame_lengths = frame_lengths.add_(1).clamp_(1, frames)  # frame_count(), in fewer tensor ops
+        frame_lengths = frame_count(lengths.to(feats.device), cfg).clamp_(max=frames)
         if cfg.kind == "mfcc":
             feats = torch.matmul(feats, self.dct.T)  # (batch, frames, n_mfcc)
             if cfg.deltas:
@@ -286,7 +274,7 @@ class FeatureExtractor(nn.Module):
         return feats[0]
 
 
-def _mel_bands(fb: np.ndarray, band: int = 8) -> tuple[Tensor, list[tuple[int, int, int, int, int]]]:
+def _mel_bands(fb: np.ndarray, band: int = 8) -> list[tuple[int, int, int, int, Tensor]]:
     """The filterbank cut into bands of ``band`` filters, each kept only over the FFT bins it touches.
 
     A Mel filter is non-zero over a few bins, so one dense ``(n_mels, bins)`` product does about
@@ -294,25 +282,26 @@ def _mel_bands(fb: np.ndarray, band: int = 8) -> tuple[Tensor, list[tuple[int, i
     twice, for the squared real and imaginary parts that sit side by side in the input.
 
     Returns:
-        the bands' weights flattened into one float32 tensor, and per band
-        ``(first filter, last filter + 1, first column, last column + 1, offset)`` in that
-        tensor, the columns counting the interleaved ``2 * bins`` layout.
+        per band ``(first filter, last filter + 1, first column, last column + 1, weights)``,
+        the columns counting the interleaved ``2 * bins`` layout, weights float32
+        ``(filters, columns)``.
     """
-    pieces, bands, offset = [], [], 0
+    bands = []
     for first in range(0, fb.shape[0], band):
         last = min(fb.shape[0], first + band)
         touched = np.flatnonzero(fb[first:last].any(axis=0))
         lo, hi = (int(touched[0]), int(touched[-1]) + 1) if touched.size else (0, 1)
         weights = np.repeat(fb[first:last, lo:hi], 2, axis=1)  # (filters, 2 * (hi - lo))
-        pieces.append(torch.from_numpy(weights).float().flatten())
-        bands.append((first, last, 2 * lo, 2 * hi, offset))
-        offset += weights.size
-    return torch.cat(pieces), bands
+        bands.append((first, last, 2 * lo, 2 * hi, torch.from_numpy(weights).float().contiguous()))
+    return bands
 
 
 def _log10_(x: Tensor) -> Tensor:
-    """``x.log10_()``; on the CPU through numpy, whose vectorised log is about five times faster."""
-    if x.device.type != "cpu" or x.requires_grad or not x.is_contiguous():
+    """``x.log10_()``; on the CPU through numpy, whose vectorised log is about five times faster.
+
+    ``x`` is the contiguous Mel buffer of :meth:`FeatureExtractor.raw`, which is never part of
+    an autograd graph (its products write into ``out=``)."""
+    if x.device.type != "cpu":
         return x.log10_()
     values = x.numpy()
     np.log10(values, out=values)

@@ -142,6 +142,8 @@ def model_version_activate(*, version: ModelVersion) -> ModelVersion:
             break
         except IntegrityError:
             continue
+    else:
+        raise IntegrityError(f"could not activate model version {version.pk} after 5 attempts")
     version.refresh_from_db()
     return version
 

@@ -207,6 +207,25 @@ def test_database_refuses_two_active_versions(tmp_path):
     assert list(ModelVersion.objects.filter(is_active=True).values_list("pk", flat=True)) == [second.pk]
 
 
+@pytest.mark.django_db
+def test_activation_that_keeps_failing_raises_instead_of_pretending(tmp_path, monkeypatch):
+    version = register(tmp_path)
+
+    class Refusing:
+        def exclude(self, **kwargs):
+            return self
+
+        def update(self, **kwargs):
+            raise IntegrityError("another version is active")
+
+    monkeypatch.setattr(ModelVersion.objects, "filter", lambda *a, **k: Refusing())
+    with pytest.raises(IntegrityError):
+        model_version_activate(version=version)
+    monkeypatch.undo()
+    version.refresh_from_db()
+    assert not version.is_active
+
+
 # ---- download ------------------------------------------------------------------------------
 
 @pytest.mark.django_db

@@ -37,7 +37,7 @@ import av
 import numpy as np
 
 from . import SAMPLE_RATE
-from .audio import AudioError, _reason, _to_mono
+from .audio import _DECODE_ERRORS, AudioError, _reason, _to_mono
 
 __all__ = ["StreamDecoder", "container_for_mime", "encode_chunks"]
 
@@ -157,7 +157,6 @@ class StreamDecoder:
         self._bytes_since_audio = 0
         self._head = b""  # the first bytes, until the signature is checked
         self.bytes_received = 0
-        self.samples_decoded = 0
         self._thread = threading.Thread(target=self._run, name="ser-stream-decoder", daemon=True)
         self._thread.start()
 
@@ -258,15 +257,12 @@ class StreamDecoder:
         samples = np.concatenate(out).astype(np.float32, copy=False)
         if samples.size:
             self._bytes_since_audio = 0
-            self.samples_decoded += samples.size
             if not np.all(np.isfinite(samples)):
                 self._fail(AudioError("The audio contains non-finite samples (NaN or infinity)."))
         return samples
 
     def _fail(self, error: AudioError) -> None:
-        with self._cond:
-            if self._error is None:
-                self._error = error
+        self._set_error(error)
         self.abort()
 
     def _raise_error(self) -> None:
@@ -284,7 +280,7 @@ class StreamDecoder:
             self._decode()
         except AudioError as exc:
             self._set_error(exc)
-        except (av.FFmpegError, ValueError, OSError, EOFError, MemoryError) as exc:
+        except _DECODE_ERRORS as exc:
             self._set_error(AudioError(f"The {self._describe()} stream is corrupt ({_reason(exc)})."))
         except Exception as exc:  # noqa: BLE001 — whatever FFmpeg raises, the caller gets an AudioError
             self._set_error(AudioError(f"The audio stream could not be decoded ({type(exc).__name__}: {exc})."))
@@ -309,7 +305,7 @@ class StreamDecoder:
                 metadata_errors="ignore",
                 options={"probesize": "4096", "analyzeduration": "0"},
             )
-        except (av.FFmpegError, EOFError, OSError, ValueError) as exc:
+        except _DECODE_ERRORS as exc:
             if self._reader.eof and self.bytes_received == 0:
                 return  # closed before anything arrived: nothing to report
             raise AudioError(f"The stream is not {self._describe()} ({_reason(exc)}).") from exc

@@ -16,7 +16,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.validators import FileExtensionValidator
 from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -26,7 +26,7 @@ from django.views.decorators.http import require_POST
 from . import services
 from .engine.checkpoint import CheckpointError
 from .models import ApiToken, ModelVersion
-from .views.models import download_name
+from .views.models import checkpoint_response, download_name
 
 __all__ = ["ModelVersionAdmin", "ApiTokenAdmin", "CheckpointUploadForm", "pretty_json"]
 
@@ -166,9 +166,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         version = get_object_or_404(ModelVersion, pk=object_id)
         if not self.has_view_permission(request, version):
             raise PermissionDenied
-        if not version.checkpoint or not version.checkpoint.storage.exists(version.checkpoint.name):
-            raise Http404("The checkpoint file is missing from storage.")
-        return FileResponse(version.checkpoint.open("rb"), as_attachment=True, filename=download_name(version))
+        return checkpoint_response(version)
 
     def get_urls(self):
         wrap = self.admin_site.admin_view  # staff login, like every admin page

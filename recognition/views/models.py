@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from recognition import selectors, services
 from recognition.models import ModelVersion
 
-__all__ = ["model_list", "model_detail", "model_activate", "model_download", "per_class_rows", "download_name"]
+__all__ = ["model_list", "model_detail", "model_activate", "model_download", "checkpoint_response", "per_class_rows", "download_name"]
 
 
 def per_class_rows(version: ModelVersion) -> list[dict]:
@@ -123,7 +123,12 @@ def model_activate(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 def model_download(request: HttpRequest, pk: int) -> FileResponse:
     """Stream the checkpoint file as an attachment (any logged-in user)."""
-    version = get_object_or_404(ModelVersion, pk=pk)
+    return checkpoint_response(get_object_or_404(ModelVersion, pk=pk))
+
+
+def checkpoint_response(version: ModelVersion) -> FileResponse:
+    """The checkpoint file as an attachment with its sha256 in ``X-Checkpoint-SHA256``;
+    404 when the file is missing from storage. Shared by this page and the admin."""
     if not version.checkpoint or not version.checkpoint.storage.exists(version.checkpoint.name):
         raise Http404("The checkpoint file of this version is missing from storage.")
     handle = version.checkpoint.open("rb")

@@ -209,6 +209,7 @@ def test_admin_download(admin_client, tmp_path):
     assert response.status_code == 200
     assert response["Content-Disposition"] == 'attachment; filename="tiny-v1.pt"'
     assert hashlib.sha256(b"".join(response.streaming_content)).hexdigest() == version.sha256
+    assert response["X-Checkpoint-SHA256"] == version.sha256
 
 
 @pytest.mark.django_db

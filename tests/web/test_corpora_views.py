@@ -150,10 +150,16 @@ def test_oversized_uploads_are_refused_with_413(storage, auth_client):  # noqa: 
     response = auth_client.post(reverse("corpora:upload"), {"name": "big", "archive": body}, **JSON)
     assert response.status_code == 413 and "limit" in response.json()["error"]
     storage.SER_MAX_ARCHIVE_FILES = 1
-    body = upload(b"\1" * (1024**2 + 10_000))  # over the Content-Length allowance: refused before parsing
+    body = upload(b"\1" * (1024**2 + 10_000))  # over corpus_request_limit (the ASGI guard's 413); the view counts too
     response = auth_client.post(reverse("corpora:upload"), {"name": "big", "archive": body}, **JSON)
     assert response.status_code == 413 and "import_corpus" in response.json()["error"]
     assert not Corpus.objects.exists() and leftovers(storage) == []
+
+
+@pytest.mark.parametrize("length", ["abc", "-5", "1e9"])
+def test_a_malformed_content_length_is_a_400_not_a_500(storage, auth_client, length):  # noqa: F811
+    response = auth_client.post(reverse("corpora:upload"), {"name": "x", "archive": upload(b"PK")}, CONTENT_LENGTH=length, **JSON)
+    assert response.status_code == 400 and not Corpus.objects.exists() and leftovers(storage) == []
 
 
 def test_upload_checks_csrf(storage, user, tmp_path):  # noqa: F811

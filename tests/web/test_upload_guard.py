@@ -114,7 +114,18 @@ def test_corpus_uploads_are_guarded_with_their_own_limit(settings):
     """The served application refuses a corpus upload over SER_MAX_UPLOAD_BYTES before Django."""
     from ser_site.asgi import application
 
+    from recognition.uploads import format_bytes, max_request_bytes
+    from training.services.corpora import corpus_request_limit
+
     settings.SER_MAX_UPLOAD_BYTES = 5000
+    settings.SER_MAX_ARCHIVE_FILES = 10
+    assert corpus_request_limit() == 5000 + 1024**2 + 10 * 1024  # the one limit the view's allowance shares
     status, body, pulled = run(application, path="/corpora/upload/", body_chunks=[b"z"], content_length=10 * 1024**3)
     assert status == 413 and pulled == 0
-    assert b"upload is too large" in body and b"4.9 KB" in body
+    assert b"upload is too large" in body and format_bytes(corpus_request_limit()).encode() in body
+    over = max_request_bytes(corpus_request_limit()) + 1
+    status, _, pulled = run(application, path="/corpora/upload/", body_chunks=[b"z"], content_length=over)
+    assert status == 413 and pulled == 0
+    # A folder upload's framing fits: a body at the request limit reaches Django (anonymous: sent to login).
+    status, _, pulled = run(application, path="/corpora/upload/", body_chunks=[b"z"], content_length=corpus_request_limit())
+    assert status == 302 and pulled == 1

@@ -47,8 +47,20 @@ __all__ = [
     "corpus_delete",
     "corpus_import_execute",
     "corpus_import_path",
+    "corpus_request_limit",
     "corpus_upload_create",
 ]
+
+
+def corpus_request_limit() -> int:
+    """The largest upload request body that can hold an allowed corpus upload, in bytes.
+
+    The files may total ``SER_MAX_UPLOAD_BYTES``; on top of that comes room for the form
+    fields and the multipart framing: 1 MiB, plus 1 KiB per file (a folder upload sends one
+    part, with its own headers, per file). The ASGI guard refuses a body over this before
+    Django reads it; the view's byte-counting UploadLimit enforces the file limit itself.
+    """
+    return settings.SER_MAX_UPLOAD_BYTES + 1024**2 + 1024 * settings.SER_MAX_ARCHIVE_FILES
 
 
 def _check_name(name: str) -> str:

@@ -1,7 +1,8 @@
 """Corpus pages: list, upload (zip or folder), detail with charts and samples, delete, audio.
 
 The upload view answers JSON to the page's XMLHttpRequest (``Accept: application/json``) and
-HTML to a plain form post. Its size limit is checked before the request body is parsed.
+HTML to a plain form post. Its size limit is checked while the request body is parsed (and, when
+served through ``ser_site.asgi``, from Content-Length before Django reads the body).
 """
 
 from __future__ import annotations
@@ -93,13 +94,10 @@ def _refused(request: HttpRequest, message: str, status: int) -> HttpResponse:
 def corpus_upload(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _form_response(request, CorpusUploadForm())
-    # Refuse an oversized body before it is parsed (room for the form fields and multipart framing).
-    limit = settings.SER_MAX_UPLOAD_BYTES
-    declared = int(request.META.get("CONTENT_LENGTH") or 0)
-    if declared > limit + 1024**2 + 1024 * settings.SER_MAX_ARCHIVE_FILES:
-        return _refused(request, _too_large(), status=413)
-    # Counts the bytes of all files as they arrive: a wrong or missing Content-Length cannot fill the disk.
-    guard = UploadLimit(request, limit)
+    # A body over corpus_request_limit() was refused before Django read it (UploadSizeGuard in
+    # ser_site.asgi). This counts the bytes of all files as they arrive, so a wrong or missing
+    # Content-Length cannot fill the disk either; a malformed one fails the parse (400).
+    guard = UploadLimit(request, settings.SER_MAX_UPLOAD_BYTES)
     request.upload_handlers.insert(0, guard)
     try:
         request.POST, request.FILES  # noqa: B018 — parse now, with the guard in place

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-__all__ = ["ArchiveError", "ArchiveEntry", "human_size", "safe_relative_path", "archive_inspect", "archive_extract", "paths_check"]
+from django.template.defaultfilters import filesizeformat
+
+__all__ = ["ArchiveError", "ArchiveEntry", "safe_relative_path", "archive_inspect", "archive_extract", "paths_check"]
 
 _CHUNK = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -35,15 +37,6 @@ class ArchiveEntry:
 
     info: zipfile.ZipInfo
     path: PurePosixPath
-
-
-def human_size(n: float) -> str:
-    """1536 -> '1.5 KB'."""
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} bytes"  # unreachable
 
 
 def safe_relative_path(name: str) -> PurePosixPath:
@@ -104,7 +97,7 @@ def archive_inspect(source: Path | BinaryIO, *, max_files: int, max_bytes: int) 
         declared += info.file_size
         if declared > max_bytes:
             raise ArchiveError(
-                f"The archive unpacks to more than {human_size(max_bytes)} (the limit); split the corpus or import it "
+                f"The archive unpacks to more than {filesizeformat(max_bytes)} (the limit); split the corpus or import it "
                 "from a server path with the import_corpus command."
             )
     if not entries:
@@ -138,7 +131,7 @@ def archive_extract(
                         written += len(chunk)
                         if written > max_bytes:
                             raise ArchiveError(
-                                f"The archive unpacks to more than {human_size(max_bytes)} (the limit), more than its "
+                                f"The archive unpacks to more than {filesizeformat(max_bytes)} (the limit), more than its "
                                 "headers declare."
                             )
                         out.write(chunk)

@@ -21,11 +21,12 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
+from django.template.defaultfilters import filesizeformat
 
 from training.engine.corpora import FORMATS
 from training.models import Corpus, TrainingRun
 
-from .archive import ArchiveError, archive_inspect, human_size, paths_check
+from .archive import ArchiveError, archive_inspect, paths_check
 from .corpus_import import (
     UNPACK_END,
     CorpusImportError,
@@ -110,7 +111,7 @@ def corpus_upload_create(
     size = archive.size if archive is not None else sum(f.size or 0 for _, f in files)
     if size > settings.SER_MAX_UPLOAD_BYTES:
         raise CorpusImportError(
-            f"The upload is {human_size(size)}; the limit is {human_size(settings.SER_MAX_UPLOAD_BYTES)}. "
+            f"The upload is {filesizeformat(size)}; the limit is {filesizeformat(settings.SER_MAX_UPLOAD_BYTES)}. "
             "Import large corpora from a server path with the import_corpus command."
         )
     limits = {"max_files": settings.SER_MAX_ARCHIVE_FILES, "max_bytes": settings.SER_MAX_UNZIPPED_BYTES}

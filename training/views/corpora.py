@@ -18,6 +18,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
@@ -28,7 +29,6 @@ from training.engine.corpora import FORMATS
 from training.models import Corpus
 from training.permissions import may_change, require_change
 from training.services import corpora as corpora_service
-from training.services.archive import human_size
 from training.services.corpora import CorpusImportError
 from training.services.corpus_import import corpora_reap_stale
 
@@ -64,7 +64,7 @@ def _wants_json(request: HttpRequest) -> bool:
 
 
 def _too_large() -> str:
-    return (f"The upload is larger than the limit of {human_size(settings.SER_MAX_UPLOAD_BYTES)}. Import large "
+    return (f"The upload is larger than the limit of {filesizeformat(settings.SER_MAX_UPLOAD_BYTES)}. Import large "
             "corpora from a server path with the import_corpus command.")
 
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
 
 from .analysis import analyse_file
 from .inference import NoModelError, inference_executor, model_version_resolve, predictor_load
@@ -49,13 +50,9 @@ def max_request_bytes(limit: int | None = None) -> int:
 
 
 def format_bytes(count: int) -> str:
-    """``52428800`` -> ``"50 MB"`` (binary units, short)."""
-    value = float(count)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if value < 1024 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "bytes" or value >= 10 else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} bytes"  # unreachable
+    """``10000`` -> ``"9.8 KB"``: Django's ``filesizeformat`` with a plain space instead of its
+    no-break space, for messages that go out as JSON or plain text."""
+    return filesizeformat(count).replace("\xa0", " ")
 
 
 class UploadLimit(FileUploadHandler):

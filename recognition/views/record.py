@@ -20,7 +20,6 @@ from recognition.models import ModelVersion
 from recognition.selectors import model_version_list
 from recognition.uploads import (
     NoModelError,
-    format_bytes,
     max_upload_bytes,
     upload_limit_install,
     uploaded_file_classify,
@@ -114,7 +113,6 @@ def _upload(request: HttpRequest, limit: Any) -> HttpResponse:
         "error": error,
         "filename": filename,
         "max_bytes": max_upload_bytes(),
-        "max_size": format_bytes(max_upload_bytes()),
     }
     if limit is not None and limit.exceeded:
         status = 413

@@ -88,7 +88,7 @@ def test_upload_page_form(auth_client, tmp_path):
     html = auth_client.get("/classify/").content.decode()
     assert 'enctype="multipart/form-data"' in html and 'name="file"' in html
     assert selected_option(html, 'name="model"') == str(active.pk)
-    assert 'id="upload-result"' not in html and "50 MB" in html
+    assert 'id="upload-result"' not in html and "50.0\xa0MB" in html
 
 
 def test_upload_page_shows_the_result(auth_client, tmp_path, wav_bytes):

@@ -23,21 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, machine  # noqa: E402
+from bench.common import ROOT, machine, percentile, ravdess_labels  # noqa: E402
 from bench.stack import LiveStack  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-renderer-backgrounding",
         "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows"]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 def fake_epoch(epoch: int, epochs: int, labels: list[str]) -> dict:
@@ -99,7 +90,7 @@ def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: fl
     from training.models import TrainingRun
     from training.services.execution import _Reporter
 
-    labels = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+    labels = ravdess_labels()
     run = TrainingRun.objects.create(name=f"latency x{browsers}", labels=labels, status="running",
                                      hyperparameters={"train": {"epochs": epochs}})
     pages = []

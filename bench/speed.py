@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import ROOT, corpora_dir, machine  # adds the repo to sys.path
+from common import ROOT, corpora_dir, machine, ravdess_labels  # adds the repo to sys.path
 
 from recognition.engine import SAMPLE_RATE
 from recognition.engine.audio import decode_audio
@@ -43,7 +43,6 @@ from recognition.engine.predictor import Predictor
 
 SECTIONS = ("frontend", "classify", "batch", "train")
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".m4a", ".webm"}
-RAVDESS_LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 
 TARGETS = {
     "frontend_speedup_min": 5.0,
@@ -255,7 +254,7 @@ def build_predictor(model: str | None, work: Path) -> tuple[Predictor, dict]:
     else:
         torch.manual_seed(0)
         mc = ModelConfig(n_features=64, n_classes=8)
-        ck = Checkpoint(model_config=mc, feature_config=FeatureConfig(), labels=list(RAVDESS_LABELS),
+        ck = Checkpoint(model_config=mc, feature_config=FeatureConfig(), labels=ravdess_labels(),
                         stats=FeatureStats.identity(mc.n_features), state_dict=EmotionNet(mc).state_dict())
         path = save_checkpoint(work / "random.pt", ck)
         predictor = Predictor.from_checkpoint(path, device="cpu")

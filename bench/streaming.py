@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,33 +44,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, machine  # noqa: E402
+from bench.common import ROOT, latency_stats, machine, ravdess_labels  # noqa: E402
 from bench.stack import LiveStack  # noqa: E402
 
 SR = 16000
 CHUNK = 0.25
 PAD = 0.15  # VadConfig.padding_ms
 PAUSE = 0.3  # VadConfig.min_silence_ms
-LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
+LABELS = ravdess_labels()
 TARGETS = {"one_stream_p95_ms": 300, "twenty_streams_p95_ms": 800}
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def stats(values: list[float]) -> dict:
-    return {
-        "n": len(values),
-        "median_ms": round(statistics.median(values), 1) if values else None,
-        "p95_ms": round(percentile(values, 0.95), 1) if values else None,
-        "max_ms": round(max(values), 1) if values else None,
-    }
 
 
 def synth_stream(seconds: float, seed: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
@@ -232,9 +213,9 @@ async def scenario(stack: LiveStack, cookies: list[str], streams: int, seconds: 
         "finals_received": len(finals),
         "finals_consistent": all(r["final_segments_match"] for r in results),
         "errors": [e for r in results for e in r["errors"]],
-        "latency_from_pause_chunk": stats(from_chunk),
-        "latency_from_speech_end": stats(from_speech),
-        "stop_to_final": stats(finals),
+        "latency_from_pause_chunk": latency_stats(from_chunk),
+        "latency_from_speech_end": latency_stats(from_speech),
+        "stop_to_final": latency_stats(finals),
     }
 
 

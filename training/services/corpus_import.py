@@ -30,6 +30,7 @@ from recognition.engine.audio import AudioError, decode_audio
 from ser_site.channels_util import group_send
 from training.engine.corpora import CorpusError, CorpusScan, Skipped, scan_corpus
 from training.models import Corpus, Utterance
+from training.selectors.corpora import corpus_import_state
 
 from .archive import ArchiveError, archive_extract
 from .heartbeat import Heartbeat
@@ -118,9 +119,9 @@ class ImportProgress:
     def status(self) -> None:
         if not self.notify:
             return
-        row = Corpus.objects.filter(pk=self.corpus_id).values("status", "progress", "error").first()
-        if row is not None:
-            group_send(f"import-{self.corpus_id}", {"type": "import.status", "corpus": self.corpus_id, **row})
+        state = corpus_import_state(self.corpus_id)
+        if state is not None:
+            group_send(f"import-{self.corpus_id}", {"type": "import.status", **state})
 
 
 def import_fail(corpus_id: int, message: str, *, notify: bool) -> None:

@@ -24,7 +24,8 @@ from django.db import IntegrityError, transaction
 from django.template.defaultfilters import filesizeformat
 
 from training.engine.corpora import FORMATS
-from training.models import Corpus, TrainingRun
+from training.models import Corpus
+from training.selectors.corpora import corpus_blocking_runs
 
 from .archive import ArchiveError, archive_inspect, paths_check
 from .corpus_import import (
@@ -237,8 +238,7 @@ def corpus_delete(*, corpus: Corpus) -> None:
     """
     if corpus.status == Corpus.Status.IMPORTING:
         raise CorpusImportError(f"{corpus.name!r} is still being imported; delete it once it is ready or has failed.")
-    busy = TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING, TrainingRun.Status.INTERRUPTED
-    runs = list(corpus.runs.filter(status__in=busy).values_list("pk", "name"))
+    runs = list(corpus_blocking_runs(corpus).values_list("pk", "name"))
     if runs:
         names = ", ".join(f"#{pk} {name}" for pk, name in runs)
         raise CorpusImportError(

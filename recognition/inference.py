@@ -32,6 +32,7 @@ from .selectors import model_version_active
 
 __all__ = [
     "NoModelError",
+    "UnknownVersionError",
     "predictor_for",
     "predictor_load",
     "model_version_resolve",
@@ -61,11 +62,16 @@ class NoModelError(Exception):
     """
 
 
+class UnknownVersionError(NoModelError):
+    """An explicitly requested version id names no version (the caller's mistake, not the server's)."""
+
+
 def model_version_resolve(version_id: int | None = None) -> ModelVersion:
     """The requested version (``None``: the active one). Touches the database.
 
     Raises:
-        NoModelError: no version is active, or ``version_id`` names no version.
+        NoModelError: no version is active.
+        UnknownVersionError: ``version_id`` names no version.
     """
     if version_id is None:
         version = model_version_active()
@@ -75,7 +81,7 @@ def model_version_resolve(version_id: int | None = None) -> ModelVersion:
     try:
         return ModelVersion.objects.get(pk=int(version_id))
     except (ModelVersion.DoesNotExist, ValueError, TypeError):
-        raise NoModelError(f"There is no model version with id {version_id!r}.") from None
+        raise UnknownVersionError(f"There is no model version with id {version_id!r}.") from None
 
 
 def predictor_load(version: ModelVersion) -> Predictor:
@@ -126,7 +132,8 @@ def predictor_for(version_id: int | None = None) -> tuple[ModelVersion, Predicto
     ``run_inference(predictor_load, version)``, so neither step blocks the event loop.
 
     Raises:
-        NoModelError: no active version, unknown id, or an unloadable checkpoint.
+        UnknownVersionError: ``version_id`` names no version.
+        NoModelError: no active version, or an unloadable checkpoint.
     """
     version = model_version_resolve(version_id)
     return version, predictor_load(version)

@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 
 from .analysis import analyse_file
-from .inference import NoModelError, inference_executor, model_version_resolve, predictor_load
+from .inference import NoModelError, UnknownVersionError, inference_executor, predictor_for
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
@@ -124,11 +124,11 @@ def uploaded_file_classify(*, uploaded: UploadedFile, version_id: int | None = N
         The shared result dict (see :mod:`recognition.analysis`).
 
     Raises:
-        NoModelError: no active model, unknown version id, or an unloadable checkpoint.
+        UnknownVersionError: ``version_id`` names no version (a ``NoModelError``).
+        NoModelError: no active model, or an unloadable checkpoint.
         AudioError: the file is not decodable audio, or is longer than ``SER_MAX_AUDIO_SECONDS``.
     """
-    version = model_version_resolve(version_id)
-    predictor = predictor_load(version)
+    version, predictor = predictor_for(version_id)
     # Large uploads were spooled to disk by Django: decode from the path, not a copy in memory.
     path = getattr(uploaded, "temporary_file_path", None)
     if callable(path):
@@ -142,4 +142,4 @@ def uploaded_file_classify(*, uploaded: UploadedFile, version_id: int | None = N
     return future.result()
 
 
-__all__ += ["NoModelError"]
+__all__ += ["NoModelError", "UnknownVersionError"]

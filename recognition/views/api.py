@@ -20,10 +20,10 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from recognition.engine.audio import AudioError
-from recognition.inference import model_version_resolve
 from recognition.tokens import api_token_authenticate
 from recognition.uploads import (
     NoModelError,
+    UnknownVersionError,
     upload_limit_install,
     uploaded_file_classify,
     version_id_parse,
@@ -95,14 +95,10 @@ def classify(request: HttpRequest) -> JsonResponse:
         version_id = version_id_parse(request.POST.get("model"))
     except ValueError:
         return _error(400, "bad_model", "'model' must be the id of a model version (a number).")
-    if version_id is not None:
-        try:
-            model_version_resolve(version_id)
-        except NoModelError as exc:
-            return _error(400, "bad_model", str(exc))
-
     try:
         result = uploaded_file_classify(uploaded=uploaded, version_id=version_id)
+    except UnknownVersionError as exc:
+        return _error(400, "bad_model", str(exc))
     except NoModelError as exc:
         return _error(503, "no_model", str(exc))
     except AudioError as exc:

@@ -11,10 +11,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from training import selectors
-
-
-def import_group(corpus_id: int) -> str:
-    return f"import-{corpus_id}"
+from training.services.groups import import_group
 
 
 class ImportConsumer(AsyncJsonWebsocketConsumer):

@@ -15,10 +15,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from training import selectors
-
-
-def run_group(run_id: int) -> str:
-    return f"run-{run_id}"
+from training.services.groups import run_group
 
 
 class RunConsumer(AsyncJsonWebsocketConsumer):

@@ -33,6 +33,7 @@ from training.models import Corpus, Utterance
 from training.selectors.corpora import corpus_import_state
 
 from .archive import ArchiveError, archive_extract
+from .groups import import_group
 from .heartbeat import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class ImportProgress:
         self.last, self.phase = fraction, phase
         Corpus.objects.filter(pk=self.corpus_id).update(progress=fraction)
         if self.notify:
-            group_send(f"import-{self.corpus_id}", {
+            group_send(import_group(self.corpus_id), {
                 "type": "import.progress", "corpus": self.corpus_id, "progress": round(fraction, 4),
                 "done": done, "total": total, "phase": phase,
             })
@@ -121,7 +122,7 @@ class ImportProgress:
             return
         state = corpus_import_state(self.corpus_id)
         if state is not None:
-            group_send(f"import-{self.corpus_id}", {"type": "import.status", **state})
+            group_send(import_group(self.corpus_id), {"type": "import.status", **state})
 
 
 def import_fail(corpus_id: int, message: str, *, notify: bool) -> None:

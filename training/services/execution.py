@@ -30,6 +30,7 @@ from training.models import EpochMetric, TrainingRun
 from training.selectors.runs import epoch_payload
 
 from .datasets import corpus_scans
+from .groups import run_group
 from .heartbeat import Heartbeat
 from .runs import recipe_of, run_dir, run_notify_status, summary_for
 
@@ -98,7 +99,7 @@ class _Reporter:
     def __init__(self, run: TrainingRun, folds: int) -> None:
         self.run = run
         self.folds = folds
-        self.group = f"run-{run.pk}"
+        self.group = run_group(run.pk)
         self.last_progress = 0.0
 
     def phase(self, fold: int) -> str:
@@ -161,7 +162,7 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
         if done == total or done * 5 // max(total, 1) > step:
             step = done * 5 // max(total, 1)
             TrainingRun.objects.filter(pk=run.pk).update(phase=f"loading audio {done}/{total}")
-            group_send(f"run-{run.pk}", {"type": "run.log", "message": f"loaded {done}/{total} audio files"})
+            group_send(run_group(run.pk), {"type": "run.log", "message": f"loaded {done}/{total} audio files"})
         if cancel.is_set():
             raise RunCancelled
 
@@ -172,7 +173,7 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
         def on_fold(index: int, result: dict) -> None:
             completed = {**(TrainingRun.objects.get(pk=run.pk).report.get("completed_folds") or {}), str(index + 1): result}
             TrainingRun.objects.filter(pk=run.pk).update(report={"completed_folds": completed})
-            group_send(f"run-{run.pk}", {"type": "run.log", "message": f"fold {index + 1}: test UA {result['ua']:.3f}"})
+            group_send(run_group(run.pk), {"type": "run.log", "message": f"fold {index + 1}: test UA {result['ua']:.3f}"})
             if cancel.is_set() or result.get("stopped") == "cancelled":
                 raise RunCancelled
 

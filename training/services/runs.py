@@ -29,6 +29,7 @@ from training.models import Corpus, TrainingRun
 from training.selectors.runs import run_status_payload
 
 from .datasets import label_counts
+from .groups import run_group
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,7 @@ def _enqueue_on_commit(run: TrainingRun) -> None:
 
 
 def run_notify_status(run: TrainingRun) -> None:
-    group_send(f"run-{run.pk}", {"type": "run.status", **run_status_payload(run)})
+    group_send(run_group(run.pk), {"type": "run.status", **run_status_payload(run)})
 
 
 def run_cancel(*, run: TrainingRun) -> TrainingRun:

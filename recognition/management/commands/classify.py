@@ -14,7 +14,7 @@ from recognition.engine.audio import AudioError, decode_audio
 from recognition.engine.checkpoint import CheckpointError
 from recognition.engine.predictor import Predictor
 from recognition.engine.vad import VadConfig
-from recognition.selectors import model_version_active
+from recognition.inference import NoModelError, predictor_for
 
 
 class Command(BaseCommand):
@@ -31,11 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
     def handle(self, *args, **options):
-        model_name, checkpoint = self._model(options["model"])
-        try:
-            predictor = Predictor.from_checkpoint(checkpoint)
-        except CheckpointError as exc:
-            raise CommandError(str(exc)) from exc
+        model_name, predictor = self._model(options["model"])
         vad = VadConfig(aggressiveness=options["aggressiveness"])
         results, failures = [], 0
         for path in options["files"]:
@@ -57,22 +53,19 @@ class Command(BaseCommand):
         if failures == len(results):
             raise CommandError("no file could be classified")
 
-    def _model(self, given: str | None) -> tuple[str, str]:
-        """(name to report, checkpoint path): the given file, else the active ModelVersion's."""
+    def _model(self, given: str | None) -> tuple[str, Predictor]:
+        """(name to report, predictor): the given file, else the registry's active ModelVersion."""
         if given:
-            return given, given
-        version = model_version_active()
-        if version is None:
-            raise CommandError(
-                "no model: pass --model MODEL.pt, set SER_MODEL, or activate a model version "
-                "(models page or admin)"
-            )
+            try:
+                return given, Predictor.from_checkpoint(given)
+            except CheckpointError as exc:
+                raise CommandError(str(exc)) from exc
         try:
-            path = version.checkpoint.path
-        except (ValueError, NotImplementedError) as exc:
-            raise CommandError(f"the active model {version} has no usable checkpoint file ({exc})") from exc
+            version, predictor = predictor_for()
+        except NoModelError as exc:
+            raise CommandError(f"no model: {exc} Or pass --model MODEL.pt or set SER_MODEL.") from exc
         self.stderr.write(f"using the active model {version}")
-        return f"{version.name} v{version.version}", path
+        return str(version), predictor
 
     def _print(self, item: dict) -> None:
         if "error" in item:

@@ -192,3 +192,26 @@ def test_only_the_owner_or_staff_may_change_a_run(client, admin_client, corpus, 
     assert TrainingRun.objects.filter(pk=run.pk).exists()
     assert admin_client.post(reverse("runs:delete", args=[run.pk])).status_code == 302
     assert not TrainingRun.objects.filter(pk=run.pk).exists()
+
+
+def test_run_history_returns_the_epochs_after_a_fold_and_epoch_in_order():
+    from training import selectors
+
+    run = TrainingRun.objects.create(name="h")
+    for fold, epoch in [(2, 1), (1, 3), (1, 1), (3, 2), (2, 3), (1, 2), (3, 1)]:
+        EpochMetric.objects.create(run=run, fold=fold, epoch=epoch, train_loss=1.0, train_acc=0.5, val_loss=1.0,
+                                   wa=0.5, ua=0.5, macro_f1=0.5, confusion=[], per_class_recall={}, lr=1e-3, duration=1.0)
+    other = TrainingRun.objects.create(name="other")
+    EpochMetric.objects.create(run=other, fold=2, epoch=5, train_loss=1.0, train_acc=0.5, val_loss=1.0,
+                               wa=0.5, ua=0.5, macro_f1=0.5, confusion=[], per_class_recall={}, lr=1e-3, duration=1.0)
+
+    def keys(after):
+        return [(e["fold"], e["epoch"]) for e in selectors.run_history(run.pk, after=after)]
+
+    assert keys((0, 0)) == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 3), (3, 1), (3, 2)]
+    assert keys((1, 2)) == [(1, 3), (2, 1), (2, 3), (3, 1), (3, 2)]
+    assert keys((2, 1)) == [(2, 3), (3, 1), (3, 2)]
+    assert keys((3, 2)) == []
+    snapshot = selectors.run_snapshot(run, after=(2, 3))
+    assert snapshot == selectors.run_snapshot(run.pk, after=(2, 3))
+    assert [(e["fold"], e["epoch"]) for e in snapshot["epochs"]] == [(3, 1), (3, 2)] and snapshot["status"]["run"] == run.pk

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from training.models import EpochMetric, TrainingRun
 
@@ -46,14 +46,19 @@ def run_status_payload(run: TrainingRun) -> dict:
 
 
 def run_history(run_id: int, *, after: tuple[int, int] = (0, 0)) -> list[dict]:
+    """The stored epochs of a run after (fold, epoch) ``after``, in order."""
     fold, epoch = after
-    rows = EpochMetric.objects.filter(run_id=run_id).order_by("fold", "epoch")
-    return [epoch_payload(m) for m in rows if (m.fold, m.epoch) > (fold, epoch)]
+    rows = (EpochMetric.objects.filter(run_id=run_id)
+            .filter(Q(fold__gt=fold) | Q(fold=fold, epoch__gt=epoch))
+            .order_by("fold", "epoch"))
+    return [epoch_payload(m) for m in rows]
 
 
-def run_snapshot(run_id: int, *, after: tuple[int, int] = (0, 0)) -> dict:
-    run = TrainingRun.objects.get(pk=run_id)
-    return {"status": run_status_payload(run), "epochs": run_history(run_id, after=after)}
+def run_snapshot(run: TrainingRun | int, *, after: tuple[int, int] = (0, 0)) -> dict:
+    """A run's status and its history after ``after``; give the run when it is already loaded."""
+    if not isinstance(run, TrainingRun):
+        run = TrainingRun.objects.get(pk=run)
+    return {"status": run_status_payload(run), "epochs": run_history(run.pk, after=after)}
 
 
 def run_compare_data(run_ids: list[int]) -> list[dict]:

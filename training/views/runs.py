@@ -45,7 +45,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run_services.runs_reap_stale()
     run = get_object_or_404(selectors.run_list(), pk=pk)
-    snapshot = selectors.run_snapshot(run.pk)
+    snapshot = selectors.run_snapshot(run)
     return render(request, "training/run_detail.html", {
         "run": run,
         "can_change": may_change(request.user, run.created_by_id),

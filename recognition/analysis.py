@@ -40,8 +40,6 @@ MAX_COLUMNS = 600
 _DYNAMIC_RANGE_DB = 80.0
 # Frames transformed at once: bounds the STFT's memory for long recordings (~20 MB).
 _FRAMES_PER_BLOCK = 4096
-_TIME_DECIMALS = 4
-_PROB_DECIMALS = 6
 
 
 def model_info(version: ModelVersion, predictor: Predictor) -> dict[str, Any]:
@@ -50,20 +48,13 @@ def model_info(version: ModelVersion, predictor: Predictor) -> dict[str, Any]:
 
 
 def segment_dict(index: int, segment: SegmentPrediction | Mapping[str, Any]) -> dict[str, Any]:
-    """One segment in the contract's shape, from a SegmentPrediction or a dict with the same fields."""
+    """One segment in the contract's shape: a SegmentPrediction through its ``to_dict()`` (the
+    engine's rounding), a dict already in that shape (the live stream's) taken as it is."""
     if isinstance(segment, SegmentPrediction):
-        start, end = segment.start, segment.end
-        label, probabilities = segment.prediction.label, segment.prediction.probabilities
+        fields = segment.to_dict(include_attention=False)
     else:
-        start, end = segment["start"], segment["end"]
-        label, probabilities = segment["label"], segment["probabilities"]
-    return {
-        "index": int(index),
-        "start": round(float(start), _TIME_DECIMALS),
-        "end": round(float(end), _TIME_DECIMALS),
-        "label": str(label),
-        "probabilities": {str(k): round(float(v), _PROB_DECIMALS) for k, v in probabilities.items()},
-    }
+        fields = {key: segment[key] for key in ("start", "end", "label", "probabilities")}
+    return {"index": int(index), **fields}
 
 
 @functools.lru_cache(maxsize=8)
@@ -136,17 +127,15 @@ def analyse_waveform(
     if x.ndim != 1:
         raise ValueError(f"expected a mono waveform of shape (samples,), got shape {x.shape}")
     x = x.astype(np.float32, copy=False)
-    sr = predictor.sample_rate
-    whole = None
+    whole, duration = None, 0.0
     if x.size:
-        data = predictor.predict(x).to_dict(include_attention=True)
-        data.pop("duration")
-        whole = data
+        whole = predictor.predict(x).to_dict(include_attention=True)
+        duration = whole.pop("duration")  # x.size / sample rate, rounded by the engine
         if segments is None:
             segments = predictor.predict_segments(x)
     return {
         "model": model_info(version, predictor),
-        "duration": round(x.size / sr, _TIME_DECIMALS),
+        "duration": duration,
         "whole": whole,
         "segments": [segment_dict(i, s) for i, s in enumerate(segments or [])],
         "spectrogram": spectrogram(x, predictor.feature_config),

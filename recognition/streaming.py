@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 
-from recognition.engine.predictor import Predictor
+from recognition.engine.predictor import Predictor, SegmentPrediction
 from recognition.engine.stream import StreamDecoder
 from recognition.engine.vad import Segment, StreamingVad, VadConfig
 
@@ -282,8 +282,7 @@ class StreamSession:
     def classify(self, job: SegmentJob) -> dict[str, Any]:
         """The ``segment`` message's fields for one job (blocking: run it in the inference pool)."""
         prediction = self.predictor.predict(job.samples)
-        seg = {"start": job.segment.start, "end": job.segment.end, **prediction.to_dict(include_attention=False)}
-        return segment_dict(job.index, seg)
+        return segment_dict(job.index, SegmentPrediction(job.segment.start, job.segment.end, prediction))
 
     def result(self, segments: list[dict[str, Any]]) -> dict[str, Any]:
         """The final result dict: the whole recording plus the segments already classified (blocking)."""

@@ -303,12 +303,11 @@ class StreamSession:
 
     def _jobs(self, segments: list[Segment]) -> list[SegmentJob]:
         jobs = []
-        sr = self.sample_rate
+        audio = self.audio.view()
         for segment in segments:
-            # Same sample rounding as Segment.slice and Predictor.predict_segments.
-            begin, stop = int(round(segment.start * sr)), int(round(segment.end * sr))
-            if stop <= begin:
+            samples = segment.slice(audio, self.sample_rate)
+            if not samples.size:
                 continue
-            jobs.append(SegmentJob(self._segments, segment, self.audio.view(begin, stop).copy()))
+            jobs.append(SegmentJob(self._segments, segment, samples.copy()))
             self._segments += 1
         return jobs

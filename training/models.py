@@ -70,8 +70,6 @@ class TrainingRun(models.Model):
         CANCELLED = "cancelled"
         INTERRUPTED = "interrupted"
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-
     class Protocol(models.TextChoices):
         HOLDOUT = "holdout", "Speaker-independent hold-out"
         KFOLD = "kfold", "Speaker-independent k-fold"
@@ -112,10 +110,6 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.name}"
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in self.FINISHED
 
     @property
     def total_epochs(self) -> int:

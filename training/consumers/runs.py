@@ -47,12 +47,8 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
-    async def receive_json(self, content: dict, **kwargs: object) -> None:
-        # The stream is one-way; anything the client sends is ignored.
-        return
-
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: object) -> None:
-        return
+        return  # the stream is one-way; anything the client sends is ignored (not even parsed as JSON)
 
     # Group messages: forwarded as they are (their "type" is dotted, e.g. "run.epoch").
     async def run_epoch(self, event: dict) -> None:

@@ -50,7 +50,6 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run": run,
         "can_change": may_change(request.user, run.created_by_id),
         "snapshot": snapshot,
-        "labels": run.labels,
         "config": {
             "run": run.pk, "epochs": run.total_epochs, "labels": run.labels,
             "folds": run.folds if run.protocol == TrainingRun.Protocol.KFOLD else 1,

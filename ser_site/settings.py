@@ -15,6 +15,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from ser_site.redis_server import socket_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -129,12 +131,13 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # Redis: an external server when REDIS_URL is set, otherwise the embedded one (unix socket).
 REDIS_URL = os.environ.get("REDIS_URL", "")
 EMBEDDED_REDIS_SOCKET = DATA_DIR / "redis.sock"
-_redis = REDIS_URL or f"unix://{EMBEDDED_REDIS_SOCKET}"
+# The Redis the web processes talk to (channel layer, per-user stream slots).
+SER_REDIS_URL = REDIS_URL or socket_url(EMBEDDED_REDIS_SOCKET)
 
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [_redis]},
+        "CONFIG": {"hosts": [SER_REDIS_URL]},
     }
 }
 

@@ -69,10 +69,9 @@ async def expect_error(comm, code: str) -> dict:
 
 async def open_slots(user_id: int) -> int:
     import redis.asyncio as aioredis
+    from django.conf import settings
 
-    from recognition.streaming import redis_url
-
-    client = aioredis.Redis.from_url(redis_url())
+    client = aioredis.Redis.from_url(settings.SER_REDIS_URL)
     try:
         return await client.zcard(f"ser:streams:{user_id}")
     finally:
@@ -379,11 +378,12 @@ def test_a_busy_inference_thread_does_not_stall_a_stream(live, user):
 
 def test_a_dead_process_slot_expires_and_racing_streams_cannot_overbook(redis_server):
     import redis.asyncio as aioredis
+    from django.conf import settings
 
-    from recognition.streaming import StreamError, StreamSlots, redis_url
+    from recognition.streaming import StreamError, StreamSlots
 
     async def scenario():
-        client = aioredis.Redis.from_url(redis_url())
+        client = aioredis.Redis.from_url(settings.SER_REDIS_URL)
         await client.delete("ser:streams:77")
         await client.zadd("ser:streams:77", {"crashed-process": time.time() - 1})  # its expiry passed
         slots = [StreamSlots(77) for _ in range(10)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from recognition.engine.features import FEATURE_KINDS
-from recognition.engine.model import MODEL_SIZES
+from recognition.engine.model import MODEL_SIZES, ModelConfig
 from training.engine.trainer import TrainConfig
 from training.models import Corpus, TrainingRun
 from training.selectors.corpora import corpus_ready_list
@@ -37,7 +37,7 @@ class RunForm(forms.Form):
     epochs = forms.IntegerField(min_value=1, max_value=500, initial=_defaults.epochs)
     batch_size = forms.IntegerField(min_value=1, max_value=512, initial=_defaults.batch_size)
     lr = forms.FloatField(min_value=1e-6, max_value=1.0, initial=_defaults.lr, label="Learning rate")
-    dropout = forms.FloatField(min_value=0.0, max_value=0.9, initial=0.1)
+    dropout = forms.FloatField(min_value=0.0, max_value=0.9, initial=ModelConfig().dropout)
     patience = forms.IntegerField(
         min_value=0, max_value=500, initial=_defaults.patience, help_text="Early stopping on validation UA; 0 = off."
     )

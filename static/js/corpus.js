@@ -146,7 +146,9 @@
           window.location.reload(); // the server renders the finished corpus (charts or the error)
         }
       };
-      ws.onclose = function () {
+      ws.onclose = function (ev) {
+        // Not signed in, or the corpus is gone: retrying cannot help.
+        if (ev.code === 4401 || ev.code === 4404) { phase.textContent = "Progress not available; reload the page."; return; }
         phase.textContent = "Connection lost; reconnecting…";
         setTimeout(connect, delay);
         delay = Math.min(delay * 2, 15000);

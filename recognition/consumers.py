@@ -140,10 +140,9 @@ class RecordConsumer(AsyncWebsocketConsumer):
         version = await database_sync_to_async(model_version_resolve)(model)
         predictor = await run_inference(predictor_load, version)
         self.slots = StreamSlots(self.user_id)
+        # No check for a client gone meanwhile: the consumer handles one message at a time, so a
+        # disconnect is dispatched only after this returns, and a cancellation raises here.
         await self.slots.acquire(limits.max_streams)
-        if self.ended:  # the client left while we waited
-            await self._cleanup()
-            return
         self.session = StreamSession(version=version, predictor=predictor, mime=mime, limits=limits)
         self.watchdog = asyncio.create_task(self._watch(limits.max_seconds + WALL_CLOCK_GRACE_SECONDS))
         await self._send({"type": "ready", "model": model_info(version, predictor), "limits": limits.to_dict()})

@@ -160,7 +160,7 @@ def inference_executor() -> ThreadPoolExecutor:
     global _executor
     with _executor_lock:
         if _executor is None:
-            workers = max(1, int(getattr(settings, "SER_INFERENCE_THREADS", 2)))
+            workers = max(1, int(settings.SER_INFERENCE_THREADS))
             _executor = ThreadPoolExecutor(
                 max_workers=workers, thread_name_prefix="ser-inference", initializer=_worker_init
             )

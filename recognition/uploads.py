@@ -22,7 +22,6 @@ from .analysis import analyse_file
 from .inference import NoModelError, UnknownVersionError, inference_executor, predictor_for
 
 __all__ = [
-    "DEFAULT_MAX_UPLOAD_BYTES",
     "UploadLimit",
     "max_upload_bytes",
     "max_request_bytes",
@@ -32,7 +31,6 @@ __all__ = [
     "format_bytes",
 ]
 
-DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024**2
 # Room for the multipart boundaries, part headers and the small "model" field around the
 # file: a request is refused from its Content-Length only when it cannot possibly hold an
 # allowed file.
@@ -41,7 +39,7 @@ _MULTIPART_OVERHEAD = 64 * 1024
 
 def max_upload_bytes() -> int:
     """The largest audio file accepted, in bytes (setting ``SER_API_MAX_UPLOAD_BYTES``)."""
-    return int(getattr(settings, "SER_API_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES))
+    return int(settings.SER_API_MAX_UPLOAD_BYTES)
 
 
 def max_request_bytes(limit: int | None = None) -> int:

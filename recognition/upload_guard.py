@@ -42,17 +42,21 @@ class UploadSizeGuard:
         paths: Iterable[str] = GUARDED_PATHS,
         *,
         limit: Callable[[], int] = max_upload_bytes,
+        request_limit: Callable[[], int] | None = None,
     ) -> None:
-        """``limit`` returns the largest file allowed (read per request, so settings apply)."""
+        """``limit`` returns the largest file allowed (the size a refusal names); ``request_limit``
+        the largest body that can carry it (default: ``limit`` plus multipart framing). Both are
+        read per request, so settings apply."""
         self.app = app
         self.paths = frozenset(paths)
         self.limit = limit
+        self.request_limit = request_limit or (lambda: max_request_bytes(self.limit()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
             await self.app(scope, receive, send)
             return
-        limit = max_request_bytes(self.limit())
+        limit = self.request_limit()
         declared = _content_length(scope)
         if declared is not None and declared > limit:
             await self._refuse(scope, send)

@@ -11,6 +11,7 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from recognition.upload_guard import UploadSizeGuard  # noqa: E402
@@ -25,8 +26,8 @@ application = ProtocolTypeRouter(
         "http": UploadSizeGuard(
             UploadSizeGuard(ASGIStaticFilesHandler(django_asgi_app)),
             paths=("/corpora/upload/",),
-            # The guard adds its own 64 KiB of framing allowance to what this returns.
-            limit=corpus_request_limit,
+            limit=lambda: settings.SER_MAX_UPLOAD_BYTES,
+            request_limit=corpus_request_limit,
         ),
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }

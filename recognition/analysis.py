@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from recognition.engine.audio import decode_audio
 from recognition.engine.features import FeatureConfig, FeatureExtractor
@@ -63,7 +64,7 @@ def _logmel_extractor(config: FeatureConfig) -> FeatureExtractor:
 
     Only read after construction (buffers, no state), so sharing it between threads is safe.
     """
-    return FeatureExtractor(dataclasses.replace(config, kind="logmel", utterance_cmn=False)).eval()
+    return FeatureExtractor(dataclasses.replace(config, kind="logmel", utterance_cmn=False, speaker_cmn=False)).eval()
 
 
 def spectrogram(waveform: np.ndarray, config: FeatureConfig, max_columns: int = MAX_COLUMNS) -> dict[str, Any] | None:
@@ -113,12 +114,15 @@ def analyse_waveform(
     predictor: Predictor,
     waveform: np.ndarray,
     segments: Iterable[SegmentPrediction | Mapping[str, Any]] | None = None,
+    centre: Tensor | None = None,
 ) -> dict[str, Any]:
     """The result dict for ``waveform`` (float32 mono ``(samples,)`` at ``predictor.sample_rate``).
 
     Args:
         segments: already classified segments (the live stream has them); None finds
             them here with the engine's VAD and classifies each.
+        centre: the speaker mean ``(n_features,)`` for a speaker-normalised model (the live
+            stream keeps one); None takes the recording's speech segments as one speaker.
 
     Raises:
         ValueError: the waveform is not 1-D float audio or holds non-finite samples.
@@ -129,10 +133,13 @@ def analyse_waveform(
     x = x.astype(np.float32, copy=False)
     whole, duration = None, 0.0
     if x.size:
-        whole = predictor.predict(x).to_dict(include_attention=True)
-        duration = whole.pop("duration")  # x.size / sample rate, rounded by the engine
         if segments is None:
-            segments = predictor.predict_segments(x)
+            segments = predictor.predict_segments(x, centre=centre)
+            if centre is None and segments and predictor.speaker_normalised:
+                sr = predictor.sample_rate
+                centre = predictor.speaker_centre([x[int(round(s.start * sr)) : int(round(s.end * sr))] for s in segments]).value
+        whole = predictor.predict(x, centre).to_dict(include_attention=True)
+        duration = whole.pop("duration")  # x.size / sample rate, rounded by the engine
     return {
         "model": model_info(version, predictor),
         "duration": duration,

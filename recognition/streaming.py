@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from torch import Tensor
 
 from recognition.engine.predictor import Predictor, SegmentPrediction
 from recognition.engine.stream import StreamDecoder
@@ -195,6 +196,8 @@ class SegmentJob:
     index: int
     segment: Segment
     samples: np.ndarray
+    # The speaker mean over all speech so far, this segment included (speaker-normalised models).
+    centre: Tensor | None = None
 
 
 class _Samples:
@@ -245,6 +248,7 @@ class StreamSession:
         self.audio = _Samples()
         self._max_samples = int((limits.max_seconds + LENGTH_SLACK_SECONDS) * self.sample_rate)
         self._segments = 0
+        self.speaker = predictor.speaker_centre()  # None unless the model is speaker-normalised
 
     @property
     def seconds(self) -> float:
@@ -275,13 +279,17 @@ class StreamSession:
 
     def classify(self, job: SegmentJob) -> dict[str, Any]:
         """The ``segment`` message's fields for one job (blocking: run it in the inference pool)."""
-        prediction = self.predictor.predict(job.samples)
+        prediction = self.predictor.predict(job.samples, job.centre)
         return segment_dict(job.index, SegmentPrediction(job.segment.start, job.segment.end, prediction))
 
     def result(self, segments: list[dict[str, Any]]) -> dict[str, Any]:
         """The final result dict: the whole recording plus the segments already classified (blocking)."""
         return analyse_waveform(
-            version=self.version, predictor=self.predictor, waveform=self.audio.view(), segments=segments
+            version=self.version,
+            predictor=self.predictor,
+            waveform=self.audio.view(),
+            segments=segments,
+            centre=self.speaker.value if self.speaker is not None else None,
         )
 
     def _add(self, samples: np.ndarray) -> list[SegmentJob]:
@@ -302,6 +310,9 @@ class StreamSession:
             samples = segment.slice(audio, self.sample_rate)
             if not samples.size:
                 continue
-            jobs.append(SegmentJob(self._segments, segment, samples.copy()))
+            centre = None
+            if self.speaker is not None:
+                centre = self.predictor.speaker_centre([samples], self.speaker).value
+            jobs.append(SegmentJob(self._segments, segment, samples.copy(), centre))
             self._segments += 1
         return jobs

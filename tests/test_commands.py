@@ -40,6 +40,7 @@ def test_train_writes_model_and_report(trained):
     model, report = trained
     assert model.is_file()
     assert report["protocol"].startswith("speaker-independent hold-out")
+    assert report["recipe"]["features"]["speaker_cmn"]  # the default recipe
     assert report["labels"] == ["neutral", "happy", "sad", "angry"]
     assert report["folds"][0]["split"]["test_speakers"] == ["synth/spk3"]
     for key in ("wa", "ua", "macro_f1"):
@@ -94,9 +95,10 @@ def test_crossval_two_folds(corpus, tmp_path):
     out = tmp_path / "cv.json"
     stdout = StringIO()
     call_command("crossval", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--folds", "2",
-                 "--report", str(out), "--cache-dir", str(tmp_path / "c"), *FAST, stdout=stdout)
+                 "--report", str(out), "--cache-dir", str(tmp_path / "c"), "--mean-norm", "utterance", *FAST, stdout=stdout)
     data = json.loads(out.read_text())
     assert data["protocol"].startswith("2-fold leave-speakers-out")
+    assert data["recipe"]["features"]["utterance_cmn"] and not data["recipe"]["features"]["speaker_cmn"]
     assert [f["fold"] for f in data["folds"]] == [1, 2]
     assert [f["split"]["test_speakers"] for f in data["folds"]] == [["synth/spk0", "synth/spk1"], ["synth/spk2", "synth/spk3"]]
     assert "ua_std" in data and sum(map(sum, data["confusion"])) == 48
@@ -128,3 +130,25 @@ def test_classify_uses_the_active_model_version(tmp_path, monkeypatch):
     assert data["labels"] == ["neutral", "sad", "angry"]
     assert data["results"][0]["label"] in data["labels"]
     assert "using the active model current v1" in stderr.getvalue()
+
+
+def test_classify_one_speaker_centres_a_speaker_normalised_model_on_all_files(tmp_path):
+    from recognition.engine.audio import decode_audio
+    from recognition.engine.predictor import Predictor
+    from tests.tiny_model import tiny_checkpoint
+
+    model = tiny_checkpoint(tmp_path / "spk.pt", speaker_cmn=True)
+    files = [str(write_wav(tmp_path / f"{lab}.wav", speech_silence_speech(lab, seed=i)[0])) for i, lab in enumerate(["sad", "angry"])]
+
+    def run(*extra):
+        stdout = StringIO()
+        call_command("classify", *files, "--model", str(model), "--json", *extra, stdout=stdout)
+        return [r["probabilities"] for r in json.loads(stdout.getvalue())["results"]]
+
+    predictor = Predictor.from_checkpoint(model, device="cpu")
+    waves = [decode_audio(f) for f in files]
+    centre = predictor.speaker_centre(waves).value
+    for probs, wave in zip(run("--one-speaker"), waves, strict=True):
+        assert probs == pytest.approx(predictor.predict(wave, centre).probabilities, abs=1e-5)
+    for probs, wave in zip(run(), waves, strict=True):  # each file its own speaker
+        assert probs == pytest.approx(predictor.predict(wave).probabilities, abs=1e-5)

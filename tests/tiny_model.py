@@ -23,12 +23,12 @@ from tests.synth import CLASS_STYLES, speech_like
 LABELS = ["neutral", "happy", "sad", "angry"]
 
 
-def tiny_checkpoint(path: Path, *, labels: list[str] = LABELS, seed: int = 0) -> Path:
+def tiny_checkpoint(path: Path, *, labels: list[str] = LABELS, seed: int = 0, speaker_cmn: bool = False) -> Path:
     """Write a small deterministic checkpoint with feature statistics from synthetic speech."""
     torch.manual_seed(seed)
     cfg = ModelConfig(n_features=64, n_classes=len(labels), conv_channels=(4, 8, 8), lstm_hidden=16, attention_dim=16)
     model = EmotionNet(cfg)
-    feature_config = FeatureConfig()
+    feature_config = FeatureConfig(speaker_cmn=speaker_cmn)
     extractor = FeatureExtractor(feature_config)
     styles = [lab if lab in CLASS_STYLES else "neutral" for lab in labels]
     with torch.inference_mode():

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from argparse import ArgumentParser, BooleanOptionalAction
+from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any, TextIO
 
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from recognition.engine.features import FEATURE_KINDS, TRIM_METHODS, FeatureConfig
+from recognition.engine.features import FEATURE_KINDS, MEAN_NORMS, TRIM_METHODS, FeatureConfig
 from recognition.engine.model import MODEL_SIZES
 from training.engine.corpora import FORMATS, CorpusError, CorpusScan, scan_corpus
 from training.engine.data import AugmentConfig, WaveformCache
@@ -43,8 +43,8 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--features", choices=FEATURE_KINDS, default=d.kind)
     g.add_argument("--n-mels", type=int, default=d.n_mels)
     g.add_argument("--trim", choices=TRIM_METHODS, default=d.trim, help="edge-silence trimming")
-    g.add_argument("--cmn", action=BooleanOptionalAction, default=d.utterance_cmn,
-                   help="per-utterance mean normalisation of each band (default: on)")
+    g.add_argument("--mean-norm", choices=MEAN_NORMS, default=d.mean_norm,
+                   help=f"subtract each band's mean per speaker, per utterance, or not at all (default: {d.mean_norm})")
     g.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="medium")
     g.add_argument("--dropout", type=float, default=None)
     g.add_argument("--epochs", type=int, default=t.epochs)
@@ -69,7 +69,8 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
 def recipe_from_options(options: dict[str, Any]) -> Recipe:
     try:
         features = FeatureConfig(
-            kind=options["features"], n_mels=options["n_mels"], trim=options["trim"], utterance_cmn=options["cmn"]
+            kind=options["features"], n_mels=options["n_mels"], trim=options["trim"],
+            **FeatureConfig.mean_norm_fields(options["mean_norm"]),
         )
         train = TrainConfig(
             epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],

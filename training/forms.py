@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django import forms
 
-from recognition.engine.features import FEATURE_KINDS
+from recognition.engine.features import FEATURE_KINDS, MEAN_NORMS
 from recognition.engine.model import MODEL_SIZES, ModelConfig
+from training.engine.experiment import Recipe
 from training.engine.trainer import TrainConfig
 from training.models import Corpus, TrainingRun
 from training.selectors.corpora import corpus_ready_list
@@ -29,9 +30,12 @@ class RunForm(forms.Form):
     protocol = forms.ChoiceField(choices=TrainingRun.Protocol.choices, initial=TrainingRun.Protocol.HOLDOUT)
     folds = forms.IntegerField(min_value=2, max_value=20, initial=5, help_text="For k-fold only.")
     features = forms.ChoiceField(choices=[(k, {"logmel": "log-Mel", "mfcc": "MFCC + deltas"}.get(k, k)) for k in FEATURE_KINDS])
-    utterance_cmn = forms.BooleanField(
-        required=False, initial=True, label="Per-utterance normalisation",
-        help_text="Subtract each recording's mean per band: less speaker and microphone colouring.",
+    mean_norm = forms.ChoiceField(
+        choices=[(k, {"speaker": "Per speaker", "utterance": "Per utterance", "none": "None"}[k]) for k in MEAN_NORMS],
+        initial=Recipe().features.mean_norm, label="Mean normalisation",
+        help_text="Subtract each speaker's (or each recording's) mean per band: less speaker and microphone "
+        "colouring. Per speaker keeps how loud and bright a recording is for that voice; live, the record "
+        "page centres on the speech it has heard so far.",
     )
     model_size = forms.ChoiceField(choices=[(k, k) for k in MODEL_SIZES], initial="medium")
     epochs = forms.IntegerField(min_value=1, max_value=500, initial=_defaults.epochs)

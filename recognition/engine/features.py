@@ -9,6 +9,7 @@ set and travel in the checkpoint.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,15 +24,21 @@ __all__ = [
     "FeatureConfig",
     "FeatureExtractor",
     "FeatureStats",
+    "SpeakerCentre",
     "mel_filterbank",
     "hz_to_mel",
     "mel_to_hz",
     "prepare_waveform",
     "trim_span",
     "frame_count",
+    "FEATURE_KINDS",
+    "MEAN_NORMS",
 ]
 
 FEATURE_KINDS = ("logmel", "mfcc")
+# Mean normalisation of each band before the training-set statistics: none, per utterance
+# (``utterance_cmn``) or per speaker (``speaker_cmn``).
+MEAN_NORMS = ("none", "utterance", "speaker")
 _AMIN = 1e-10  # power floor before the log, as in librosa's power_to_db
 
 
@@ -50,6 +57,11 @@ class FeatureConfig:
     n_mfcc: int = 20
     deltas: bool = True
     utterance_cmn: bool = False
+    # Subtract the speaker's mean feature vector (over all of that speaker's speech) instead of
+    # the utterance's: removes the speaker's colouring but keeps what sets one utterance apart
+    # from the speaker's others (loudness, brightness). Without a known speaker mean the
+    # utterance's own mean stands in (see FeatureExtractor.raw).
+    speaker_cmn: bool = False
     trim: str = "energy"
     trim_top_db: float = 35.0
 
@@ -71,6 +83,8 @@ class FeatureConfig:
             raise ValueError("need 0 <= f_min < f_max <= sample_rate / 2")
         if self.kind == "mfcc" and not 1 <= self.n_mfcc <= self.n_mels:
             raise ValueError("need 1 <= n_mfcc <= n_mels")
+        if self.utterance_cmn and self.speaker_cmn:
+            raise ValueError("choose per-utterance or per-speaker mean normalisation, not both")
 
     @property
     def win_length(self) -> int:
@@ -79,6 +93,18 @@ class FeatureConfig:
     @property
     def hop_length(self) -> int:
         return int(round(self.sample_rate * self.hop_ms / 1000))
+
+    @property
+    def mean_norm(self) -> str:
+        """The mean normalisation as one of :data:`MEAN_NORMS`."""
+        return "speaker" if self.speaker_cmn else "utterance" if self.utterance_cmn else "none"
+
+    @staticmethod
+    def mean_norm_fields(name: str) -> dict[str, bool]:
+        """The ``utterance_cmn``/``speaker_cmn`` fields for one of :data:`MEAN_NORMS`."""
+        if name not in MEAN_NORMS:
+            raise ValueError(f"mean normalisation must be one of {MEAN_NORMS}, not {name!r}")
+        return {"utterance_cmn": name == "utterance", "speaker_cmn": name == "speaker"}
 
     @property
     def n_features(self) -> int:
@@ -224,8 +250,31 @@ class FeatureExtractor(nn.Module):
     def stats(self) -> FeatureStats:
         return FeatureStats(self.mean.detach().cpu().clone(), self.std.detach().cpu().clone())
 
-    def raw(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """Un-normalised features ``(batch, frames, n_features)`` and frame lengths ``(batch,)``."""
+    def raw(self, waveforms: Tensor, lengths: Tensor, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Features before the training-set statistics: ``(batch, frames, n_features)``, frame lengths ``(batch,)``.
+
+        With ``utterance_cmn`` each row's own mean is subtracted. With ``speaker_cmn`` the row's
+        speaker mean from ``centres`` ``(batch, n_features)`` is; a row of NaN (speaker mean
+        unknown) or no ``centres`` falls back to the row's own mean.
+        """
+        feats, frame_lengths = self.uncentred(waveforms, lengths)
+        cfg = self.config
+        centring = cfg.utterance_cmn or cfg.speaker_cmn
+        if not centring and int(frame_lengths.min()) == feats.shape[1]:
+            return feats, frame_lengths  # no padded frames to zero (the common single-utterance case)
+        mask = _time_mask(frame_lengths, feats.shape[1])
+        if centring:
+            denom = frame_lengths.clamp(min=1).to(feats.dtype)[:, None]
+            centre = (feats * mask[..., None]).sum(1) / denom  # (batch, n_features)
+            if cfg.speaker_cmn and centres is not None:
+                centres = centres.to(device=feats.device, dtype=feats.dtype)
+                centre = torch.where(torch.isfinite(centres).all(1, keepdim=True), centres, centre)
+            feats = feats - centre[:, None, :]
+        return feats * mask[..., None], frame_lengths
+
+    def uncentred(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Log-Mel (or MFCC) features ``(batch, frames, n_features)`` before any mean removal;
+        padded frames are not zeroed. Frame lengths ``(batch,)``."""
         cfg = self.config
         if waveforms.shape[1] < cfg.n_fft:
             waveforms = nn.functional.pad(waveforms, (0, cfg.n_fft - waveforms.shape[1]))
@@ -253,25 +302,70 @@ class FeatureExtractor(nn.Module):
             if cfg.deltas:
                 d1 = _deltas(feats, frame_lengths)
                 feats = torch.cat([feats, d1, _deltas(d1, frame_lengths)], dim=2)
-        if not cfg.utterance_cmn and int(frame_lengths.min()) == frames:
-            return feats, frame_lengths  # no padded frames to zero (the common single-utterance case)
-        mask = _time_mask(frame_lengths, feats.shape[1])
-        if cfg.utterance_cmn:
-            denom = frame_lengths.clamp(min=1).to(feats.dtype)[:, None]
-            feats = feats - ((feats * mask[..., None]).sum(1) / denom)[:, None, :]
-        return feats * mask[..., None], frame_lengths
+        return feats, frame_lengths
 
-    def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        feats, frame_lengths = self.raw(waveforms, lengths)
+    def forward(self, waveforms: Tensor, lengths: Tensor, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        feats, frame_lengths = self.raw(waveforms, lengths, centres)
         feats = (feats - self.mean) / self.std
         return feats * _time_mask(frame_lengths, feats.shape[1])[..., None], frame_lengths
 
-    def extract(self, waveform: np.ndarray | Tensor, *, normalise: bool = True) -> Tensor:
-        """One utterance ``(samples,)`` → features ``(frames, n_features)`` on the module's device."""
+    def extract(self, waveform: np.ndarray | Tensor, *, normalise: bool = True, centre: Tensor | None = None) -> Tensor:
+        """One utterance ``(samples,)`` → features ``(frames, n_features)`` on the module's device.
+
+        ``centre`` ``(n_features,)``: the speaker mean, for ``speaker_cmn`` features."""
         wav = torch.as_tensor(waveform, dtype=torch.float32, device=self.window.device)[None]
         lengths = torch.tensor([wav.shape[1]], device=wav.device)
-        feats, _ = self(wav, lengths) if normalise else self.raw(wav, lengths)
+        centres = None if centre is None else centre[None]
+        feats, _ = self(wav, lengths, centres) if normalise else self.raw(wav, lengths, centres)
         return feats[0]
+
+    def speaker_mean(self, waveforms: Sequence[np.ndarray]) -> Tensor:
+        """The mean un-centred feature vector ``(n_features,)`` over all frames of one speaker's
+        utterances (each ``(samples,)``), float32 on the CPU: the ``centres`` row for ``speaker_cmn``."""
+        centre = SpeakerCentre(self)
+        centre.add(waveforms)
+        if centre.value is None:
+            raise ValueError("no audio to compute a speaker mean from")
+        return centre.value
+
+
+class SpeakerCentre:
+    """Running mean of one speaker's un-centred features over all frames heard so far.
+
+    For ``speaker_cmn`` features: training takes it over each speaker's utterances, a live
+    session over the speech it has received (each new segment is added before it is
+    classified, so the first segment is centred on itself, as with per-utterance CMN).
+    """
+
+    def __init__(self, extractor: FeatureExtractor) -> None:
+        self._extractor = extractor
+        self._total = torch.zeros(extractor.config.n_features, dtype=torch.float64)
+        self._frames = 0
+
+    @property
+    def frames(self) -> int:
+        return self._frames
+
+    @property
+    def value(self) -> Tensor | None:
+        """The mean ``(n_features,)`` float32 on the CPU; None before any audio."""
+        return (self._total / self._frames).float() if self._frames else None
+
+    @torch.inference_mode()
+    def add(self, waveforms: Sequence[np.ndarray], batch_size: int = 64) -> None:
+        """Add utterances (each ``(samples,)`` float, already trimmed as the features expect)."""
+        device = self._extractor.window.device
+        order = sorted(range(len(waveforms)), key=lambda i: waveforms[i].shape[0])  # less padding
+        for start in range(0, len(order), batch_size):
+            chunk = [waveforms[i] for i in order[start : start + batch_size]]
+            lengths = torch.tensor([w.shape[0] for w in chunk], dtype=torch.int64)
+            batch = torch.zeros(len(chunk), int(lengths.max()), dtype=torch.float32)
+            for row, w in enumerate(chunk):
+                batch[row, : w.shape[0]] = torch.as_tensor(w, dtype=torch.float32)
+            feats, flen = self._extractor.uncentred(batch.to(device), lengths.to(device))
+            feats = feats * _time_mask(flen, feats.shape[1])[..., None]
+            self._total += feats.sum((0, 1)).double().cpu()
+            self._frames += int(flen.sum())
 
 
 def _mel_bands(fb: np.ndarray, band: int = 8) -> list[tuple[int, int, int, int, Tensor]]:

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from .audio import DEFAULT_MAX_SECONDS, decode_audio
 from .checkpoint import Checkpoint, load_checkpoint
-from .features import FeatureConfig, FeatureExtractor, trim_span
+from .features import FeatureConfig, FeatureExtractor, SpeakerCentre, trim_span
 from .model import EmotionNet, ModelConfig
 from .vad import VadConfig, segment_speech
 
@@ -160,19 +160,45 @@ class Predictor:
 
     # -- public API ----------------------------------------------------------------------
 
-    def predict(self, waveform: np.ndarray) -> Prediction:
+    @property
+    def speaker_normalised(self) -> bool:
+        """Whether the model's features are centred on a speaker mean (``speaker_cmn``)."""
+        return self._checkpoint.feature_config.speaker_cmn
+
+    def speaker_centre(self, waveforms: Sequence[np.ndarray] = (), running: SpeakerCentre | None = None) -> SpeakerCentre | None:
+        """Add one speaker's utterances (each ``(samples,)``, trimmed here as in training) to
+        ``running`` (a new running mean when None) and return it; None when the model is not
+        :attr:`speaker_normalised`. Pass its ``value`` as ``centre`` to the predict methods."""
+        if not self.speaker_normalised:
+            return None
+        running = running if running is not None else SpeakerCentre(self._extractor)
+        kept = []
+        for waveform in waveforms:
+            w = self._validate(waveform)
+            start, end = self._trim(w)
+            if end > start:
+                kept.append(w[start:end])
+        if kept:
+            running.add(kept)
+        return running
+
+    def predict(self, waveform: np.ndarray, centre: Tensor | None = None) -> Prediction:
         """Classify one mono waveform, shape ``(samples,)`` float at :attr:`sample_rate`.
+
+        ``centre`` ``(n_features,)``: the speaker mean from :meth:`speaker_centre`, used by
+        speaker-normalised models; without it such a model centres the utterance on itself.
 
         Raises:
             ValueError: empty, not 1-D, not floating point, or non-finite samples.
         """
-        return self._forward([self._validate(waveform)])[0]
+        return self._forward([self._validate(waveform)], centre)[0]
 
-    def predict_batch(self, waveforms: Sequence[np.ndarray], batch_size: int = 32) -> list[Prediction]:
+    def predict_batch(self, waveforms: Sequence[np.ndarray], batch_size: int = 32, centre: Tensor | None = None) -> list[Prediction]:
         """Classify several waveforms (each ``(samples_i,)``), in input order.
 
         Results equal those of :meth:`predict` one by one: the features and the model
         ignore zero padding. Utterances are grouped by length to keep padding small.
+        ``centre`` (see :meth:`predict`) applies to all of them: one speaker.
 
         Raises:
             ValueError: any waveform is invalid (message names its index), or batch_size < 1.
@@ -190,7 +216,7 @@ class Predictor:
         results: list[Prediction | None] = [None] * len(checked)
         for first in range(0, len(order), batch_size):
             chunk = order[first : first + batch_size]
-            for i, prediction in zip(chunk, self._forward([checked[i] for i in chunk]), strict=True):
+            for i, prediction in zip(chunk, self._forward([checked[i] for i in chunk], centre), strict=True):
                 results[i] = prediction
         return results  # type: ignore[return-value]  # every slot is filled above
 
@@ -208,9 +234,12 @@ class Predictor:
         return self.predict(waveform)
 
     def predict_segments(
-        self, waveform: np.ndarray, vad_config: VadConfig | None = None, batch_size: int = 32
+        self, waveform: np.ndarray, vad_config: VadConfig | None = None, batch_size: int = 32, centre: Tensor | None = None
     ) -> list[SegmentPrediction]:
         """Cut ``waveform`` ``(samples,)`` into speech segments (webrtcvad) and classify each.
+
+        A speaker-normalised model without ``centre`` takes the recording as one speaker and
+        centres every segment on the mean of all its segments.
 
         Returns:
             One :class:`SegmentPrediction` per segment, in time order; empty when no speech.
@@ -230,7 +259,10 @@ class Predictor:
             begin, stop = int(round(segment.start * sr)), int(round(segment.end * sr))
             if stop > begin:
                 spans.append((begin, stop))
-        predictions = self.predict_batch([waveform[b:e] for b, e in spans], batch_size=batch_size)
+        pieces = [waveform[b:e] for b, e in spans]
+        if centre is None and pieces and self.speaker_normalised:
+            centre = self.speaker_centre(pieces).value
+        predictions = self.predict_batch(pieces, batch_size=batch_size, centre=centre)
         return [
             SegmentPrediction(
                 start=b / sr,
@@ -262,15 +294,17 @@ class Predictor:
         """``[start, end)`` samples kept by training's trimming."""
         return trim_span(waveform, self._checkpoint.feature_config)
 
-    def _forward(self, waveforms: list[np.ndarray]) -> list[Prediction]:
-        """Trim, pad, extract, classify one batch of validated ``(samples_i,)`` waveforms."""
+    def _forward(self, waveforms: list[np.ndarray], centre: Tensor | None = None) -> list[Prediction]:
+        """Trim, pad, extract, classify one batch of validated ``(samples_i,)`` waveforms
+        (one speaker, when ``centre`` ``(n_features,)`` is given)."""
         sr = self._checkpoint.feature_config.sample_rate
         bounds = [self._trim(w) for w in waveforms]
         batch, lengths = _collate([w[s:e] for w, (s, e) in zip(waveforms, bounds, strict=True)])
         with torch.inference_mode():
             batch = batch.to(self._device, non_blocking=True)
             lengths = lengths.to(self._device)
-            features, frame_lengths = self._extractor(batch, lengths)  # (B, frames, F), (B,)
+            centres = None if centre is None else torch.as_tensor(centre, dtype=torch.float32).expand(len(waveforms), -1)
+            features, frame_lengths = self._extractor(batch, lengths, centres)  # (B, frames, F), (B,)
             logits, weights = self._model(features, frame_lengths)  # (B, C), (B, steps)
             steps = self._model.output_lengths(frame_lengths).cpu()  # (B,) valid attention steps
             probs = torch.softmax(logits.double(), dim=1).cpu().numpy()  # (B, C) float64

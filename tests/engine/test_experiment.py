@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from recognition.engine.checkpoint import load_checkpoint
-from recognition.engine.features import FeatureConfig
+from recognition.engine.features import FeatureConfig, FeatureExtractor
 from tests.synth import make_folder_corpus
 from training.engine.corpora import scan_corpus
-from training.engine.data import AugmentConfig
+from training.engine.data import AugmentConfig, WaveformCache
 from training.engine.experiment import (
     Recipe,
     build_dataset,
@@ -168,3 +168,27 @@ def test_cross_validate_two_folds(tmp_path, scans):
         merge_fold_reports([parts[0], parts[0]])
     with pytest.raises(ValueError, match="differ"):
         merge_fold_reports([parts[0], {**parts[1], "labels": ["x"]}])
+
+
+def test_speaker_normalised_holdout_evaluates_alike(tmp_path, scans):
+    """Speaker means reach training, the hold-out test and a later evaluation alike."""
+    base = tiny_recipe()
+    recipe = Recipe(features=FeatureConfig(trim="none", n_mels=32, speaker_cmn=True), model_size=base.model_size,
+                    model_overrides=base.model_overrides, train=base.train)
+    ds = build_dataset(scans)
+    examples = ds.examples(WaveformCache(recipe.features))
+    by_speaker = {}
+    for e in examples:
+        by_speaker.setdefault((e.corpus, e.speaker), []).append(e)
+    extractor = FeatureExtractor(recipe.features)
+    for members in by_speaker.values():
+        expected = extractor.speaker_mean([e.waveform for e in members]).numpy()
+        for e in members:
+            np.testing.assert_allclose(e.centre, expected, atol=1e-5)
+    assert all(e.centre is None for e in build_dataset(scans).examples(WaveformCache(tiny_recipe().features)))
+
+    out = tmp_path / "spk.pt"
+    report = train_holdout(scans, out, recipe=recipe, dataset=ds, work_dir=tmp_path / "work")
+    assert load_checkpoint(out).feature_config.speaker_cmn
+    evaluation = evaluate_checkpoint(out, scans, speakers=report["split"]["test_speakers"])
+    assert evaluation["confusion"] == report["confusion"]

@@ -10,6 +10,7 @@ from recognition.engine.features import (
     FeatureConfig,
     FeatureExtractor,
     FeatureStats,
+    SpeakerCentre,
     frame_count,
     hz_to_mel,
     mel_filterbank,
@@ -212,6 +213,52 @@ def test_utterance_cmn_zero_mean(utterance):
     torch.testing.assert_close(feats.mean(0), torch.zeros(64), atol=1e-3, rtol=0)
 
 
+def test_speaker_cmn_subtracts_the_speaker_mean_and_falls_back_to_the_utterance_mean(utterance):
+    cfg = FeatureConfig(trim="none", speaker_cmn=True)
+    ex = FeatureExtractor(cfg)
+    other = speech_like("sad", 0.6, seed=5)
+    centre = ex.speaker_mean([utterance, other])  # (64,)
+    # The speaker mean is the mean over all frames of both utterances.
+    frames = [ex.uncentred(torch.from_numpy(w)[None], torch.tensor([w.size]))[0][0] for w in (utterance, other)]
+    torch.testing.assert_close(centre, torch.cat(frames).mean(0), atol=1e-4, rtol=0)
+    centred = ex.extract(utterance, normalise=False, centre=centre)
+    torch.testing.assert_close(centred, frames[0] - centre, atol=1e-4, rtol=0)
+    # Speaker-centred utterances keep their level relative to the speaker: not zero-mean each.
+    assert float(centred.mean()) > 0.5 > float(ex.extract(other, normalise=False, centre=centre).mean())
+    # No speaker mean: exactly per-utterance CMN.
+    cmn = FeatureExtractor(FeatureConfig(trim="none", utterance_cmn=True))
+    torch.testing.assert_close(ex.extract(utterance, normalise=False), cmn.extract(utterance, normalise=False))
+
+
+def test_speaker_cmn_batched_with_padding_and_unknown_rows(utterance):
+    ex = FeatureExtractor(FeatureConfig(trim="none", speaker_cmn=True))
+    short = speech_like("sad", 0.4, seed=2)
+    centre = ex.speaker_mean([short])
+    batch = torch.zeros(2, utterance.size)
+    batch[0] = torch.from_numpy(utterance)
+    batch[1, : short.size] = torch.from_numpy(short)
+    lengths = torch.tensor([utterance.size, short.size])
+    centres = torch.stack([torch.full((64,), float("nan")), centre])  # row 0: speaker unknown
+    feats, flen = ex(batch, lengths, centres)
+    n = int(flen[1])
+    torch.testing.assert_close(feats[1, :n], ex.extract(short, centre=centre), atol=1e-4, rtol=0)
+    torch.testing.assert_close(feats[0], ex.extract(utterance), atol=1e-4, rtol=0)
+    assert torch.count_nonzero(feats[1, n:]) == 0
+
+
+def test_speaker_centre_accumulates_and_starts_empty(utterance):
+    ex = FeatureExtractor(FeatureConfig(trim="none", speaker_cmn=True))
+    running = SpeakerCentre(ex)
+    assert running.value is None and running.frames == 0
+    other = speech_like("angry", 0.8, seed=7)
+    running.add([utterance])
+    running.add([other])
+    torch.testing.assert_close(running.value, ex.speaker_mean([utterance, other]), atol=1e-4, rtol=0)
+    assert running.frames == frame_count(utterance.size, ex.config) + frame_count(other.size, ex.config)
+    with pytest.raises(ValueError, match="no audio"):
+        ex.speaker_mean([])
+
+
 # --- config --------------------------------------------------------------------------------
 
 
@@ -226,6 +273,7 @@ def test_utterance_cmn_zero_mean(utterance):
         {"win_ms": 40.0},  # 640 samples > n_fft 512
         {"kind": "mfcc", "n_mfcc": 0},
         {"kind": "mfcc", "n_mfcc": 65},
+        {"utterance_cmn": True, "speaker_cmn": True},
     ],
 )
 def test_feature_config_validation(kwargs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from recognition.engine.checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from recognition.engine.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from recognition.engine.features import (
     FeatureConfig,
     FeatureExtractor,
@@ -205,3 +211,48 @@ def test_segments_and_batch_argument_errors(predictor: Predictor) -> None:
         predictor.predict_segments(wave, VadConfig(sample_rate=8000))
     with pytest.raises(ValueError, match="batch_size"):
         predictor.predict_batch([wave], batch_size=0)
+
+
+# --- speaker-normalised models ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def speaker_predictor(checkpoint_path: Path) -> Predictor:
+    """The module's checkpoint with ``speaker_cmn`` features (the weights do not care)."""
+    base = load_checkpoint(checkpoint_path)
+    return Predictor(dataclasses.replace(base, feature_config=dataclasses.replace(base.feature_config, speaker_cmn=True)), device="cpu")
+
+
+def test_speaker_centre_is_none_for_models_without_speaker_normalisation(predictor):
+    assert not predictor.speaker_normalised
+    assert predictor.speaker_centre([speech_like("happy", seed=1)]) is None
+
+
+def test_speaker_centre_uses_trimmed_audio_and_changes_predictions(speaker_predictor):
+    p = speaker_predictor
+    cfg = p.feature_config
+    waves = [speech_like(lab, seed=20 + i) for i, lab in enumerate(LABELS)]
+    running = p.speaker_centre(waves[:1])
+    p.speaker_centre(waves[1:], running)
+    expected = FeatureExtractor(cfg).speaker_mean([prepare_waveform(w, cfg) for w in waves])
+    torch.testing.assert_close(running.value, expected, atol=1e-4, rtol=0)
+    alone = p.predict(waves[0])
+    centred = p.predict(waves[0], running.value)
+    assert alone.probabilities != centred.probabilities
+    # One centre for a batch: the same as one by one.
+    batched = p.predict_batch(waves, centre=running.value)
+    for w, b in zip(waves, batched, strict=True):
+        np.testing.assert_allclose(list(p.predict(w, running.value).probabilities.values()), list(b.probabilities.values()), atol=1e-5)
+
+
+def test_segments_of_a_speaker_normalised_model_share_the_recording_centre(speaker_predictor):
+    p = speaker_predictor
+    wave, _ = speech_silence_speech("angry", seed=3)
+    segments = p.predict_segments(wave)
+    assert len(segments) == 2
+    pieces = [wave[int(round(s.start * SR)) : int(round(s.end * SR))] for s in segments]
+    centre = p.speaker_centre(pieces).value
+    for seg, piece in zip(segments, pieces, strict=True):
+        np.testing.assert_allclose(
+            list(seg.prediction.probabilities.values()), list(p.predict(piece, centre).probabilities.values()), atol=1e-5
+        )

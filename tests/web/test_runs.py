@@ -48,6 +48,9 @@ def test_run_create_refuses_bad_input(corpus, tmp_path):
         services.run_create(name="x", corpora=[corpus], recipe=small_recipe(), label_mapping={"angry": None, "sad": None})
     with pytest.raises(services.RunError, match="model size"):
         services.recipe_build(model_size="huge")
+    with pytest.raises(services.RunError, match="mean normalisation"):
+        services.recipe_build(mean_norm="per-room")
+    assert services.recipe_build().features.speaker_cmn  # the engine's default recipe
     assert TrainingRun.objects.count() == 0
 
 
@@ -161,7 +164,7 @@ def test_run_pages_render(auth_client, corpus):
 def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_callbacks, redis_server):
     data = {
         "name": "from the form", "corpora": [corpus.pk], "label_mode": "common", "label_mapping": "",
-        "protocol": "holdout", "folds": 5, "features": "logmel", "model_size": "small", "epochs": 3,
+        "protocol": "holdout", "folds": 5, "features": "logmel", "mean_norm": "utterance", "model_size": "small", "epochs": 3,
         "batch_size": 8, "lr": 0.003, "dropout": 0.1, "patience": 0, "augment": "on",
     }
     with django_capture_on_commit_callbacks(execute=True):
@@ -169,6 +172,7 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
     run = TrainingRun.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("runs:detail", args=[run.pk])
     assert run.hyperparameters["train"]["epochs"] == 3 and run.hyperparameters["model_overrides"] == {"dropout": 0.1}
+    assert run.hyperparameters["features"]["utterance_cmn"] and not run.hyperparameters["features"]["speaker_cmn"]
     bad = auth_client.post(reverse("runs:new"), {**data, "label_mapping": "nonsense"})
     assert bad.status_code == 200 and b"look like" in bad.content
 

@@ -17,9 +17,19 @@ from torch import Tensor
 
 from recognition.engine.audio import decode_audio
 from recognition.engine.config import known_fields
-from recognition.engine.features import FeatureConfig, prepare_waveform
+from recognition.engine.features import FeatureConfig, FeatureExtractor, prepare_waveform
 
-__all__ = ["Example", "WaveformCache", "AugmentConfig", "bucket_batches", "collate", "augment_waveform", "spec_augment"]
+__all__ = [
+    "Example",
+    "WaveformCache",
+    "AugmentConfig",
+    "bucket_batches",
+    "collate",
+    "collate_centres",
+    "assign_speaker_centres",
+    "augment_waveform",
+    "spec_augment",
+]
 
 
 @dataclass
@@ -31,6 +41,9 @@ class Example:
     corpus: str
     speaker: str | None = None
     path: str = ""
+    # The speaker's mean feature vector ``(n_features,)`` for ``speaker_cmn`` features; None
+    # when the speaker is unknown (the utterance's own mean stands in).
+    centre: np.ndarray | None = None
 
 
 class WaveformCache:
@@ -181,6 +194,39 @@ def collate(waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
     for i, w in enumerate(waves):
         out[i, : w.size] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
     return out, lengths
+
+
+def assign_speaker_centres(examples: Sequence[Example], feature_config: FeatureConfig) -> None:
+    """Give every example with a known speaker its speaker's mean feature vector (``speaker_cmn``).
+
+    Each speaker's mean comes from that speaker's own (unaugmented, unlabelled) audio only, so
+    it leaks nothing across a speaker-independent split; a held-out speaker is normalised with
+    their own audio, as a live session is with what it has heard so far.
+    """
+    if not feature_config.speaker_cmn:
+        return
+    extractor = FeatureExtractor(feature_config)
+    groups: dict[tuple[str, str], list[Example]] = {}
+    for e in examples:
+        if e.speaker is not None:
+            groups.setdefault((e.corpus, e.speaker), []).append(e)
+    for members in groups.values():
+        centre = extractor.speaker_mean([e.waveform for e in members]).numpy()
+        for e in members:
+            e.centre = centre
+
+
+def collate_centres(examples: Sequence[Example], feature_config: FeatureConfig) -> Tensor | None:
+    """The ``centres`` argument of :meth:`FeatureExtractor.forward` for these examples:
+    ``(batch, n_features)`` with NaN rows where the speaker mean is unknown; None when the
+    features are not speaker-normalised."""
+    if not feature_config.speaker_cmn:
+        return None
+    out = torch.full((len(examples), feature_config.n_features), float("nan"))
+    for row, e in enumerate(examples):
+        if e.centre is not None:
+            out[row] = torch.from_numpy(e.centre)
+    return out
 
 
 def batches_of(examples: Sequence[Example], batch_size: int) -> Iterator[list[int]]:

@@ -10,7 +10,7 @@ from torch import nn
 from recognition.engine.features import FeatureExtractor
 from recognition.engine.model import EmotionNet
 
-from .data import Example, batches_of, collate
+from .data import Example, batches_of, collate, collate_centres
 from .metrics import confusion_matrix, scores
 
 __all__ = ["evaluate_examples"]
@@ -34,7 +34,8 @@ def evaluate_examples(
     loss_fn = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device), reduction="sum")
     for idx in batches_of(examples, batch_size):
         waves, lengths = collate([examples[i].waveform for i in idx])
-        feats, flen = extractor(waves.to(device), lengths.to(device))
+        centres = collate_centres([examples[i] for i in idx], extractor.config)
+        feats, flen = extractor(waves.to(device), lengths.to(device), centres)
         logits, _ = model(feats, flen)
         target = torch.tensor([examples[i].label for i in idx], device=device)
         total_loss += float(loss_fn(logits, target))

@@ -35,6 +35,7 @@ from .data import (
     batches_of,
     bucket_batches,
     collate,
+    collate_centres,
     spec_augment,
 )
 from .evaluation import evaluate_examples
@@ -149,7 +150,8 @@ class Trainer:
             with torch.inference_mode():
                 for idx in batches_of(train, 64):
                     waves, lengths = collate([train[i].waveform for i in idx])
-                    feats, flen = extractor.raw(waves.to(self.device), lengths.to(self.device))
+                    centres = collate_centres([train[i] for i in idx], self.feature_config)
+                    feats, flen = extractor.raw(waves.to(self.device), lengths.to(self.device), centres)
                     for b in range(feats.shape[0]):
                         yield feats[b, : flen[b]].cpu()
 
@@ -307,8 +309,9 @@ class Trainer:
                     group["lr"] = self._lr_at(step, total_steps, steps_per_epoch)
                 x, lengths = collate([waves[i] for i in idx])
                 y = torch.tensor([targets[i] for i in idx], device=self.device)
+                centres = collate_centres([train[order[i]] for i in idx], self.feature_config)
                 with torch.no_grad():
-                    feats, flen = extractor(x.to(self.device), lengths.to(self.device))
+                    feats, flen = extractor(x.to(self.device), lengths.to(self.device), centres)
                     feats = spec_augment(feats, flen, cfg.augment, gen)
                 if cfg.mixup_alpha > 0 and len(idx) > 1:
                     feats, flen, partner, lam = _mixup(feats, flen, cfg.mixup_alpha, rng, gen)

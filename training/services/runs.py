@@ -74,7 +74,7 @@ def parse_label_mapping(text: str) -> dict[str, str | None]:
 def recipe_build(
     *,
     features: str = "logmel",
-    utterance_cmn: bool = True,
+    mean_norm: str = "speaker",
     model_size: str = "medium",
     epochs: int = 50,
     batch_size: int = 16,
@@ -91,7 +91,7 @@ def recipe_build(
             augment=AugmentConfig(enabled=augment),
         )
         overrides = {} if dropout is None else {"dropout": dropout}
-        feature_config = FeatureConfig(kind=features, utterance_cmn=utterance_cmn)
+        feature_config = FeatureConfig(kind=features, **FeatureConfig.mean_norm_fields(mean_norm))
         recipe = Recipe(features=feature_config, model_size=model_size, model_overrides=overrides, train=train)
         recipe.model_config(2)  # validates the model size and overrides
     except (TypeError, ValueError) as exc:

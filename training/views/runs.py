@@ -25,7 +25,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             recipe = run_services.recipe_build(
-                features=data["features"], utterance_cmn=data["utterance_cmn"], model_size=data["model_size"], epochs=data["epochs"],
+                features=data["features"], mean_norm=data["mean_norm"], model_size=data["model_size"], epochs=data["epochs"],
                 batch_size=data["batch_size"], lr=data["lr"], dropout=data["dropout"],
                 augment=data["augment"], patience=data["patience"],
             )

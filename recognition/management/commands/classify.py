@@ -28,29 +28,36 @@ class Command(BaseCommand):
         )
         parser.add_argument("--segments", action="store_true", help="also cut speech segments with the VAD and classify each")
         parser.add_argument("--aggressiveness", type=int, default=VadConfig().aggressiveness, choices=range(4))
+        parser.add_argument(
+            "--one-speaker", action="store_true",
+            help="the files are all one speaker's: a speaker-normalised model centres them on their common mean "
+            "(otherwise each file is its own speaker)",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
     def handle(self, *args, **options):
         model_name, predictor = self._model(options["model"])
         vad = VadConfig(aggressiveness=options["aggressiveness"])
-        results, failures = [], 0
-        for path in options["files"]:
+        results, waves = [], {}
+        for i, path in enumerate(options["files"]):
             try:
-                wave = decode_audio(path, max_seconds=settings.SER_MAX_AUDIO_SECONDS)
+                waves[i] = decode_audio(path, max_seconds=settings.SER_MAX_AUDIO_SECONDS)
             except AudioError as exc:
-                failures += 1
                 results.append({"file": path, "error": str(exc)})
                 continue
-            item = {"file": path, **predictor.predict(wave).to_dict(include_attention=False)}
+            results.append({"file": path})
+        speaker = predictor.speaker_centre(list(waves.values())) if options["one_speaker"] and waves else None
+        centre = speaker.value if speaker is not None else None
+        for i, wave in waves.items():
+            results[i].update(predictor.predict(wave, centre).to_dict(include_attention=False))
             if options["segments"]:
-                item["segments"] = [seg.to_dict() for seg in predictor.predict_segments(wave, vad)]
-            results.append(item)
+                results[i]["segments"] = [seg.to_dict() for seg in predictor.predict_segments(wave, vad, centre=centre)]
         if options["json"]:
             self.stdout.write(json.dumps({"model": model_name, "labels": predictor.labels, "results": results}, indent=2))
         else:
             for item in results:
                 self._print(item)
-        if failures == len(results):
+        if not waves:
             raise CommandError("no file could be classified")
 
     def _model(self, given: str | None) -> tuple[str, Predictor]:

@@ -377,3 +377,45 @@ def test_fuzzed_inputs_raise_only_audio_error(
         else:
             assert y.dtype == np.float32 and y.ndim == 1 and y.size > 0
             assert np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("fmt,dtype,peak", [("s16", np.int16, 32767), ("s16p", np.int16, 32767), ("s32", np.int32, 2**31 - 1),
+                                            ("flt", np.float32, 0.9), ("fltp", np.float32, 0.9)])
+def test_mono_frames_at_the_target_rate_skip_the_resampler_bit_exactly(fmt, dtype, peak):
+    import av
+
+    from recognition.engine.audio import _to_mono
+
+    data = (np.random.default_rng(0).uniform(-1, 1, (1, 1024)) * peak).astype(dtype)
+
+    def frames(rate):
+        out = []
+        for _ in range(3):
+            frame = av.AudioFrame.from_ndarray(data, format=fmt, layout="mono")
+            frame.sample_rate = rate
+            out.append(frame)
+        return out
+
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=16000)
+    expected = [o.to_ndarray().reshape(-1) for f in frames(16000) for o in resampler.resample(f)]
+    expected += [o.to_ndarray().reshape(-1) for o in resampler.resample(None)]
+    np.testing.assert_array_equal(np.concatenate(list(_to_mono(frames(16000), 16000))), np.concatenate(expected))
+    # A change of rate mid-stream goes through the resampler and back, losing nothing.
+    mixed = np.concatenate(list(_to_mono(frames(16000) + frames(8000) + frames(16000), 16000)))
+    assert abs(mixed.size - (3 * 1024 + 3 * 2048 + 3 * 1024)) <= 64
+
+
+def test_wav_with_a_large_chunk_before_fmt_still_decodes(tmp_path):
+    """A WAV gets a 4 KB probe: metadata chunks ahead of 'fmt ' must not defeat it."""
+    wave = (0.3 * np.sin(np.linspace(0, 400, 16000))).astype(np.float32)
+    pcm = (wave * 32767).astype("<i2").tobytes()
+    junk = b"LIST" + (20000).to_bytes(4, "little") + b"INFO" + bytes(19996)
+    fmt = b"fmt " + (16).to_bytes(4, "little") + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") \
+        + (16000).to_bytes(4, "little") + (32000).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
+    data = b"data" + len(pcm).to_bytes(4, "little") + pcm
+    body = b"WAVE" + junk + fmt + data
+    path = tmp_path / "meta.wav"
+    path.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
+    out = decode_audio(path)
+    assert out.size == 16000
+    np.testing.assert_allclose(out, wave, atol=1e-4)

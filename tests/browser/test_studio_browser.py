@@ -39,6 +39,8 @@ def test_upload_train_watch_cancel_activate(browser, live_server_url, celery_wor
         page.fill("input[name=batch_size]", "8")
         page.fill("input[name=patience]", "0")
         page.uncheck("input[name=augment]")
+        assert page.input_value("select[name=mean_norm]") == "speaker"  # the engine's default recipe
+        screenshot(page, "studio_run_form")
         page.click("button[type=submit]")
         page.wait_for_url("**/runs/*/")
         page.wait_for_function(
@@ -48,6 +50,7 @@ def test_upload_train_watch_cancel_activate(browser, live_server_url, celery_wor
         page.wait_for_selector("#run-status.succeeded", timeout=240_000)
         page.wait_for_load_state()  # the page reloads once to show the registered model
         page.wait_for_selector("text=Registered as")
+        assert "per-speaker normalised" in page.inner_text("body")
         screenshot(page, "studio_run_succeeded")
         run = TrainingRun.objects.get(name="browser run")
         assert run.status == "succeeded" and run.epochs.count() == 4

@@ -159,7 +159,8 @@ def _run_split(
     result = trainer.fit([examples[i] for i in split.train], [examples[i] for i in split.valid], resume=resume)
     train_seconds = time.perf_counter() - started
     ck = load_checkpoint(result.best_path)
-    test = evaluate_examples(ck.build_model(), ck.build_extractor(), [examples[i] for i in split.test], labels)
+    model, extractor, test_examples = ck.build_model(), ck.build_extractor(), [examples[i] for i in split.test]
+    test = evaluate_examples(model, extractor, test_examples, labels)
     # The registered model carries its test metrics.
     ck.metrics = {**ck.metrics, "test": _public(test), "protocol": split.protocol}
     save_checkpoint(result.best_path, ck)
@@ -173,12 +174,19 @@ def _run_split(
         "validation_ua": result.best_metrics.get("ua"),
         "train_seconds": round(train_seconds, 1),
     }
+    if recipe.features.speaker_cmn:
+        # What a lone recording meets at inference (no speaker mean: centred on itself).
+        alone = evaluate_examples(model, extractor, [replace(e, centre=None) for e in test_examples], labels)
+        fold["alone"] = {k: alone[k] for k in ("wa", "ua", "macro_f1")}
     return fold, result
 
 
 def _public(metrics: dict) -> dict:
     keys = ("wa", "ua", "macro_f1", "n", "confusion", "per_class", "absent_classes", "per_corpus")
     return {k: metrics[k] for k in keys if k in metrics}
+
+
+ALONE_NOTE = "test recordings each centred on their own mean, as a lone recording is at inference (no speaker mean)"
 
 
 def _report_head(ds: Dataset, scans: Sequence[CorpusScan], recipe: Recipe) -> dict:
@@ -332,8 +340,10 @@ def _summarise(labels: Sequence[str], results: list[dict]) -> dict:
     n = len(labels)
     total = np.sum([np.array(r["confusion"]) for r in results], axis=0) if results else np.zeros((n, n), int)
     pooled = scores(total, list(labels))
+    alone = [r["alone"] for r in results if "alone" in r]
     return {
         **summarise_folds(results),
+        **({"alone": {**summarise_folds(alone), "note": ALONE_NOTE}} if alone else {}),
         "confusion": total.tolist(),
         "pooled": {k: pooled[k] for k in ("wa", "ua", "macro_f1", "per_class")},
         "per_corpus": _per_corpus_over_folds(results),

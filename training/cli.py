@@ -57,6 +57,9 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--mixup", type=float, default=t.mixup_alpha, metavar="ALPHA",
                    help=f"mixup with lambda ~ Beta(ALPHA, ALPHA) (default {t.mixup_alpha}; 0 = off)")
     g.add_argument("--label-smoothing", type=float, default=t.label_smoothing)
+    g.add_argument("--own-centre-share", type=float, default=t.own_centre_share, metavar="SHARE",
+                   help="with --mean-norm speaker: share of training examples centred on their own mean, "
+                   f"as a lone recording is at inference (default {t.own_centre_share})")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")
@@ -78,6 +81,7 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
             class_weighting=not options["no_class_weights"], balanced_sampling=options["balanced"],
             seed=options["seed"], device=options["device"], num_threads=options["threads"], ema_decay=options["ema"],
             mixup_alpha=options["mixup"], label_smoothing=options["label_smoothing"],
+            own_centre_share=options["own_centre_share"],
             augment=AugmentConfig(enabled=not options["no_augment"]),
         )
     except ValueError as exc:

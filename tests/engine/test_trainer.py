@@ -3,6 +3,8 @@ early stopping)."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from recognition.engine.features import FeatureConfig
 from recognition.engine.model import ModelConfig
 from tests.synth import speech_like
 from training.engine import trainer as trainer_module
-from training.engine.data import AugmentConfig, Example, collate
+from training.engine.data import AugmentConfig, Example, assign_speaker_centres, collate
 from training.engine.trainer import TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -66,12 +68,12 @@ def small_data():
 SMALL_FEATURES = FeatureConfig(trim="none", n_mels=32)
 
 
-def small_trainer(out_dir, *, epochs=4, callback=None, should_stop=None, **train_overrides) -> Trainer:
+def small_trainer(out_dir, *, epochs=4, callback=None, should_stop=None, features=SMALL_FEATURES, **train_overrides) -> Trainer:
     settings = {"batch_size": 4, "lr": 3e-3, "seed": 0, "device": "cpu", "patience": 0, "num_threads": 1, "progress_every": 1}
     config = TrainConfig(epochs=epochs, **{**settings, **train_overrides})
     return Trainer(
         labels=LABELS2,
-        feature_config=SMALL_FEATURES,
+        feature_config=features,
         model_config=tiny_model(32, 2),
         train_config=config,
         out_dir=out_dir,
@@ -332,3 +334,16 @@ def test_weight_average_decay_ramps_up():
     counters = [torch.tensor(3)]
     update(counters, [torch.tensor(7)], torch.tensor(4))
     assert int(counters[0]) == 7
+
+
+def test_own_centre_share_changes_speaker_normalised_training_and_resumes_exactly(tmp_path, small_data):
+    """Some examples are centred on themselves (as a lone recording is); drawn from the saved generator."""
+    features = dataclasses.replace(SMALL_FEATURES, speaker_cmn=True)
+    train, valid = (copy.deepcopy(part) for part in small_data)
+    assign_speaker_centres(train + valid, features)
+    assert all(e.centre is not None for e in train + valid)
+    data = (train, valid)
+    reference = small_trainer(tmp_path / "ref", epochs=3, features=features, own_centre_share=0.5).fit(*data)
+    plain = small_trainer(tmp_path / "plain", epochs=3, features=features).fit(*data)
+    assert [h["train_loss"] for h in reference.history] != [h["train_loss"] for h in plain.history]
+    assert_resume_after_one_epoch_matches(tmp_path / "cut", data, reference, features=features, own_centre_share=0.5)

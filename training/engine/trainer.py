@@ -65,6 +65,10 @@ class TrainConfig:
     # validated and saved; it is smoother than the raw weights, so selection is less noisy.
     # The decay ramps up over the first steps, so short runs are not held back.
     ema_decay: float = 0.0
+    # Speaker-normalised features only: this share of the training examples is centred on its
+    # own mean instead of its speaker's, so the model also meets what a lone recording gets
+    # at inference (no speaker mean yet).
+    own_centre_share: float = 0.0
     class_weighting: bool = True
     balanced_sampling: bool = False
     patience: int = 15
@@ -310,6 +314,8 @@ class Trainer:
                 x, lengths = collate([waves[i] for i in idx])
                 y = torch.tensor([targets[i] for i in idx], device=self.device)
                 centres = collate_centres([train[order[i]] for i in idx], self.feature_config)
+                if centres is not None and cfg.own_centre_share > 0:
+                    centres[torch.from_numpy(rng.random(len(idx)) < cfg.own_centre_share)] = float("nan")
                 with torch.no_grad():
                     feats, flen = extractor(x.to(self.device), lengths.to(self.device), centres)
                     feats = spec_augment(feats, flen, cfg.augment, gen)

@@ -134,11 +134,11 @@ def analyse_waveform(
     whole, duration = None, 0.0
     if x.size:
         if segments is None:
-            segments = predictor.predict_segments(x, centre=centre)
-            if centre is None and segments and predictor.speaker_normalised:
-                sr = predictor.sample_rate
-                centre = predictor.speaker_centre([x[int(round(s.start * sr)) : int(round(s.end * sr))] for s in segments]).value
-        whole = predictor.predict(x, centre).to_dict(include_attention=True)
+            recording = predictor.predict_recording(x, centre=centre)
+            prediction, segments = recording.whole, recording.segments
+        else:
+            prediction = predictor.predict(x, centre)
+        whole = prediction.to_dict(include_attention=True)
         duration = whole.pop("duration")  # x.size / sample rate, rounded by the engine
     return {
         "model": model_info(version, predictor),

@@ -33,7 +33,7 @@ from .features import FeatureConfig, FeatureExtractor, SpeakerCentre, trim_span
 from .model import EmotionNet, ModelConfig
 from .vad import VadConfig, segment_speech
 
-__all__ = ["Prediction", "SegmentPrediction", "Predictor"]
+__all__ = ["Prediction", "SegmentPrediction", "RecordingPrediction", "Predictor"]
 
 # Rounding for JSON: probabilities keep 6 decimals (tiny classes stay distinguishable),
 # attention weights 5, times 4 (0.1 ms, far below one 10 ms frame).
@@ -100,6 +100,14 @@ class SegmentPrediction:
             "end": round(float(self.end), _TIME_DECIMALS),
             **data,
         }
+
+
+@dataclass
+class RecordingPrediction:
+    """A whole recording's prediction and its speech segments' (see :meth:`Predictor.predict_recording`)."""
+
+    whole: Prediction
+    segments: list[SegmentPrediction]
 
 
 class Predictor:
@@ -248,7 +256,30 @@ class Predictor:
             ValueError: invalid waveform, or ``vad_config.sample_rate`` differs from
                 :attr:`sample_rate`.
         """
+        return self._segments(self._validate(waveform), vad_config, batch_size, centre)[0]
+
+    def predict_recording(
+        self, waveform: np.ndarray, vad_config: VadConfig | None = None, batch_size: int = 32, centre: Tensor | None = None
+    ) -> RecordingPrediction:
+        """Classify ``waveform`` ``(samples,)`` whole and each of its speech segments.
+
+        A speaker-normalised model without ``centre`` takes the recording as one speaker:
+        the whole and every segment are centred on the mean of its speech segments (on
+        itself when it has none). The VAD and the mean run once.
+
+        Raises:
+            ValueError: as :meth:`predict_segments`.
+        """
         waveform = self._validate(waveform)
+        segments, centre = self._segments(waveform, vad_config, batch_size, centre)
+        return RecordingPrediction(whole=self._forward([waveform], centre)[0], segments=segments)
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _segments(
+        self, waveform: np.ndarray, vad_config: VadConfig | None, batch_size: int, centre: Tensor | None
+    ) -> tuple[list[SegmentPrediction], Tensor | None]:
+        """(segments of the validated ``waveform``, the centre they used): see :meth:`predict_segments`."""
         sr = self.sample_rate
         config = vad_config if vad_config is not None else VadConfig(sample_rate=sr)
         if config.sample_rate != sr:
@@ -263,7 +294,7 @@ class Predictor:
         if centre is None and pieces and self.speaker_normalised:
             centre = self.speaker_centre(pieces).value
         predictions = self.predict_batch(pieces, batch_size=batch_size, centre=centre)
-        return [
+        segments = [
             SegmentPrediction(
                 start=b / sr,
                 end=e / sr,
@@ -271,8 +302,7 @@ class Predictor:
             )
             for (b, e), p in zip(spans, predictions, strict=True)
         ]
-
-    # -- internals -----------------------------------------------------------------------
+        return segments, centre
 
     def _validate(self, waveform: np.ndarray) -> np.ndarray:
         """Check one input and return it as contiguous float32 ``(samples,)``."""

@@ -48,10 +48,18 @@ class Command(BaseCommand):
             results.append({"file": path})
         speaker = predictor.speaker_centre(list(waves.values())) if options["one_speaker"] and waves else None
         centre = speaker.value if speaker is not None else None
+        # A speaker-normalised model centres a lone file on its speech segments' mean, as the
+        # classify page does; that needs the segments even when they are not printed.
+        need_segments = options["segments"] or (centre is None and predictor.speaker_normalised)
         for i, wave in waves.items():
-            results[i].update(predictor.predict(wave, centre).to_dict(include_attention=False))
+            if need_segments:
+                recording = predictor.predict_recording(wave, vad, centre=centre)
+                whole, segments = recording.whole, recording.segments
+            else:
+                whole, segments = predictor.predict(wave, centre), []
+            results[i].update(whole.to_dict(include_attention=False))
             if options["segments"]:
-                results[i]["segments"] = [seg.to_dict() for seg in predictor.predict_segments(wave, vad, centre=centre)]
+                results[i]["segments"] = [seg.to_dict() for seg in segments]
         if options["json"]:
             self.stdout.write(json.dumps({"model": model_name, "labels": predictor.labels, "results": results}, indent=2))
         else:

@@ -1,7 +1,7 @@
 """Accuracy benchmark on the real corpora (speaker-independent), printing JSON.
 
     python bench/accuracy.py [--only ravdess tess pooled] [--epochs N] [--folds 1 2 ...]
-                             [--jobs N] [--recipe JSON] [--report FULL.json]
+                             [--jobs N] [--recipe JSON] [--report FULL.json] [--keep DIR]
 
 - ravdess: 8 classes, 6-fold leave-actors-out CV (actors 1-4, 5-8, ..., 21-24).
 - tess: 2-fold cross-speaker (train OAF -> test YAF, and back).
@@ -12,6 +12,8 @@ Reports mean and standard deviation over folds of WA, UA and macro-F1, and wall 
 ``--jobs N`` trains the folds in N processes with cores/N threads each (on this 2-core
 machine two one-thread processes train about twice as fast as one two-thread process:
 the model is too small to keep two threads busy) and merges their reports.
+``--keep DIR`` keeps each fold's checkpoints (``DIR/<setup>/foldN/best.pt``, test metrics
+inside) for later analysis; by default they go to a temporary folder.
 """
 
 from __future__ import annotations
@@ -68,7 +70,8 @@ def _run_in_processes(args: argparse.Namespace, name: str, chosen: list[int]) ->
             out = Path(tmp) / f"part{i}.json"
             command = [sys.executable, __file__, "--only", name, "--folds", *map(str, group), "--threads", str(args.threads),
                        "--report", str(out)]
-            for flag, value in (("--seed", args.seed), ("--epochs", args.epochs), ("--recipe", args.recipe), ("--cache-dir", args.cache_dir)):
+            for flag, value in (("--seed", args.seed), ("--epochs", args.epochs), ("--recipe", args.recipe), ("--cache-dir", args.cache_dir),
+                                ("--keep", args.keep)):
                 if value is not None:
                     command += [flag, str(value)]
             children.append((subprocess.Popen(command, stdout=subprocess.DEVNULL), out))
@@ -89,6 +92,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads for training (default: all cores, or cores/jobs)")
     parser.add_argument("--jobs", type=int, default=1, help="train the folds in this many processes at once")
     parser.add_argument("--report", default=None, help="also write the full reports (confusions, per class, per fold) here")
+    parser.add_argument("--keep", default=None, help="keep the fold checkpoints under this folder (default: a temporary one)")
     args = parser.parse_args()
     if args.jobs > 1 and not args.threads:
         args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
@@ -116,7 +120,8 @@ def main() -> None:
         else:
             scans = [scan_corpus(root / c) for c in setup["corpora"]]
             ds = build_dataset(scans, mode=setup["mode"])
-            with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as work:
+            with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
+                work = Path(args.keep) / name if args.keep else Path(tmp)
                 report = cross_validate(scans, work, folds=setup["folds"], only_folds=[f - 1 for f in chosen], recipe=recipe, dataset=ds, cache=cache,
                                         on_fold=lambda i, f, name=name: print(f"[{name}] fold {i + 1}: UA {f['ua']:.3f} WA {f['wa']:.3f} ({f['train_seconds']:.0f}s)", file=sys.stderr, flush=True))
         report["wall_seconds"] = round(time.perf_counter() - started, 1)

@@ -158,3 +158,25 @@ def test_classify_one_speaker_centres_a_speaker_normalised_model_on_all_files(tm
         own = predictor.speaker_centre(pieces).value
         assert probs == pytest.approx(predictor.predict(wave, own).probabilities, abs=1e-5)
         assert probs != pytest.approx(predictor.predict(wave).probabilities, abs=1e-5)
+
+
+def test_classify_averages_over_the_trained_speeds_unless_told_not_to(tmp_path):
+    from recognition.engine.audio import decode_audio
+    from recognition.engine.predictor import Predictor
+    from tests.tiny_model import tiny_checkpoint
+    from training.engine.trainer import TrainConfig
+
+    model = tiny_checkpoint(tmp_path / "tta.pt", train_config=TrainConfig().to_dict())
+    wav = write_wav(tmp_path / "one.wav", speech_silence_speech("happy", seed=2)[0])
+
+    def run(*extra):
+        stdout = StringIO()
+        call_command("classify", str(wav), "--model", str(model), "--json", *extra, stdout=stdout)
+        return json.loads(stdout.getvalue())["results"][0]["probabilities"]
+
+    wave = decode_audio(wav)
+    with_tta, without = Predictor.from_checkpoint(model, device="cpu"), Predictor.from_checkpoint(model, device="cpu", tta=False)
+    assert with_tta.speeds == (0.9, 1.0, 1.1)
+    assert run() == pytest.approx(with_tta.predict(wave).probabilities, abs=1e-5)
+    assert run("--no-tta") == pytest.approx(without.predict(wave).probabilities, abs=1e-5)
+    assert run() != pytest.approx(run("--no-tta"), abs=1e-5)

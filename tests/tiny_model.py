@@ -23,8 +23,14 @@ from tests.synth import CLASS_STYLES, speech_like
 LABELS = ["neutral", "happy", "sad", "angry"]
 
 
-def tiny_checkpoint(path: Path, *, labels: list[str] = LABELS, seed: int = 0, speaker_cmn: bool = False) -> Path:
-    """Write a small deterministic checkpoint with feature statistics from synthetic speech."""
+def tiny_checkpoint(
+    path: Path, *, labels: list[str] = LABELS, seed: int = 0, speaker_cmn: bool = False, train_config: dict | None = None
+) -> Path:
+    """Write a small deterministic checkpoint with feature statistics from synthetic speech.
+
+    ``train_config`` (``TrainConfig.to_dict()``) is stored as training stores it; with speed
+    augmentation in it the predictor classifies at those speeds too (test-time augmentation).
+    """
     torch.manual_seed(seed)
     cfg = ModelConfig(n_features=64, n_classes=len(labels), conv_channels=(4, 8, 8), lstm_hidden=16, attention_dim=16)
     model = EmotionNet(cfg)
@@ -36,7 +42,7 @@ def tiny_checkpoint(path: Path, *, labels: list[str] = LABELS, seed: int = 0, sp
                  for i, style in enumerate(styles)]
     ckpt = Checkpoint(model_config=cfg, feature_config=feature_config, labels=list(labels),
                       stats=FeatureStats.accumulate(feats), state_dict=model.state_dict(),
-                      metrics={"test": {"ua": 0.5, "wa": 0.5}})
+                      metrics={"test": {"ua": 0.5, "wa": 0.5}}, extra={"train_config": train_config} if train_config else {})
     return save_checkpoint(path, ckpt)
 
 

@@ -206,4 +206,10 @@ def summary_line(report: dict) -> str:
         std = report.get(f"{key}_std")
         return f"{report[key]:.3f}" + (f" ± {std:.3f}" if std is not None else "")
 
-    return f"{report['protocol']}\nWA {fmt('wa')}  UA {fmt('ua')}  macro-F1 {fmt('macro_f1')}"
+    line = f"{report['protocol']}\nWA {fmt('wa')}  UA {fmt('ua')}  macro-F1 {fmt('macro_f1')}"
+    for key, name in (("tta", "with test-time augmentation (as the app classifies)"), ("alone", "each recording alone (no speaker mean)")):
+        part = report.get(key)
+        if part:
+            std = f" ± {part['ua_std']:.3f}" if "ua_std" in part else ""
+            line += f"\n{name}: WA {part['wa']:.3f}  UA {part['ua']:.3f}{std}  macro-F1 {part['macro_f1']:.3f}"
+    return line

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from . import SAMPLE_RATE
 from .config import known_fields
 from .trim import TRIM_METHODS, trim_bounds
+from .tta import change_speed
 
 __all__ = [
     "FeatureConfig",
@@ -335,26 +336,50 @@ class SpeakerCentre:
     For ``speaker_cmn`` features: training takes it over each speaker's utterances, a live
     session over the speech it has received (each new segment is added before it is
     classified, so the first segment is centred on itself, as with per-utterance CMN).
+
+    ``speeds`` (test-time augmentation): keep one mean per playback speed, each over the
+    audio changed to that speed, so every speed variant of an utterance is centred on the
+    speaker as heard at that speed.
     """
 
-    def __init__(self, extractor: FeatureExtractor) -> None:
+    def __init__(self, extractor: FeatureExtractor, speeds: Sequence[float] = (1.0,)) -> None:
+        if not speeds:
+            raise ValueError("at least one speed is needed")
         self._extractor = extractor
-        self._total = torch.zeros(extractor.config.n_features, dtype=torch.float64)
-        self._frames = 0
+        self._speeds = tuple(float(s) for s in speeds)
+        self._total = torch.zeros(len(self._speeds), extractor.config.n_features, dtype=torch.float64)
+        self._frames = [0] * len(self._speeds)
 
     @property
     def frames(self) -> int:
-        return self._frames
+        """Frames added at speed 1.0 (at the first speed when 1.0 is not kept)."""
+        return self._frames[self._speeds.index(1.0) if 1.0 in self._speeds else 0]
+
+    @property
+    def speeds(self) -> tuple[float, ...]:
+        return self._speeds
 
     @property
     def value(self) -> Tensor | None:
-        """The mean ``(n_features,)`` float32 on the CPU; None before any audio."""
-        return (self._total / self._frames).float() if self._frames else None
+        """The mean ``(n_features,)`` float32 on the CPU, or ``(n_speeds, n_features)`` when
+        kept for several speeds; None before any audio."""
+        if not all(self._frames):
+            return None
+        mean = (self._total / torch.tensor(self._frames, dtype=torch.float64)[:, None]).float()
+        return mean[0] if len(self._speeds) == 1 else mean
 
     @torch.inference_mode()
     def add(self, waveforms: Sequence[np.ndarray], batch_size: int = 64) -> None:
         """Add utterances (each ``(samples,)`` float, already trimmed as the features expect)."""
+        for row, speed in enumerate(self._speeds):
+            total, frames = self._sum([change_speed(w, speed) for w in waveforms], batch_size)
+            self._total[row] += total
+            self._frames[row] += frames
+
+    def _sum(self, waveforms: Sequence[np.ndarray], batch_size: int) -> tuple[Tensor, int]:
+        """(sum of the un-centred feature vectors ``(n_features,)`` float64, frame count)."""
         device = self._extractor.window.device
+        total, count = torch.zeros(self._extractor.config.n_features, dtype=torch.float64), 0
         order = sorted(range(len(waveforms)), key=lambda i: waveforms[i].shape[0])  # less padding
         for start in range(0, len(order), batch_size):
             chunk = [waveforms[i] for i in order[start : start + batch_size]]
@@ -364,8 +389,9 @@ class SpeakerCentre:
                 batch[row, : w.shape[0]] = torch.as_tensor(w, dtype=torch.float32)
             feats, flen = self._extractor.uncentred(batch.to(device), lengths.to(device))
             feats = feats * _time_mask(flen, feats.shape[1])[..., None]
-            self._total += feats.sum((0, 1)).double().cpu()
-            self._frames += int(flen.sum())
+            total += feats.sum((0, 1)).double().cpu()
+            count += int(flen.sum())
+        return total, count
 
 
 def _mel_bands(fb: np.ndarray, band: int = 8) -> list[tuple[int, int, int, int, Tensor]]:

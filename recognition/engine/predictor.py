@@ -6,6 +6,11 @@ only reads them. Inference applies exactly what training applied: edge-silence t
 (:func:`~recognition.engine.features.prepare_waveform`), log-Mel/MFCC features normalised
 with the checkpoint's statistics, the model and a softmax.
 
+Test-time augmentation (on by default): each utterance is also classified at the other
+playback speeds the model was trained with (``0.9``/``1.1`` for the default recipe, see
+:func:`~recognition.engine.tta.tta_speeds`) and the probabilities are averaged; this costs
+one forward pass per speed. The attention comes from the speed-1.0 pass.
+
 Thread safety: one Predictor may be shared by the threads of a web server's pool. Every
 call works on its own local tensors under ``torch.inference_mode()`` (a thread-local
 switch), the modules are in eval mode (BatchNorm and Dropout then only read their
@@ -31,6 +36,7 @@ from .audio import DEFAULT_MAX_SECONDS, decode_audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .features import FeatureConfig, FeatureExtractor, SpeakerCentre, trim_span
 from .model import EmotionNet, ModelConfig
+from .tta import change_speed, tta_speeds
 from .vad import VadConfig, segment_speech
 
 __all__ = ["Prediction", "SegmentPrediction", "RecordingPrediction", "Predictor"]
@@ -116,9 +122,11 @@ class Predictor:
     Args:
         checkpoint: a validated checkpoint (see :func:`load_checkpoint`).
         device: torch device; ``None`` picks CUDA when available, else the CPU.
+        tta: average over the speeds the model was trained at (one pass per speed);
+            False classifies at speed 1.0 only.
     """
 
-    def __init__(self, checkpoint: Checkpoint, device: str | torch.device | None = None) -> None:
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device | None = None, tta: bool = True) -> None:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self._device = torch.device(device)
@@ -128,14 +136,15 @@ class Predictor:
         self._model: EmotionNet = checkpoint.build_model(self._device)
         cfg = checkpoint.feature_config
         self._hop_s = cfg.hop_length * checkpoint.model_config.time_stride / cfg.sample_rate
+        self._speeds = tta_speeds(checkpoint.extra.get("train_config")) if tta else (1.0,)
         # Warm-up: lets torch finish any lazy set-up (LSTM flat weights, CUDA kernels)
         # here, single-threaded, instead of inside the first concurrent calls.
         self._forward([np.zeros(cfg.n_fft, np.float32)])
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None) -> Predictor:
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, tta: bool = True) -> Predictor:
         """Load ``path`` with :func:`load_checkpoint` (its CheckpointError propagates)."""
-        return cls(load_checkpoint(path, map_location="cpu"), device=device)
+        return cls(load_checkpoint(path, map_location="cpu"), device=device, tta=tta)
 
     # -- read-only views -----------------------------------------------------------------
 
@@ -169,6 +178,11 @@ class Predictor:
     # -- public API ----------------------------------------------------------------------
 
     @property
+    def speeds(self) -> tuple[float, ...]:
+        """Playback speeds each utterance is classified at (``(1.0,)`` without TTA)."""
+        return self._speeds
+
+    @property
     def speaker_normalised(self) -> bool:
         """Whether the model's features are centred on a speaker mean (``speaker_cmn``)."""
         return self._checkpoint.feature_config.speaker_cmn
@@ -179,7 +193,7 @@ class Predictor:
         :attr:`speaker_normalised`. Pass its ``value`` as ``centre`` to the predict methods."""
         if not self.speaker_normalised:
             return None
-        running = running if running is not None else SpeakerCentre(self._extractor)
+        running = running if running is not None else SpeakerCentre(self._extractor, self._speeds)
         kept = []
         for waveform in waveforms:
             w = self._validate(waveform)
@@ -193,8 +207,9 @@ class Predictor:
     def predict(self, waveform: np.ndarray, centre: Tensor | None = None) -> Prediction:
         """Classify one mono waveform, shape ``(samples,)`` float at :attr:`sample_rate`.
 
-        ``centre`` ``(n_features,)``: the speaker mean from :meth:`speaker_centre`, used by
-        speaker-normalised models; without it such a model centres the utterance on itself.
+        ``centre``: the speaker mean from :meth:`speaker_centre` (``(n_features,)``, or one row
+        per speed ``(len(speeds), n_features)``), used by speaker-normalised models; without it
+        such a model centres the utterance on itself.
 
         Raises:
             ValueError: empty, not 1-D, not floating point, or non-finite samples.
@@ -326,19 +341,24 @@ class Predictor:
 
     def _forward(self, waveforms: list[np.ndarray], centre: Tensor | None = None) -> list[Prediction]:
         """Trim, pad, extract, classify one batch of validated ``(samples_i,)`` waveforms
-        (one speaker, when ``centre`` ``(n_features,)`` is given)."""
+        (one speaker, when ``centre`` is given), at every speed of :attr:`speeds`."""
         sr = self._checkpoint.feature_config.sample_rate
         bounds = [self._trim(w) for w in waveforms]
-        batch, lengths = _collate([w[s:e] for w, (s, e) in zip(waveforms, bounds, strict=True)])
+        pieces = [w[s:e] for w, (s, e) in zip(waveforms, bounds, strict=True)]
+        n, speeds = len(pieces), self._speeds
+        # All speeds in one batch, speed-major: rows [k*n, (k+1)*n) hold speed k.
+        batch, lengths = _collate([change_speed(p, speed) for speed in speeds for p in pieces])
         with torch.inference_mode():
             batch = batch.to(self._device, non_blocking=True)
             lengths = lengths.to(self._device)
-            centres = None if centre is None else torch.as_tensor(centre, dtype=torch.float32).expand(len(waveforms), -1)
-            features, frame_lengths = self._extractor(batch, lengths, centres)  # (B, frames, F), (B,)
-            logits, weights = self._model(features, frame_lengths)  # (B, C), (B, steps)
-            steps = self._model.output_lengths(frame_lengths).cpu()  # (B,) valid attention steps
-            probs = torch.softmax(logits.double(), dim=1).cpu().numpy()  # (B, C) float64
-            weights = weights.double().cpu().numpy()  # (B, steps_max), 0 on padding
+            centres = None if centre is None else self._centre_rows(centre, n)
+            features, frame_lengths = self._extractor(batch, lengths, centres)  # (V*B, frames, F), (V*B,)
+            logits, weights = self._model(features, frame_lengths)  # (V*B, C), (V*B, steps)
+            probs = torch.softmax(logits.double(), dim=1).reshape(len(speeds), n, -1).mean(0).cpu().numpy()  # (B, C)
+            # The attention of the speed-1.0 rows: their time axis is the input's.
+            plain = slice(speeds.index(1.0) * n, (speeds.index(1.0) + 1) * n)
+            steps = self._model.output_lengths(frame_lengths[plain]).cpu()  # (B,) valid attention steps
+            weights = weights[plain].double().cpu().numpy()  # (B, steps_max), 0 on padding
         results = []
         for i, (start, _) in enumerate(bounds):
             p = probs[i] / probs[i].sum()
@@ -355,6 +375,18 @@ class Predictor:
                 )
             )
         return results
+
+    def _centre_rows(self, centre: Tensor, n: int) -> Tensor:
+        """The extractor's ``centres`` ``(len(speeds) * n, n_features)`` for ``n`` utterances of
+        one speaker: a ``(n_features,)`` centre serves every speed, a ``(len(speeds), n_features)``
+        one gives each speed its own row."""
+        c = torch.as_tensor(centre, dtype=torch.float32)
+        n_features = self._checkpoint.feature_config.n_features
+        if c.shape == (n_features,):
+            return c.expand(len(self._speeds) * n, -1)
+        if c.shape == (len(self._speeds), n_features):
+            return c.repeat_interleave(n, dim=0)
+        raise ValueError(f"centre must have shape ({n_features},) or ({len(self._speeds)}, {n_features}), got {tuple(c.shape)}")
 
 
 def _collate(waveforms: list[np.ndarray]) -> tuple[Tensor, Tensor]:

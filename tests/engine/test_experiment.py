@@ -199,3 +199,26 @@ def test_speaker_normalised_holdout_evaluates_alike(tmp_path, scans):
     assert "alone" not in cross_validate(scans, tmp_path / "cv2", folds=2, recipe=tiny_recipe(epochs=1), dataset=ds)
     evaluation = evaluate_checkpoint(out, scans, speakers=report["split"]["test_speakers"])
     assert evaluation["confusion"] == report["confusion"]
+
+
+def test_reports_score_test_time_augmentation_when_the_model_was_trained_with_speeds(tmp_path, scans):
+    from training.cli import summary_line
+
+    base = tiny_recipe(epochs=1)
+    recipe = Recipe(features=base.features, model_size=base.model_size, model_overrides=base.model_overrides,
+                    train=TrainConfig(**{**base.train.__dict__, "augment": AugmentConfig(speed=(0.9, 1.0, 1.1), noise_prob=0.0)}))
+    ds = build_dataset(scans)
+    cv = cross_validate(scans, tmp_path / "cv", folds=2, recipe=recipe, dataset=ds)
+    for fold in cv["folds"]:
+        assert set(fold["tta"]) == {"wa", "ua", "macro_f1", "speeds"} and fold["tta"]["speeds"] == [0.9, 1.0, 1.1]
+    assert cv["tta"]["ua"] == pytest.approx(np.mean([f["tta"]["ua"] for f in cv["folds"]]))
+    assert "averaged over the speeds" in cv["tta"]["note"]
+    assert "with test-time augmentation" in summary_line(cv)
+    merged = merge_fold_reports([{**cv, "folds": [f]} for f in cv["folds"]])
+    assert merged["tta"] == cv["tta"]
+    model = tmp_path / "cv" / "fold1" / "best.pt"
+    evaluation = evaluate_checkpoint(model, scans, speakers=cv["folds"][0]["split"]["test_speakers"])
+    assert evaluation["tta"]["ua"] == pytest.approx(cv["folds"][0]["tta"]["ua"])
+    assert evaluation["ua"] == pytest.approx(cv["folds"][0]["ua"])
+    # Without speed augmentation there is nothing to average over.
+    assert "tta" not in cross_validate(scans, tmp_path / "plain", folds=2, only_folds=[0], recipe=base, dataset=ds)

@@ -56,6 +56,21 @@ def test_predictor_is_loaded_once_and_shared_between_threads(active_version):
     assert all(p is predictor for p in results)
 
 
+def test_test_time_augmentation_follows_the_setting(db, tmp_path, settings, one_thread):
+    from recognition.inference import predictor_cache_clear, predictor_for
+    from recognition.services import model_version_register
+    from training.engine.trainer import TrainConfig
+
+    predictor_cache_clear()
+    path = tiny_checkpoint(tmp_path / "speeds.pt", train_config=TrainConfig().to_dict())
+    model_version_register(name="speeds", checkpoint_path=path, activate=True)
+    assert predictor_for()[1].speeds == (0.9, 1.0, 1.1)  # on by default
+    predictor_cache_clear()
+    settings.SER_TEST_TIME_AUGMENTATION = False
+    assert predictor_for()[1].speeds == (1.0,)
+    predictor_cache_clear()
+
+
 def test_run_inference_runs_in_the_pool(settings):
     from recognition.inference import inference_executor, run_inference
 

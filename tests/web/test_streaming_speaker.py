@@ -12,13 +12,18 @@ from tests.synth import speech_silence_speech
 from tests.tiny_model import tiny_checkpoint
 
 
-@pytest.fixture
-def session_parts(db, tmp_path, one_thread):
+@pytest.fixture(params=[None, "tta"], ids=["one_speed", "tta"])
+def session_parts(request, db, tmp_path, one_thread):
+    """A speaker-normalised model, without and with trained speeds (one speaker mean per speed)."""
     from recognition.services import model_version_register
+    from training.engine.trainer import TrainConfig
 
-    path = tiny_checkpoint(tmp_path / "spk.pt", speaker_cmn=True)
+    train_config = TrainConfig().to_dict() if request.param else None
+    path = tiny_checkpoint(tmp_path / "spk.pt", speaker_cmn=True, train_config=train_config)
     version = model_version_register(name="spk", checkpoint_path=path, activate=True)
-    return version, Predictor.from_checkpoint(path, device="cpu")
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    assert len(predictor.speeds) == (3 if request.param else 1)
+    return version, predictor
 
 
 def test_segments_carry_the_running_speaker_mean_and_the_result_uses_all_speech(session_parts):

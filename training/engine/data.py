@@ -18,6 +18,7 @@ from torch import Tensor
 from recognition.engine.audio import decode_audio
 from recognition.engine.config import known_fields
 from recognition.engine.features import FeatureConfig, FeatureExtractor, prepare_waveform
+from recognition.engine.tta import change_speed
 
 __all__ = [
     "Example",
@@ -133,9 +134,7 @@ def augment_waveform(wav: np.ndarray, config: AugmentConfig, rng: np.random.Gene
     if not config.enabled:
         return wav
     factor = float(rng.choice(config.speed)) if config.speed else 1.0
-    if factor != 1.0 and wav.size > 1:
-        n_out = max(1, int(round(wav.size / factor)))
-        wav = np.interp(np.linspace(0, wav.size - 1, n_out), np.arange(wav.size), wav).astype(np.float32)
+    wav = change_speed(wav, factor)
     if config.gain_db > 0:
         wav = wav * np.float32(10 ** (rng.uniform(-config.gain_db, config.gain_db) / 20))
     if config.noise_prob > 0 and rng.random() < config.noise_prob:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import torch
 from torch import nn
 
-from recognition.engine.features import FeatureExtractor
+from recognition.engine.features import FeatureConfig, FeatureExtractor
 from recognition.engine.model import EmotionNet
+from recognition.engine.tta import change_speed
 
-from .data import Example, batches_of, collate, collate_centres
+from .data import Example, assign_speaker_centres, batches_of, collate, collate_centres
 from .metrics import confusion_matrix, scores
 
-__all__ = ["evaluate_examples"]
+__all__ = ["evaluate_examples", "example_probabilities"]
 
 
 @torch.inference_mode()
@@ -25,23 +27,23 @@ def evaluate_examples(
     *,
     batch_size: int = 64,
     class_weights: torch.Tensor | None = None,
+    speeds: Sequence[float] = (1.0,),
 ) -> dict:
-    """Scores (WA, UA, macro-F1, confusion, per class), loss and a per-corpus breakdown."""
+    """Scores (WA, UA, macro-F1, confusion, per class), loss and a per-corpus breakdown.
+
+    ``speeds`` other than ``(1.0,)``: test-time augmentation as the Predictor does it; each
+    example is classified at every speed (speaker means recomputed from the speaker's audio
+    at that speed) and the probabilities are averaged.
+    """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    preds, trues, corpora, total_loss = [], [], [], 0.0
-    loss_fn = nn.CrossEntropyLoss(weight=None if class_weights is None else class_weights.to(device), reduction="sum")
-    for idx in batches_of(examples, batch_size):
-        waves, lengths = collate([examples[i].waveform for i in idx])
-        centres = collate_centres([examples[i] for i in idx], extractor.config)
-        feats, flen = extractor(waves.to(device), lengths.to(device), centres)
-        logits, _ = model(feats, flen)
-        target = torch.tensor([examples[i].label for i in idx], device=device)
-        total_loss += float(loss_fn(logits, target))
-        preds.extend(logits.argmax(1).tolist())
-        trues.extend(target.tolist())
-        corpora.extend(examples[i].corpus for i in idx)
+    probs = example_probabilities(model, extractor, examples, batch_size=batch_size, speeds=speeds)
+    target = torch.tensor([e.label for e in examples], dtype=torch.int64)
+    weight = None if class_weights is None else class_weights.double().cpu()
+    # NLL of the (averaged) probabilities: with one speed, the cross-entropy of the logits.
+    loss = nn.functional.nll_loss(probs.clamp_min(1e-300).log(), target, weight=weight, reduction="sum") if len(examples) else 0.0
+    preds, trues, corpora = probs.argmax(1).tolist(), target.tolist(), [e.corpus for e in examples]
+    total_loss = float(loss)
     model.train(was_training)
     n = len(labels)
     result = scores(confusion_matrix(trues, preds, n), labels)
@@ -54,3 +56,34 @@ def evaluate_examples(
             part = scores(confusion_matrix([trues[k] for k in sel], [preds[k] for k in sel], n), labels)
             result["per_corpus"][name] = {key: part[key] for key in ("wa", "ua", "macro_f1", "n", "confusion", "absent_classes")}
     return result
+
+
+@torch.inference_mode()
+def example_probabilities(
+    model: EmotionNet, extractor: FeatureExtractor, examples: Sequence[Example], *, batch_size: int = 64, speeds: Sequence[float] = (1.0,)
+) -> torch.Tensor:
+    """Class probabilities ``(len(examples), n_classes)`` float64 on the CPU, averaged over
+    ``speeds`` (see :func:`evaluate_examples`); the model must be in eval mode."""
+    device = next(model.parameters()).device
+    probs = torch.zeros(len(examples), model.config.n_classes, dtype=torch.float64)
+    for speed in speeds:
+        variant = _at_speed(examples, speed, extractor.config)
+        for idx in batches_of(variant, batch_size):
+            waves, lengths = collate([variant[i].waveform for i in idx])
+            centres = collate_centres([variant[i] for i in idx], extractor.config)
+            feats, flen = extractor(waves.to(device), lengths.to(device), centres)
+            logits, _ = model(feats, flen)
+            probs[idx] += torch.softmax(logits.double(), dim=1).cpu()
+    return probs / len(speeds)
+
+
+def _at_speed(examples: Sequence[Example], speed: float, feature_config: FeatureConfig) -> Sequence[Example]:
+    """``examples`` played at ``speed``; speaker means are recomputed at that speed (examples
+    without one, scored alone, stay without)."""
+    if speed == 1.0:
+        return examples
+    variant = [replace(e, waveform=change_speed(e.waveform, speed)) for e in examples]
+    if feature_config.speaker_cmn:
+        known = [v for v in variant if v.centre is not None]
+        assign_speaker_centres(known, feature_config)
+    return variant

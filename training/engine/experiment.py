@@ -21,6 +21,7 @@ from recognition.engine import ENGINE_VERSION
 from recognition.engine.checkpoint import load_checkpoint, save_checkpoint
 from recognition.engine.features import FeatureConfig
 from recognition.engine.model import MODEL_SIZES, ModelConfig
+from recognition.engine.tta import tta_speeds
 
 from .corpora import CorpusScan, Utterance
 from .data import Example, WaveformCache, assign_speaker_centres
@@ -178,6 +179,11 @@ def _run_split(
         # What a lone recording meets at inference (no speaker mean: centred on itself).
         alone = evaluate_examples(model, extractor, [replace(e, centre=None) for e in test_examples], labels)
         fold["alone"] = {k: alone[k] for k in ("wa", "ua", "macro_f1")}
+    speeds = tta_speeds(ck.extra.get("train_config"))
+    if speeds != (1.0,):
+        # What the Predictor answers by default: the mean over the trained speeds.
+        tta = evaluate_examples(model, extractor, test_examples, labels, speeds=speeds)
+        fold["tta"] = {**{k: tta[k] for k in ("wa", "ua", "macro_f1")}, "speeds": list(speeds)}
     return fold, result
 
 
@@ -187,6 +193,7 @@ def _public(metrics: dict) -> dict:
 
 
 ALONE_NOTE = "test recordings each centred on their own mean, as a lone recording is at inference (no speaker mean)"
+TTA_NOTE = "test-time augmentation, as the app classifies: probabilities averaged over the speeds the model was trained at"
 
 
 def _report_head(ds: Dataset, scans: Sequence[CorpusScan], recipe: Recipe) -> dict:
@@ -341,9 +348,11 @@ def _summarise(labels: Sequence[str], results: list[dict]) -> dict:
     total = np.sum([np.array(r["confusion"]) for r in results], axis=0) if results else np.zeros((n, n), int)
     pooled = scores(total, list(labels))
     alone = [r["alone"] for r in results if "alone" in r]
+    tta = [r["tta"] for r in results if "tta" in r]
     return {
         **summarise_folds(results),
         **({"alone": {**summarise_folds(alone), "note": ALONE_NOTE}} if alone else {}),
+        **({"tta": {**summarise_folds(tta), "note": TTA_NOTE}} if tta else {}),
         "confusion": total.tolist(),
         "pooled": {k: pooled[k] for k in ("wa", "ua", "macro_f1", "per_class")},
         "per_corpus": _per_corpus_over_folds(results),
@@ -384,7 +393,10 @@ def evaluate_checkpoint(
             raise ValueError(f"no utterances from speakers {sorted(wanted)}")
     ds = replace(ds, utterances=[ds.utterances[i] for i in keep], targets=[ds.targets[i] for i in keep])
     examples = ds.examples(WaveformCache(ck.feature_config, cache_dir), progress)
-    result = evaluate_examples(ck.build_model(), ck.build_extractor(), examples, labels)
+    model, extractor = ck.build_model(), ck.build_extractor()
+    result = evaluate_examples(model, extractor, examples, labels)
+    speeds = tta_speeds(ck.extra.get("train_config"))
+    tta = evaluate_examples(model, extractor, examples, labels, speeds=speeds) if speeds != (1.0,) else None
     trained_on = ck.metrics.get("protocol") or ck.extra.get("protocol", "unknown")
     protocol = f"evaluation of {Path(model_path).name} on {'speakers ' + ', '.join(speakers) if speakers else 'all utterances'}"
     protocol += f" (model trained with: {trained_on}; check that these speakers were held out)"
@@ -397,5 +409,6 @@ def evaluate_checkpoint(
         "dropped_labels": ds.dropped,
         **_public(result),
         "per_corpus": result.get("per_corpus", {}),
+        **({"tta": {**{k: tta[k] for k in ("wa", "ua", "macro_f1")}, "speeds": list(speeds), "note": TTA_NOTE}} if tta else {}),
         "folds": [],
     }

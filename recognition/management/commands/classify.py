@@ -33,10 +33,17 @@ class Command(BaseCommand):
             help="the files are all one speaker's: a speaker-normalised model centres them on their common mean "
             "(otherwise each file is its own speaker)",
         )
+        parser.add_argument(
+            "--no-tta", action="store_true",
+            help="classify at the recorded speed only, not also at the other speeds the model was trained at "
+            "(test-time augmentation, on by default: more accurate, one model pass per speed)",
+        )
         parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
     def handle(self, *args, **options):
         model_name, predictor = self._model(options["model"])
+        if options["no_tta"] and predictor.speeds != (1.0,):
+            predictor = Predictor(predictor.checkpoint, device="cpu", tta=False)
         vad = VadConfig(aggressiveness=options["aggressiveness"])
         results, waves = [], {}
         for i, path in enumerate(options["files"]):

@@ -41,6 +41,7 @@ def test_kfold_run_stores_every_fold_and_registers_the_means(kfold_run):
     version = ModelVersion.objects.get()
     assert run.model_version == version and version.metrics["ua"] == run.test_metrics["ua"]
     assert "best validation UA" in version.metrics["note"]
+    assert "tta" not in run.test_metrics  # trained without speed changes: asked at one speed
     assert len(run.report["folds"]) == 2
 
 
@@ -63,3 +64,22 @@ def test_interrupted_kfold_run_resumes_after_its_finished_folds(kfold_run):
     assert list(EpochMetric.objects.filter(run=run, fold=2).values_list("epoch", flat=True)) == [1, 2]
     assert run.report["folds"][0] == fold1 and len(run.report["folds"]) == 2
     assert ModelVersion.objects.count() == 1
+
+
+def test_a_run_with_speed_augmentation_records_and_shows_the_scores_as_the_app_classifies(kfold_run, auth_client):
+    from django.urls import reverse
+
+    recipe = services.recipe_build(model_size="small", epochs=1, batch_size=8, augment=True, patience=0)
+    TrainingRun.objects.filter(pk=kfold_run.pk).update(hyperparameters=recipe.to_dict())
+    assert execution.run_execute(kfold_run.pk) == "succeeded"
+    run = TrainingRun.objects.get(pk=kfold_run.pk)
+    # Fold means, as for the headline scores; the default recipe is per speaker, so "alone" too.
+    for key in ("tta", "alone"):
+        assert {"wa", "ua", "macro_f1", "ua_std"} <= set(run.test_metrics[key])
+        assert run.test_metrics[key]["ua"] == pytest.approx(sum(f[key]["ua"] for f in run.report["folds"]) / 2)
+    version = ModelVersion.objects.get()
+    assert version.metrics["tta"] == run.test_metrics["tta"]
+    for url in (reverse("runs:detail", args=[run.pk]), reverse("recognition:model", args=[version.pk])):
+        page = auth_client.get(url).content.decode()
+        assert "UA as the app classifies" in page and f"{run.test_metrics['tta']['ua']:.3f}" in page
+        assert "UA, recording alone" in page

@@ -189,6 +189,7 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
             "per_class": report.get("pooled", {}).get("per_class", {}),
             "split": "test", "protocol": report["protocol"],
             "note": f"k-fold means; the registered model is fold {best_fold['fold']} (best validation UA)",
+            **_other_scores(report),
         }
         confusion = report["confusion"]
     else:
@@ -200,7 +201,7 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
             raise RunCancelled
         checkpoint = folder / "model.pt"
         metrics = {k: report[k] for k in ("wa", "ua", "macro_f1") if k in report}
-        metrics.update(per_class=report.get("per_class", {}), split="test", protocol=report["protocol"])
+        metrics.update(per_class=report.get("per_class", {}), split="test", protocol=report["protocol"], **_other_scores(report))
         confusion = report["confusion"]
 
     TrainingRun.objects.filter(pk=run.pk).update(phase="registering the model", test_metrics=metrics, report=_slim(report))
@@ -211,6 +212,13 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
     )
     TrainingRun.objects.filter(pk=run.pk).update(model_version=version, progress=1.0)
     return _finish(run.pk, TrainingRun.Status.SUCCEEDED, phase="done")
+
+
+def _other_scores(report: dict) -> dict:
+    """The report's scores as the app classifies (``tta``: test-time augmentation) and of each
+    test recording alone (``alone``), when it has them: ``{"tta": {"wa", "ua", "macro_f1", ...}}``."""
+    keep = ("wa", "ua", "macro_f1", "wa_std", "ua_std", "macro_f1_std", "speeds")
+    return {key: {k: report[key][k] for k in keep if k in report[key]} for key in ("tta", "alone") if report.get(key)}
 
 
 def _slim(report: dict) -> dict:

@@ -180,7 +180,7 @@ SER_STREAM_MAX_BYTES_PER_SECOND = int(os.environ.get("SER_STREAM_MAX_BYTES_PER_S
 SER_STREAM_MAX_PER_USER = int(os.environ.get("SER_STREAM_MAX_PER_USER", "3"))
 SER_INFERENCE_THREADS = int(os.environ.get("SER_INFERENCE_THREADS", "2"))
 # Test-time augmentation: classify at every speed a model was trained at (0.9, 1.0, 1.1 by
-# default) and average; about +3 points of RAVDESS UA for three times the model's CPU time.
+# default) and average: about +1 point of RAVDESS UA (six folds) for three model passes.
 SER_TEST_TIME_AUGMENTATION = env_bool("SER_TEST_TIME_AUGMENTATION", True)
 
 # Uploads of corpora: limits that hold against zip bombs and oversized requests.

@@ -23,8 +23,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def model(transactional_db, tmp_path):
-    # Per-speaker normalised, as the default recipe trains them: the live path keeps a running mean.
-    return register_tiny(tmp_path, activate=True, speaker_cmn=True)
+    # As the default recipe trains them: per-speaker normalised (the live path keeps a running
+    # mean) and with speed augmentation (each segment is classified at three speeds).
+    from training.engine.trainer import TrainConfig
+
+    return register_tiny(tmp_path, activate=True, speaker_cmn=True, train_config=TrainConfig().to_dict())
 
 
 def plot_traces(page, selector: str) -> list[dict]:

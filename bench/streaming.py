@@ -81,7 +81,7 @@ def synth_stream(seconds: float, seed: int) -> tuple[np.ndarray, list[tuple[floa
 
 
 def make_checkpoint(path: Path) -> Path:
-    """Default (medium) EmotionNet, random weights, statistics from synthetic speech."""
+    """Default (medium) EmotionNet and features, random weights, statistics from synthetic speech."""
     import torch
 
     from recognition.engine.checkpoint import Checkpoint, save_checkpoint
@@ -93,6 +93,7 @@ def make_checkpoint(path: Path) -> Path:
     )
     from recognition.engine.model import EmotionNet, ModelConfig
     from tests.synth import speech_like
+    from training.engine.trainer import TrainConfig
 
     torch.manual_seed(0)
     config, features = ModelConfig(n_features=64, n_classes=len(LABELS)), FeatureConfig()
@@ -100,8 +101,11 @@ def make_checkpoint(path: Path) -> Path:
     with torch.inference_mode():
         feats = [extractor.extract(prepare_waveform(speech_like(label, seed=i), features), normalise=False)
                  for i, label in enumerate(["neutral", "happy", "sad", "angry", "fearful"] * 2)]
+    # The default training settings, as a trained model stores them: the app then classifies
+    # each segment at their three speeds (test-time augmentation), as it would in use.
     ckpt = Checkpoint(model_config=config, feature_config=features, labels=LABELS,
-                      stats=FeatureStats.accumulate(feats), state_dict=EmotionNet(config).state_dict())
+                      stats=FeatureStats.accumulate(feats), state_dict=EmotionNet(config).state_dict(),
+                      extra={"train_config": TrainConfig().to_dict()})
     return save_checkpoint(path, ckpt)
 
 
@@ -251,7 +255,7 @@ def main() -> None:
             "end time) -> segment message received; includes the 300 ms pause and the chunking wait",
             "stop_to_final": "stop message sent -> final result (whole recording + spectrogram) received",
         },
-        "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "EmotionNet default (medium), random weights",
+        "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "EmotionNet default (medium), random weights, default features and training settings (per-speaker means, test-time augmentation at 0.9/1.0/1.1)",
                   "container": "WebM/Opus", "server": "one Daphne process, SER_INFERENCE_THREADS default"},
         "machine": machine(),
         "scenarios": results,

@@ -289,12 +289,24 @@ class Predictor:
         segments, centre = self._segments(waveform, vad_config, batch_size, centre)
         return RecordingPrediction(whole=self._forward([waveform], centre)[0], segments=segments)
 
+    def recording_centre(self, waveform: np.ndarray, vad_config: VadConfig | None = None) -> Tensor | None:
+        """The centre :meth:`predict_recording` gives ``waveform`` ``(samples,)`` when none is
+        passed: the mean of its speech segments for a speaker-normalised model (see
+        :meth:`speaker_centre` for its shape); None for other models or without speech.
+
+        Raises:
+            ValueError: invalid waveform; for a speaker-normalised model also a VAD rate that
+                differs from :attr:`sample_rate`.
+        """
+        waveform = self._validate(waveform)
+        if not self.speaker_normalised:  # no need to find the speech
+            return None
+        return self._own_centre(waveform, self._speech_spans(waveform, vad_config))
+
     # -- internals -----------------------------------------------------------------------
 
-    def _segments(
-        self, waveform: np.ndarray, vad_config: VadConfig | None, batch_size: int, centre: Tensor | None
-    ) -> tuple[list[SegmentPrediction], Tensor | None]:
-        """(segments of the validated ``waveform``, the centre they used): see :meth:`predict_segments`."""
+    def _speech_spans(self, waveform: np.ndarray, vad_config: VadConfig | None) -> list[tuple[int, int]]:
+        """``[begin, end)`` samples of each speech segment (webrtcvad) of the validated ``waveform``."""
         sr = self.sample_rate
         config = vad_config if vad_config is not None else VadConfig(sample_rate=sr)
         if config.sample_rate != sr:
@@ -305,10 +317,24 @@ class Predictor:
             begin, stop = int(round(segment.start * sr)), int(round(segment.end * sr))
             if stop > begin:
                 spans.append((begin, stop))
-        pieces = [waveform[b:e] for b, e in spans]
-        if centre is None and pieces and self.speaker_normalised:
-            centre = self.speaker_centre(pieces).value
-        predictions = self.predict_batch(pieces, batch_size=batch_size, centre=centre)
+        return spans
+
+    def _own_centre(self, waveform: np.ndarray, spans: list[tuple[int, int]]) -> Tensor | None:
+        """A speaker-normalised model's centre for a recording taken as one speaker: the mean
+        of its speech ``spans``; None for other models or without speech."""
+        if not spans or not self.speaker_normalised:
+            return None
+        return self.speaker_centre([waveform[b:e] for b, e in spans]).value
+
+    def _segments(
+        self, waveform: np.ndarray, vad_config: VadConfig | None, batch_size: int, centre: Tensor | None
+    ) -> tuple[list[SegmentPrediction], Tensor | None]:
+        """(segments of the validated ``waveform``, the centre they used): see :meth:`predict_segments`."""
+        sr = self.sample_rate
+        spans = self._speech_spans(waveform, vad_config)
+        if centre is None:
+            centre = self._own_centre(waveform, spans)
+        predictions = self.predict_batch([waveform[b:e] for b, e in spans], batch_size=batch_size, centre=centre)
         segments = [
             SegmentPrediction(
                 start=b / sr,

@@ -269,6 +269,9 @@ def test_predict_recording_centres_the_whole_on_its_speech_segments(speaker_pred
     pieces = [wave[int(round(s.start * SR)) : int(round(s.end * SR))] for s in segments]
     centre = p.speaker_centre(pieces).value
     assert recording.whole.probabilities == pytest.approx(p.predict(wave, centre).probabilities, abs=1e-5)
+    # recording_centre gives that centre without classifying anything.
+    torch.testing.assert_close(p.recording_centre(wave), centre)
+    assert p.recording_centre(np.zeros(SR, np.float32)) is None
     # A given centre (the live stream's) wins over the recording's own.
     other = p.speaker_centre([speech_like("happy", seed=9)]).value
     given = p.predict_recording(wave, centre=other)
@@ -287,3 +290,4 @@ def test_predict_recording_of_a_plain_model_is_predict_plus_segments(predictor):
     assert len(recording.segments) == len(predictor.predict_segments(wave)) == 2
     with pytest.raises(ValueError, match="VAD runs at 8000"):
         predictor.predict_recording(wave, VadConfig(sample_rate=8000))
+    assert predictor.recording_centre(wave) is None  # not speaker-normalised

@@ -55,18 +55,16 @@ class Command(BaseCommand):
             results.append({"file": path})
         speaker = predictor.speaker_centre(list(waves.values())) if options["one_speaker"] and waves else None
         centre = speaker.value if speaker is not None else None
-        # A speaker-normalised model centres a lone file on its speech segments' mean, as the
-        # classify page does; that needs the segments even when they are not printed.
-        need_segments = options["segments"] or (centre is None and predictor.speaker_normalised)
         for i, wave in waves.items():
-            if need_segments:
-                recording = predictor.predict_recording(wave, vad, centre=centre)
-                whole, segments = recording.whole, recording.segments
-            else:
-                whole, segments = predictor.predict(wave, centre), []
-            results[i].update(whole.to_dict(include_attention=False))
+            # Without --one-speaker a speaker-normalised model centres each file on its own
+            # speech segments' mean, as the classify page does.
             if options["segments"]:
-                results[i]["segments"] = [seg.to_dict() for seg in segments]
+                recording = predictor.predict_recording(wave, vad, centre=centre)
+                results[i].update(recording.whole.to_dict(include_attention=False))
+                results[i]["segments"] = [seg.to_dict() for seg in recording.segments]
+            else:
+                own = centre if centre is not None else predictor.recording_centre(wave, vad)
+                results[i].update(predictor.predict(wave, own).to_dict(include_attention=False))
         if options["json"]:
             self.stdout.write(json.dumps({"model": model_name, "labels": predictor.labels, "results": results}, indent=2))
         else:

@@ -41,9 +41,8 @@ def evaluate_examples(
     target = torch.tensor([e.label for e in examples], dtype=torch.int64)
     weight = None if class_weights is None else class_weights.double().cpu()
     # NLL of the (averaged) probabilities: with one speed, the cross-entropy of the logits.
-    loss = nn.functional.nll_loss(probs.clamp_min(1e-300).log(), target, weight=weight, reduction="sum") if len(examples) else 0.0
+    total_loss = float(nn.functional.nll_loss(probs.clamp_min(1e-300).log(), target, weight=weight, reduction="sum")) if len(examples) else 0.0
     preds, trues, corpora = probs.argmax(1).tolist(), target.tolist(), [e.corpus for e in examples]
-    total_loss = float(loss)
     model.train(was_training)
     n = len(labels)
     result = scores(confusion_matrix(trues, preds, n), labels)

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from recognition.engine import ENGINE_VERSION
-from recognition.engine.checkpoint import load_checkpoint, save_checkpoint
-from recognition.engine.features import FeatureConfig
-from recognition.engine.model import MODEL_SIZES, ModelConfig
+from recognition.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from recognition.engine.features import FeatureConfig, FeatureExtractor
+from recognition.engine.model import MODEL_SIZES, EmotionNet, ModelConfig
 from recognition.engine.tta import tta_speeds
 
 from .corpora import CorpusScan, Utterance
@@ -178,13 +178,24 @@ def _run_split(
     if recipe.features.speaker_cmn:
         # What a lone recording meets at inference (no speaker mean: centred on itself).
         alone = evaluate_examples(model, extractor, [replace(e, centre=None) for e in test_examples], labels)
-        fold["alone"] = {k: alone[k] for k in ("wa", "ua", "macro_f1")}
-    speeds = tta_speeds(ck.extra.get("train_config"))
-    if speeds != (1.0,):
-        # What the Predictor answers by default: the mean over the trained speeds.
-        tta = evaluate_examples(model, extractor, test_examples, labels, speeds=speeds)
-        fold["tta"] = {**{k: tta[k] for k in ("wa", "ua", "macro_f1")}, "speeds": list(speeds)}
+        fold["alone"] = _headline(alone)
+    tta = _tta_scores(ck, model, extractor, test_examples, labels)
+    if tta:
+        fold["tta"] = tta
     return fold, result
+
+
+def _headline(metrics: dict) -> dict:
+    return {k: metrics[k] for k in ("wa", "ua", "macro_f1")}
+
+
+def _tta_scores(ck: Checkpoint, model: EmotionNet, extractor: FeatureExtractor, examples: list[Example], labels: list[str]) -> dict | None:
+    """WA, UA, macro-F1 and speeds as the Predictor answers by default (the mean over the
+    speeds the model was trained at); None for a model trained at one speed."""
+    speeds = tta_speeds(ck.extra.get("train_config"))
+    if speeds == (1.0,):
+        return None
+    return {**_headline(evaluate_examples(model, extractor, examples, labels, speeds=speeds)), "speeds": list(speeds)}
 
 
 def _public(metrics: dict) -> dict:
@@ -395,8 +406,7 @@ def evaluate_checkpoint(
     examples = ds.examples(WaveformCache(ck.feature_config, cache_dir), progress)
     model, extractor = ck.build_model(), ck.build_extractor()
     result = evaluate_examples(model, extractor, examples, labels)
-    speeds = tta_speeds(ck.extra.get("train_config"))
-    tta = evaluate_examples(model, extractor, examples, labels, speeds=speeds) if speeds != (1.0,) else None
+    tta = _tta_scores(ck, model, extractor, examples, labels)
     trained_on = ck.metrics.get("protocol") or ck.extra.get("protocol", "unknown")
     protocol = f"evaluation of {Path(model_path).name} on {'speakers ' + ', '.join(speakers) if speakers else 'all utterances'}"
     protocol += f" (model trained with: {trained_on}; check that these speakers were held out)"
@@ -409,6 +419,6 @@ def evaluate_checkpoint(
         "dropped_labels": ds.dropped,
         **_public(result),
         "per_corpus": result.get("per_corpus", {}),
-        **({"tta": {**{k: tta[k] for k in ("wa", "ua", "macro_f1")}, "speeds": list(speeds), "note": TTA_NOTE}} if tta else {}),
+        **({"tta": {**tta, "note": TTA_NOTE}} if tta else {}),
         "folds": [],
     }

@@ -60,6 +60,9 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--own-centre-share", type=float, default=t.own_centre_share, metavar="SHARE",
                    help="with --mean-norm speaker: share of training examples centred on their own mean, "
                    f"as a lone recording is at inference (default {t.own_centre_share})")
+    g.add_argument("--members", type=int, default=t.members, metavar="N",
+                   help="train a seed ensemble of N models (seeds SEED..SEED+N-1) and average them; "
+                   f"N times the training and the classifying time (default {t.members})")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")
@@ -81,7 +84,7 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
             class_weighting=not options["no_class_weights"], balanced_sampling=options["balanced"],
             seed=options["seed"], device=options["device"], num_threads=options["threads"], ema_decay=options["ema"],
             mixup_alpha=options["mixup"], label_smoothing=options["label_smoothing"],
-            own_centre_share=options["own_centre_share"],
+            own_centre_share=options["own_centre_share"], members=options["members"],
             augment=AugmentConfig(enabled=not options["no_augment"]),
         )
     except ValueError as exc:
@@ -207,7 +210,11 @@ def summary_line(report: dict) -> str:
         return f"{report[key]:.3f}" + (f" ± {std:.3f}" if std is not None else "")
 
     line = f"{report['protocol']}\nWA {fmt('wa')}  UA {fmt('ua')}  macro-F1 {fmt('macro_f1')}"
-    for key, name in (("tta", "with test-time augmentation (as the app classifies)"), ("alone", "each recording alone (no speaker mean)")):
+    for key, name in (
+        ("tta", "with test-time augmentation (as the app classifies)"),
+        ("alone", "each recording alone (no speaker mean)"),
+        ("member_mean", "the ensemble's models alone, mean"),
+    ):
         part = report.get(key)
         if part:
             std = f" ± {part['ua_std']:.3f}" if "ua_std" in part else ""

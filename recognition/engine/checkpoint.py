@@ -1,5 +1,5 @@
-"""One-file checkpoints: model state, model and feature config, labels, normalisation
-statistics, metrics and engine version. Loading checks all of it and refuses anything it
+"""One-file checkpoints: model state (one model's, or each member's of a seed ensemble),
+model and feature config, labels, normalisation statistics, metrics and engine version. Loading checks all of it and refuses anything it
 cannot trust with a :class:`CheckpointError` that says why.
 """
 
@@ -15,7 +15,7 @@ import torch
 
 from . import ENGINE_VERSION
 from .features import FeatureConfig, FeatureExtractor, FeatureStats
-from .model import EmotionNet, ModelConfig
+from .model import EmotionNet, EnsembleNet, ModelConfig
 
 __all__ = ["Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
@@ -39,10 +39,22 @@ class Checkpoint:
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     engine_version: str = ENGINE_VERSION
+    # A seed ensemble's other members (``state_dict`` is the first); empty for one model.
+    member_states: list[dict[str, torch.Tensor]] = field(default_factory=list)
 
-    def build_model(self, device: str | torch.device = "cpu") -> EmotionNet:
-        model = EmotionNet(self.model_config)
-        model.load_state_dict(self.state_dict)
+    @property
+    def n_members(self) -> int:
+        """Models whose probabilities are averaged (1 for a single model)."""
+        return 1 + len(self.member_states)
+
+    def build_model(self, device: str | torch.device = "cpu") -> EmotionNet | EnsembleNet:
+        """The model in eval mode: an :class:`EnsembleNet` when the checkpoint holds several."""
+        models = []
+        for state in (self.state_dict, *self.member_states):
+            model = EmotionNet(self.model_config)
+            model.load_state_dict(state)
+            models.append(model)
+        model = models[0] if len(models) == 1 else EnsembleNet(models)
         return model.to(device).eval()
 
     def build_extractor(self, device: str | torch.device = "cpu") -> FeatureExtractor:
@@ -57,9 +69,10 @@ class Checkpoint:
             "labels": list(self.labels),
             "feature_mean": self.stats.mean.detach().cpu().float(),
             "feature_std": self.stats.std.detach().cpu().float(),
-            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict.items()},
+            "state_dict": _cpu(self.state_dict),
             "metrics": self.metrics,
             "extra": self.extra,
+            **({"member_states": [_cpu(state) for state in self.member_states]} if self.member_states else {}),
         }
 
 
@@ -136,14 +149,11 @@ def checkpoint_from_payload(payload: Any, *, source: str = "checkpoint") -> Chec
     if not bool((std > 0).all()):
         raise CheckpointError(f"{source} has a non-positive feature standard deviation.")
     state = payload["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
-        raise CheckpointError(f"{source} has no valid model weights.")
-    try:
-        EmotionNet(model_config).load_state_dict(state)
-    except (RuntimeError, ValueError, TypeError) as exc:  # nn.LSTM refuses hidden_size=0 etc. with ValueError
-        raise CheckpointError(f"{source}: the weights do not fit the stored architecture: {_first_line(exc)}") from exc
-    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        raise CheckpointError(f"{source} contains non-finite weights.")
+    members = payload.get("member_states", [])
+    if not isinstance(members, list):
+        raise CheckpointError(f"{source} has malformed ensemble members.")
+    for weights in (state, *members):
+        _check_weights(weights, model_config, source)
     metrics = payload.get("metrics") or {}
     extra = payload.get("extra") or {}
     if not isinstance(metrics, dict) or not isinstance(extra, dict):
@@ -157,7 +167,24 @@ def checkpoint_from_payload(payload: Any, *, source: str = "checkpoint") -> Chec
         metrics=metrics,
         extra=extra,
         engine_version=version,
+        member_states=members,
     )
+
+
+def _check_weights(state: Any, model_config: ModelConfig, source: str) -> None:
+    """Refuse one model's weights unless they are finite tensors that fit the architecture."""
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{source} has no valid model weights.")
+    try:
+        EmotionNet(model_config).load_state_dict(state)
+    except (RuntimeError, ValueError, TypeError) as exc:  # nn.LSTM refuses hidden_size=0 etc. with ValueError
+        raise CheckpointError(f"{source}: the weights do not fit the stored architecture: {_first_line(exc)}") from exc
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise CheckpointError(f"{source} contains non-finite weights.")
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
 
 
 def _first_line(exc: BaseException) -> str:

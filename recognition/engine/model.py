@@ -7,6 +7,7 @@ runs on packed sequences, and the attention softmax covers valid frames only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -15,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import known_fields
 
-__all__ = ["ModelConfig", "EmotionNet", "MODEL_SIZES"]
+__all__ = ["ModelConfig", "EmotionNet", "EnsembleNet", "MODEL_SIZES"]
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,37 @@ class EmotionNet(nn.Module):
         context, weights = self.attention(h, steps)
         logits = self.classifier(self.dropout(context))
         return logits, weights
+
+
+class EnsembleNet(nn.Module):
+    """Several :class:`EmotionNet` of one architecture (a seed ensemble), answering as one.
+
+    ``forward(features, lengths) -> (logits, attention)`` with the shapes of
+    :class:`EmotionNet`: ``logits`` is the log of the members' mean class probabilities (so a
+    softmax gives that mean exactly) and ``attention`` the members' mean weights.
+    """
+
+    def __init__(self, members: Sequence[EmotionNet]) -> None:
+        super().__init__()
+        if len(members) < 2:
+            raise ValueError("an ensemble needs at least two models")
+        if any(m.config != members[0].config for m in members):
+            raise ValueError("the members of an ensemble must share one architecture")
+        self.members = nn.ModuleList(members)
+        self.config = members[0].config
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        return self.members[0].output_lengths(lengths)
+
+    def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        probs, attention = None, None
+        for member in self.members:
+            logits, weights = member(features, lengths)
+            p = torch.softmax(logits.float(), dim=1)
+            probs = p if probs is None else probs + p
+            attention = weights if attention is None else attention + weights
+        n = len(self.members)
+        return (probs / n).clamp_min(1e-30).log(), attention / n
 
 
 def _mask(lengths: Tensor, size: int) -> Tensor:

@@ -35,7 +35,7 @@ from torch import Tensor
 from .audio import DEFAULT_MAX_SECONDS, decode_audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .features import FeatureConfig, FeatureExtractor, SpeakerCentre, trim_span
-from .model import EmotionNet, ModelConfig
+from .model import EmotionNet, EnsembleNet, ModelConfig
 from .tta import change_speed, tta_speeds
 from .vad import VadConfig, segment_speech
 
@@ -133,7 +133,7 @@ class Predictor:
         self._checkpoint = checkpoint
         self._labels: tuple[str, ...] = tuple(checkpoint.labels)
         self._extractor: FeatureExtractor = checkpoint.build_extractor(self._device)
-        self._model: EmotionNet = checkpoint.build_model(self._device)
+        self._model: EmotionNet | EnsembleNet = checkpoint.build_model(self._device)
         cfg = checkpoint.feature_config
         self._hop_s = cfg.hop_length * checkpoint.model_config.time_stride / cfg.sample_rate
         self._speeds = tta_speeds(checkpoint.extra.get("train_config")) if tta else (1.0,)

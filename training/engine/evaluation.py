@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from recognition.engine.features import FeatureConfig, FeatureExtractor
-from recognition.engine.model import EmotionNet
+from recognition.engine.model import EmotionNet, EnsembleNet
 from recognition.engine.tta import change_speed
 
 from .data import Example, assign_speaker_centres, batches_of, collate, collate_centres
@@ -20,7 +20,7 @@ __all__ = ["evaluate_examples", "example_probabilities"]
 
 @torch.inference_mode()
 def evaluate_examples(
-    model: EmotionNet,
+    model: EmotionNet | EnsembleNet,
     extractor: FeatureExtractor,
     examples: Sequence[Example],
     labels: Sequence[str],
@@ -59,7 +59,7 @@ def evaluate_examples(
 
 @torch.inference_mode()
 def example_probabilities(
-    model: EmotionNet, extractor: FeatureExtractor, examples: Sequence[Example], *, batch_size: int = 64, speeds: Sequence[float] = (1.0,)
+    model: EmotionNet | EnsembleNet, extractor: FeatureExtractor, examples: Sequence[Example], *, batch_size: int = 64, speeds: Sequence[float] = (1.0,)
 ) -> torch.Tensor:
     """Class probabilities ``(len(examples), n_classes)`` float64 on the CPU, averaged over
     ``speeds`` (see :func:`evaluate_examples`); the model must be in eval mode."""

@@ -20,7 +20,7 @@ import numpy as np
 from recognition.engine import ENGINE_VERSION
 from recognition.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from recognition.engine.features import FeatureConfig, FeatureExtractor
-from recognition.engine.model import MODEL_SIZES, EmotionNet, ModelConfig
+from recognition.engine.model import MODEL_SIZES, EmotionNet, EnsembleNet, ModelConfig
 from recognition.engine.tta import tta_speeds
 
 from .corpora import CorpusScan, Utterance
@@ -29,7 +29,7 @@ from .evaluation import evaluate_examples
 from .labels import LabelSet, resolve_label_set
 from .metrics import scores, summarise_folds
 from .splits import TRAIN_SPEAKER_VALIDATION, Split, holdout_split, kfold_splits
-from .trainer import Callback, TrainConfig, Trainer
+from .trainer import Callback, TrainConfig, Trainer, TrainResult
 
 __all__ = ["Recipe", "Dataset", "build_dataset", "train_holdout", "cross_validate", "evaluate_checkpoint"]
 
@@ -182,14 +182,31 @@ def _run_split(
     tta = _tta_scores(ck, model, extractor, test_examples, labels)
     if tta:
         fold["tta"] = tta
+    if isinstance(model, EnsembleNet):
+        fold["members"] = _member_scores(result, model, extractor, test_examples, labels, seed=recipe.train.seed)
     return fold, result
+
+
+def _member_scores(
+    result: TrainResult, ensemble: EnsembleNet, extractor: FeatureExtractor, examples: list[Example], labels: list[str], *, seed: int
+) -> list[dict]:
+    """Each member of a seed ensemble alone (one pass): seed, epochs, validation and test UA,
+    so a report shows what averaging them gained."""
+    out = []
+    for index, (member, model) in enumerate(zip(result.members, ensemble.members, strict=True)):
+        test = evaluate_examples(model, extractor, examples, labels)
+        out.append({
+            "member": index + 1, "seed": seed + index, "best_epoch": member.best_epoch, "epochs_run": len(member.history),
+            "stopped": member.stopped, "validation_ua": member.best_metrics.get("ua"), **_headline(test),
+        })
+    return out
 
 
 def _headline(metrics: dict) -> dict:
     return {k: metrics[k] for k in ("wa", "ua", "macro_f1")}
 
 
-def _tta_scores(ck: Checkpoint, model: EmotionNet, extractor: FeatureExtractor, examples: list[Example], labels: list[str]) -> dict | None:
+def _tta_scores(ck: Checkpoint, model: EmotionNet | EnsembleNet, extractor: FeatureExtractor, examples: list[Example], labels: list[str]) -> dict | None:
     """WA, UA, macro-F1 and speeds as the Predictor answers by default (the mean over the
     speeds the model was trained at); None for a model trained at one speed."""
     speeds = tta_speeds(ck.extra.get("train_config"))
@@ -204,6 +221,7 @@ def _public(metrics: dict) -> dict:
 
 
 ALONE_NOTE = "test recordings each centred on their own mean, as a lone recording is at inference (no speaker mean)"
+MEMBERS_NOTE = "each model of the seed ensembles alone, one pass: the mean over all folds' members"
 TTA_NOTE = "test-time augmentation, as the app classifies: probabilities averaged over the speeds the model was trained at"
 
 
@@ -251,6 +269,7 @@ def train_holdout(
     shutil.copyfile(work / "best.pt", out)
     report = {"protocol": split.protocol, **_report_head(ds, scans, recipe), **{k: v for k, v in fold.items() if k != "protocol"}}
     report.setdefault("per_corpus", {})
+    report.update(_members_summary([fold]))
     report["folds"] = [fold]
     report["model"] = str(out)
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -364,11 +383,21 @@ def _summarise(labels: Sequence[str], results: list[dict]) -> dict:
         **summarise_folds(results),
         **({"alone": {**summarise_folds(alone), "note": ALONE_NOTE}} if alone else {}),
         **({"tta": {**summarise_folds(tta), "note": TTA_NOTE}} if tta else {}),
+        **_members_summary(results),
         "confusion": total.tolist(),
         "pooled": {k: pooled[k] for k in ("wa", "ua", "macro_f1", "per_class")},
         "per_corpus": _per_corpus_over_folds(results),
         "folds": results,
     }
+
+
+def _members_summary(results: list[dict]) -> dict:
+    """For seed ensembles: the mean one-pass scores of their members alone, over all folds."""
+    members = [m for r in results for m in r.get("members", [])]
+    if not members:
+        return {}
+    mean = {k: round(float(np.mean([m[k] for m in members])), 4) for k in ("wa", "ua", "macro_f1")}
+    return {"member_mean": {**mean, "n": len(members), "note": MEMBERS_NOTE}}
 
 
 def _per_corpus_over_folds(results: list[dict]) -> dict:

@@ -14,7 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ __all__ = ["TrainConfig", "Trainer", "TrainResult", "pick_device"]
 
 Callback = Callable[[dict[str, Any]], None]
 
+MAX_MEMBERS = 8
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -70,6 +72,9 @@ class TrainConfig:
     # at inference (no speaker mean yet). On RAVDESS folds 1-2 0.3 raised UA with speaker
     # means from 0.617 to 0.660 and for lone recordings from 0.516 to 0.607 (README).
     own_centre_share: float = 0.3
+    # Seed ensemble: train this many models one after another (seeds seed, seed + 1, ...) and
+    # average their probabilities. Costs that many times the training and the classifying time.
+    members: int = 1
     class_weighting: bool = True
     balanced_sampling: bool = False
     patience: int = 15
@@ -79,6 +84,10 @@ class TrainConfig:
     progress_every: int = 10
     eval_batch_size: int = 64
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.members <= MAX_MEMBERS:
+            raise ValueError(f"members must be between 1 and {MAX_MEMBERS}")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -101,6 +110,7 @@ class TrainResult:
     best_metrics: dict
     history: list[dict]
     stopped: str  # "completed" | "early_stopping" | "cancelled"
+    members: list[TrainResult] = field(default_factory=list)  # a seed ensemble's, in order
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -113,7 +123,8 @@ class Trainer:
     """Trains one :class:`EmotionNet` on in-memory :class:`Example` lists.
 
     Writes ``best.pt`` (highest validation UA) and ``last.pt`` (full trainer state, for
-    resume) into ``out_dir``.
+    resume) into ``out_dir``. With ``members > 1`` each member trains in ``out_dir/memberN``
+    as a one-model run of its own, and ``best.pt`` holds them all (a seed ensemble).
     """
 
     def __init__(
@@ -204,6 +215,10 @@ class Trainer:
             epoch: ``epoch``, ``epochs``, ``train_loss``, ``train_acc``, ``val_loss``, ``wa``, ``ua``,
                 ``macro_f1``, ``confusion`` (true × predicted counts), ``per_class_recall``, ``lr``,
                 ``duration`` (s), ``best_ua``, ``best_epoch``, ``is_best``.
+
+        With ``members > 1`` every event also carries ``member`` (1-based) and ``members``;
+        ``epoch`` numbering restarts with each member, while a progress event's
+        ``progress`` spans the whole ensemble.
         """
         if not train:
             raise ValueError("no training examples")
@@ -211,9 +226,64 @@ class Trainer:
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
         try:
-            return self._fit(train, list(valid) if valid else list(train), resume)
+            valid = list(valid) if valid else list(train)
+            if self.config.members > 1:
+                return self._fit_ensemble(train, valid, resume)
+            return self._fit(train, valid, resume)
         finally:
             torch.set_num_threads(previous_threads)
+
+    def _fit_ensemble(self, train: Sequence[Example], valid: list[Example], resume: bool) -> TrainResult:
+        """Train the members in turn (each resumes or restarts on its own), then save them
+        together as ``best.pt``, validated as the ensemble. A cancelled run keeps the
+        members trained so far (the cancelled one with its best weights yet)."""
+        cfg = self.config
+        if not resume:
+            self.best_path.unlink(missing_ok=True)
+        results: list[TrainResult] = []
+        for index in range(cfg.members):
+            member = Trainer(
+                labels=self.labels,
+                feature_config=self.feature_config,
+                model_config=self.model_config,
+                train_config=replace(cfg, seed=cfg.seed + index, members=1),
+                out_dir=self.out_dir / f"member{index + 1}",
+                callback=self._member_callback(index),
+                should_stop=self.should_stop,
+                metadata=self.metadata,
+            )
+            results.append(member._fit(train, valid, resume))
+            if results[-1].stopped == "cancelled":
+                break
+        checkpoints = [load_checkpoint(r.best_path) for r in results]
+        first = checkpoints[0]
+        # Every member normalises with statistics of the same training set: one set serves all.
+        for ck in checkpoints[1:]:
+            if not (torch.allclose(ck.stats.mean, first.stats.mean) and torch.allclose(ck.stats.std, first.stats.std)):
+                raise RuntimeError("the ensemble's members computed different feature statistics")
+        combined = replace(first, member_states=[ck.state_dict for ck in checkpoints[1:]])
+        metrics = evaluate_examples(combined.build_model(self.device), combined.build_extractor(self.device), valid, self.labels, batch_size=cfg.eval_batch_size)
+        members = [{"seed": cfg.seed + i, "best_epoch": r.best_epoch, "epochs_run": len(r.history), "stopped": r.stopped,
+                    "validation_ua": r.best_metrics.get("ua")} for i, r in enumerate(results)]
+        best_metrics = {**_brief(metrics), "members": len(results)}
+        combined.metrics = {"validation": best_metrics}
+        combined.extra = {"train_config": cfg.to_dict(), **self.metadata, "members": members}
+        save_checkpoint(self.best_path, combined)
+        history = [{**record, "member": i + 1, "members": cfg.members} for i, r in enumerate(results) for record in r.history]
+        stopped = "cancelled" if results[-1].stopped == "cancelled" else "completed"
+        return TrainResult(self.best_path, results[-1].last_path, results[0].best_epoch, best_metrics, history, stopped, results)
+
+    def _member_callback(self, index: int) -> Callback:
+        """Tags a member's events with its index; progress spans all members."""
+        count = self.config.members
+
+        def forward(event: dict[str, Any]) -> None:
+            event = {**event, "member": index + 1, "members": count}
+            if event["type"] == "progress":
+                event["progress"] = (index + event["progress"]) / count
+            self.callback(event)
+
+        return forward
 
     def _fit(self, train: Sequence[Example], valid: list[Example], resume: bool) -> TrainResult:
         # No validation set: model selection falls back to the training data (see fit()).

@@ -133,7 +133,7 @@ class Predictor:
         self._checkpoint = checkpoint
         self._labels: tuple[str, ...] = tuple(checkpoint.labels)
         self._extractor: FeatureExtractor = checkpoint.build_extractor(self._device)
-        self._model: EmotionNet | EnsembleNet = checkpoint.build_model(self._device)
+        self._model: EmotionNet | EnsembleNet = checkpoint.build_model(self._device).fused()
         cfg = checkpoint.feature_config
         self._hop_s = cfg.hop_length * checkpoint.model_config.time_stride / cfg.sample_rate
         self._speeds = tta_speeds(checkpoint.extra.get("train_config")) if tta else (1.0,)

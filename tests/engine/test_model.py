@@ -194,3 +194,15 @@ def test_same_seed_same_model():
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb
         assert torch.equal(va, vb)
+
+
+def test_fused_copy_answers_alike_without_batch_norm():
+    model = trained_looking_model()  # non-trivial running statistics
+    fused = model.fused()
+    x, lengths = batch([40, 23, 9])
+    logits, attention = model(x, lengths)
+    fused_logits, fused_attention = fused(x, lengths)
+    torch.testing.assert_close(fused_logits, logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fused_attention, attention, atol=1e-6, rtol=1e-5)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules()) and not fused.training
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == len(model.blocks)  # the original is untouched

@@ -1,6 +1,6 @@
 """Speed benchmark of the engine on the real corpora (synthetic audio when they are absent), printing JSON.
 
-    python bench/speed.py [--quick] [--only frontend classify batch train] [--model PATH]
+    python bench/speed.py [--quick] [--only frontend classify batch train] [--model PATH] [--members N]
 
 - frontend: the engine's log-Mel front end (``FeatureExtractor.raw``, trim="none") against
   librosa's ``melspectrogram`` + ``power_to_db`` with equal parameters, on the same decoded
@@ -9,7 +9,8 @@
 - classify: end-to-end latency of ``Predictor.predict_file`` on a 3.0 s 16 kHz WAV file
   (decode + trim + features + model) on one CPU thread, with the decode / predict split;
   the model classifies at its three trained speeds (test-time augmentation, the app's
-  default), and the one-speed predict time is given too.
+  default), and the one-speed predict time is given too. ``--members N``: a random seed
+  ensemble of N models instead of one.
 - batch: ``Predictor.predict_batch`` throughput over decoded RAVDESS waveforms, with all
   cores and with one thread.
 - train: one training epoch of the default recipe over all of RAVDESS (1440 utterances,
@@ -250,23 +251,24 @@ def bench_frontend(counts: dict) -> dict:
 # -- predictor helpers -------------------------------------------------------------------
 
 
-def build_predictor(model: str | None, work: Path) -> tuple[Predictor, dict]:
+def build_predictor(model: str | None, work: Path, members: int = 1) -> tuple[Predictor, dict]:
     if model:
         predictor = Predictor.from_checkpoint(model, device="cpu")
         info = {"checkpoint": str(model), "default_model": False}
     else:
         torch.manual_seed(0)
         mc = ModelConfig(n_features=64, n_classes=8)
+        states = [EmotionNet(mc).state_dict() for _ in range(members)]
         # Stored training settings as a trained model has them: they set the TTA speeds.
         ck = Checkpoint(model_config=mc, feature_config=FeatureConfig(), labels=ravdess_labels(),
-                        stats=FeatureStats.identity(mc.n_features), state_dict=EmotionNet(mc).state_dict(),
-                        extra={"train_config": TrainConfig().to_dict()})
+                        stats=FeatureStats.identity(mc.n_features), state_dict=states[0], member_states=states[1:],
+                        extra={"train_config": TrainConfig(members=members).to_dict()})
         path = save_checkpoint(work / "random.pt", ck)
         predictor = Predictor.from_checkpoint(path, device="cpu")
-        info = {"checkpoint": "random weights, default ModelConfig(n_features=64, n_classes=8), FeatureConfig() and TrainConfig()",
-                "default_model": True}
-    n_params = sum(p.numel() for p in EmotionNet(predictor.model_config).parameters())
-    info.update({"feature_config": predictor.feature_config.to_dict(), "model_config": predictor.model_config.to_dict(),
+        info = {"checkpoint": "random weights, default ModelConfig(n_features=64, n_classes=8), FeatureConfig() and "
+                f"TrainConfig(members={members})", "default_model": members == 1}
+    n_params = sum(p.numel() for p in EmotionNet(predictor.model_config).parameters()) * predictor.checkpoint.n_members
+    info.update({"members": predictor.checkpoint.n_members, "feature_config": predictor.feature_config.to_dict(), "model_config": predictor.model_config.to_dict(),
                  "parameters": n_params, "device": str(predictor.device), "tta_speeds": list(predictor.speeds)})
     return predictor, info
 
@@ -315,13 +317,13 @@ def dist(values: list[float]) -> dict:
 # -- 2. classify a 3 s file ------------------------------------------------------------------
 
 
-def bench_classify(counts: dict, model: str | None) -> dict:
+def bench_classify(counts: dict, model: str | None, members: int = 1) -> dict:
     runs, warmup = counts["classify_runs"], counts["classify_warmup"]
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
         work = Path(tmp)
         path, source = three_second_file(work)
         with single_thread() as limit:
-            predictor, info = build_predictor(model, work)
+            predictor, info = build_predictor(model, work, members)
             one_speed = Predictor(predictor.checkpoint, device="cpu", tta=False)
             log(f"classify: warm-up {warmup} runs ...")
             for _ in range(warmup):
@@ -499,6 +501,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts, to check the script")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--model", default=None, help="checkpoint for classify/batch (default: random weights)")
+    parser.add_argument("--members", type=int, default=1, help="classify: without --model, a random seed ensemble of this many models")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 2, --quick 1)")
     parser.add_argument("--split", choices=("all", "fold1"), default="all",
                         help="train on all 1440 utterances (default) or on fold 1's train partition")
@@ -517,7 +520,7 @@ def main() -> None:
         if section == "frontend":
             results["results"]["frontend"] = bench_frontend(counts)
         elif section == "classify":
-            results["results"]["classify_3s"] = bench_classify(counts, args.model)
+            results["results"]["classify_3s"] = bench_classify(counts, args.model, args.members)
         elif section == "batch":
             results["results"]["batch_throughput"] = bench_batch(counts, args.model, default_threads)
         else:

@@ -90,7 +90,7 @@ class UtteranceAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 class EpochMetricInline(admin.TabularInline):
     model = EpochMetric
-    fields = ("fold", "epoch", "train_loss", "train_acc", "val_loss", "wa", "ua", "macro_f1", "lr", "duration", "is_best")
+    fields = ("fold", "member", "epoch", "train_loss", "train_acc", "val_loss", "wa", "ua", "macro_f1", "lr", "duration", "is_best")
     readonly_fields = fields
     extra = 0
     can_delete = False

@@ -46,6 +46,11 @@ class RunForm(forms.Form):
         min_value=0, max_value=500, initial=_defaults.patience, help_text="Early stopping on validation UA; 0 = off."
     )
     augment = forms.BooleanField(required=False, initial=True, help_text="Speed, gain, noise and SpecAugment.")
+    members = forms.IntegerField(
+        min_value=1, max_value=5, initial=_defaults.members, label="Models in the ensemble",
+        help_text="Each model trains from its own random start; predictions average them. Three models gained about "
+        "3 UA points on RAVDESS folds 5–6, at N× the training time and N× the classification time.",
+    )
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)

@@ -115,10 +115,17 @@ class TrainingRun(models.Model):
     def total_epochs(self) -> int:
         return int(self.hyperparameters.get("train", {}).get("epochs", 0))
 
+    @property
+    def members(self) -> int:
+        """Models in the seed ensemble (1 for runs recorded before ensembles existed)."""
+        return int(self.hyperparameters.get("train", {}).get("members", 1))
+
 
 class EpochMetric(models.Model):
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="epochs")
     fold = models.PositiveSmallIntegerField(default=1)
+    # Seed ensembles train several models per fold, each numbering its epochs from 1.
+    member = models.PositiveSmallIntegerField(default=1)
     epoch = models.PositiveIntegerField()
     train_loss = models.FloatField()
     train_acc = models.FloatField()
@@ -134,8 +141,8 @@ class EpochMetric(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["run_id", "fold", "epoch"]
-        constraints = [models.UniqueConstraint(fields=["run", "fold", "epoch"], name="epoch_metric_unique")]
+        ordering = ["run_id", "fold", "member", "epoch"]
+        constraints = [models.UniqueConstraint(fields=["run", "fold", "member", "epoch"], name="epoch_metric_unique")]
 
     def __str__(self) -> str:
-        return f"run {self.run_id} fold {self.fold} epoch {self.epoch}"
+        return f"run {self.run_id} fold {self.fold} model {self.member} epoch {self.epoch}"

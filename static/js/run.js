@@ -1,14 +1,17 @@
 // Live run page: draws the stored history, then extends the charts from websocket messages.
-// Never polls. Reconnects with the last drawn (fold, epoch) so the server replays exactly
-// what was missed; duplicates are dropped by (fold, epoch).
+// Never polls. Reconnects with the last drawn (fold, member, epoch) so the server replays
+// exactly what was missed; duplicates are dropped by (fold, member, epoch). A seed ensemble
+// (cfg.members > 1) trains its models one after another, each numbering epochs from 1.
 (function () {
   "use strict";
   const cfg = readJson("run-config");
   const snapshot = readJson("run-snapshot");
   const labels = cfg.labels;
+  const members = cfg.members || 1;
   const seen = new Set();
-  let last = [0, 0]; // highest (fold, epoch) drawn
-  const traces = {}; // "chart|metric|fold" -> trace index
+  let last = [0, 0, 0]; // highest (fold, member, epoch) drawn
+  let maxEpoch = 0; // for the ticks: epochs restart with every fold and model
+  const traces = {}; // "chart|metric|fold|member" -> trace index
   // Seconds from the worker's send to: the message here, the charts drawn (read by bench/).
   const latencies = (window.__chartLatencies = []);
   const arrivals = (window.__messageLatencies = []);
@@ -32,16 +35,27 @@
   }
   for (const c of Object.values(charts)) Plotly.newPlot(c.el, [], layout(c.title, c.yrange), plotConfig);
 
-  function traceFor(chartKey, metric, name, fold) {
-    const key = `${chartKey}|${metric}|${fold}`;
+  // Epochs stored before ensembles existed (and older workers' messages) carry no member.
+  const memberOf = (e) => e.member || 1;
+
+  // One series per (fold, model): "fold 2 · model 3", "model 3" (hold-out), "fold 2" (one model).
+  function seriesParts(e) {
+    return [...(cfg.folds > 1 ? [`fold ${e.fold}`] : []), ...(members > 1 ? [`model ${memberOf(e)}`] : [])];
+  }
+  const seriesName = (e) => seriesParts(e).join(" · ");
+
+  function traceFor(chartKey, metric, name, e) {
+    const key = `${chartKey}|${metric}|${e.fold}|${memberOf(e)}`;
     if (traces[key] !== undefined) return traces[key];
     const el = document.getElementById(charts[chartKey].el);
     const index = el.data.length;
-    const foldName = cfg.folds > 1 ? ` (fold ${fold})` : "";
+    const series = seriesName(e);
+    // A colour per series when there are several, else per metric.
     const metricIndex = charts[chartKey].metrics.findIndex((m) => m[0] === metric);
+    const colour = series ? (e.fold - 1) * members + memberOf(e) - 1 : metricIndex;
     Plotly.addTraces(el, {
-      x: [], y: [], mode: "lines+markers", name: name + foldName,
-      line: { dash: dash[metric], color: palette[(cfg.folds > 1 ? fold - 1 : metricIndex) % palette.length], width: metric === "ua" ? 3 : 2 },
+      x: [], y: [], mode: "lines+markers", name: series ? `${name} (${series})` : name,
+      line: { dash: dash[metric], color: palette[colour % palette.length], width: metric === "ua" ? 3 : 2 },
       marker: { size: 5 },
     });
     traces[key] = index;
@@ -57,7 +71,7 @@
       const xs = {}, ys = {};
       for (const e of epochs) {
         for (const [metric, name] of chart.metrics) {
-          const i = traceFor(chartKey, metric, name, e.fold);
+          const i = traceFor(chartKey, metric, name, e);
           (xs[i] = xs[i] || []).push(e.epoch);
           (ys[i] = ys[i] || []).push(e[metric]);
         }
@@ -66,7 +80,7 @@
       if (idx.length) Plotly.extendTraces(chart.el, { x: idx.map((i) => xs[i]), y: idx.map((i) => ys[i]) }, idx);
     }
     // Whole-epoch ticks while few epochs are shown; Plotly's automatic ticks beyond that.
-    const dtick = last[1] <= 15 ? 1 : null;
+    const dtick = maxEpoch <= 15 ? 1 : null;
     if (dtick !== currentDtick) {
       currentDtick = dtick;
       for (const c of Object.values(charts)) Plotly.relayout(c.el, { "xaxis.dtick": dtick, "xaxis.tickmode": dtick ? "linear" : "auto" });
@@ -92,7 +106,7 @@
 
   function drawConfusionOf(e) {
     document.getElementById("confusion-caption").textContent =
-      `Validation, epoch ${e.epoch}${cfg.folds > 1 ? `, fold ${e.fold}` : ""} (rows = true class, row-normalised)`;
+      `Validation, ${[`epoch ${e.epoch}`, ...seriesParts(e)].join(", ")} (rows = true class, row-normalised)`;
     if (window.drawConfusion) window.drawConfusion("chart-confusion", labels, e.confusion);
   }
 
@@ -102,16 +116,19 @@
       type: "bar", x: labels, y: values, marker: { color: labels.map(emotionColor) },
       text: values.map((v) => v.toFixed(2)), textposition: "outside", hovertemplate: "%{x}: %{y:.3f}<extra></extra>",
     }], {
-      title: { text: `Per-class recall, epoch ${e.epoch}`, font: { size: 14 } },
+      title: { text: `Per-class recall, epoch ${e.epoch}${members > 1 ? `, model ${memberOf(e)}` : ""}`, font: { size: 14 } },
       margin: { t: 36, r: 10, b: 60, l: 48 }, yaxis: { range: [0, 1.1] },
     }, plotConfig);
   }
 
   function accept(e) {
-    const key = `${e.fold}:${e.epoch}`;
+    const here = [e.fold, memberOf(e), e.epoch];
+    const key = here.join(":");
     if (seen.has(key)) return false;
     seen.add(key);
-    if (e.fold > last[0] || (e.fold === last[0] && e.epoch > last[1])) last = [e.fold, e.epoch];
+    const later = here.findIndex((v, i) => v !== last[i]);
+    if (later >= 0 && here[later] > last[later]) last = here;
+    maxEpoch = Math.max(maxEpoch, e.epoch);
     return true;
   }
 
@@ -124,7 +141,7 @@
   }
 
   function logEpoch(e, note) {
-    log(`epoch ${e.epoch}${cfg.folds > 1 ? ` (fold ${e.fold})` : ""}: val UA ${e.ua.toFixed(3)}, WA ${e.wa.toFixed(3)}, ` +
+    log(`epoch ${e.epoch}${seriesName(e) ? ` (${seriesName(e)})` : ""}: val UA ${e.ua.toFixed(3)}, WA ${e.wa.toFixed(3)}, ` +
       `loss ${e.val_loss.toFixed(3)}${e.is_best ? " ★ best" : ""}${note ? ` (${note})` : ""}`);
   }
 
@@ -163,7 +180,7 @@
   // 2. Live stream.
   let retry = 500;
   function connect() {
-    const ws = new WebSocket(wsUrl(`/ws/runs/${cfg.run}/?after_fold=${last[0]}&after_epoch=${last[1]}`));
+    const ws = new WebSocket(wsUrl(`/ws/runs/${cfg.run}/?after_fold=${last[0]}&after_member=${last[1]}&after_epoch=${last[2]}`));
     ws.onopen = () => { retry = 500; document.getElementById("live").className = "badge running"; document.getElementById("live").textContent = "live"; };
     ws.onmessage = (msg) => {
       const m = JSON.parse(msg.data);
@@ -176,7 +193,8 @@
         setBar("bar-epoch", 1, `epoch ${m.epoch} done`);
       } else if (m.type === "run.progress") {
         if (m.phase) document.getElementById("run-phase").textContent = m.phase;
-        setBar("bar-epoch", m.batch / m.batches, `epoch ${m.epoch}/${m.epochs}${cfg.folds > 1 ? `, fold ${m.fold}` : ""}: batch ${m.batch}/${m.batches}, loss ${m.train_loss.toFixed(3)}`);
+        const model = m.members > 1 ? `, model ${m.member}/${m.members}` : "";
+        setBar("bar-epoch", m.batch / m.batches, `epoch ${m.epoch}/${m.epochs}${cfg.folds > 1 ? `, fold ${m.fold}` : ""}${model}: batch ${m.batch}/${m.batches}, loss ${m.train_loss.toFixed(3)}`);
         setBar("bar-overall", m.progress, `${Math.round(m.progress * 100)}%`);
       } else if (m.type === "run.status") {
         showStatus(m);

@@ -64,3 +64,37 @@ def test_page_catches_up_after_a_server_restart(daphne_server, logged_in_page, s
     finally:
         again.stop()
         daphne_server.proc = None  # already stopped; the fixture must not stop it again
+
+
+def test_a_seed_ensemble_draws_a_series_per_model(daphne_server, logged_in_page, screenshot):
+    run = TrainingRun.objects.create(name="trio", labels=LABELS, status="running", heartbeat_at=timezone.now(),
+                                     hyperparameters={"train": {"epochs": 10, "members": 2}})
+    reporter = _Reporter(run, folds=1)
+
+    def report_member(member: int, epochs: range) -> None:
+        events = [{**epoch_event(e), "member": member, "members": 2} for e in epochs]
+        thread = threading.Thread(target=lambda: [reporter(event) for event in events])
+        thread.start()
+        thread.join()
+
+    report_member(1, range(1, 4))  # model 1 stored before the page opens
+    page = logged_in_page
+    page.goto(f"/runs/{run.pk}/")
+    page.wait_for_function("document.getElementById('live').textContent === 'live'")
+    report_member(2, range(1, 3))  # model 2 live, its epochs from 1 again
+    page.wait_for_function("document.getElementById('chart-acc').data.length === 6 "
+                           "&& document.getElementById('chart-acc').data[5].x.length === 2")
+    expected = {f"{name} (model {m})": list(range(1, 4 if m == 1 else 3))
+                for m in (1, 2) for name in ("train acc", "val WA", "val UA")}
+
+    def drawn() -> dict:
+        page.wait_for_function("document.getElementById('confusion-caption').textContent.includes('model 2')")
+        assert "epoch 2, model 2" in page.text_content("#confusion-caption")  # the latest epoch
+        return {t["name"]: t["x"] for t in page.evaluate("document.getElementById('chart-acc').data")}
+
+    assert drawn() == expected
+    screenshot(page, "run_ensemble")
+    page.reload()  # mid-run: everything now comes from the stored history
+    page.wait_for_function("document.getElementById('live').textContent === 'live'")
+    assert drawn() == expected
+    assert page.js_errors == []

@@ -156,6 +156,15 @@ def test_lineage_links_to_its_run_and_survives_the_run(auth_client, tmp_path):
     html = auth_client.get(url).content.decode()
     assert f'href="/runs/{run.pk}/"' not in html
     assert "(deleted)" in html and "ravdess, tess" in html
+    assert "seed ensemble" not in html  # one model: nothing to say
+
+
+@pytest.mark.django_db
+def test_lineage_shows_a_seed_ensembles_size(auth_client, tmp_path):
+    lineage = {"source": "training run", "run_id": 1, "run_name": "trio", "hyperparameters": {"train": {"members": 3}}}
+    version = register(tmp_path, "trio", lineage=lineage)
+    html = auth_client.get(reverse("recognition:model", args=[version.pk])).content.decode()
+    assert '<dd id="members">3 models (seed ensemble)</dd>' in html
 
 
 @pytest.mark.django_db

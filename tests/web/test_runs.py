@@ -165,7 +165,7 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
     data = {
         "name": "from the form", "corpora": [corpus.pk], "label_mode": "common", "label_mapping": "",
         "protocol": "holdout", "folds": 5, "features": "logmel", "mean_norm": "utterance", "model_size": "small", "epochs": 3,
-        "batch_size": 8, "lr": 0.003, "dropout": 0.1, "patience": 0, "augment": "on",
+        "batch_size": 8, "lr": 0.003, "dropout": 0.1, "patience": 0, "augment": "on", "members": 3,
     }
     with django_capture_on_commit_callbacks(execute=True):
         response = auth_client.post(reverse("runs:new"), data)
@@ -173,8 +173,19 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
     assert response.status_code == 302 and response["Location"] == reverse("runs:detail", args=[run.pk])
     assert run.hyperparameters["train"]["epochs"] == 3 and run.hyperparameters["model_overrides"] == {"dropout": 0.1}
     assert run.hyperparameters["features"]["utterance_cmn"] and not run.hyperparameters["features"]["speaker_cmn"]
+    assert run.hyperparameters["train"]["members"] == 3 and services.recipe_of(run).train.members == 3
     bad = auth_client.post(reverse("runs:new"), {**data, "label_mapping": "nonsense"})
     assert bad.status_code == 200 and b"look like" in bad.content
+    too_many = auth_client.post(reverse("runs:new"), {**data, "members": 6})
+    assert too_many.status_code == 200 and TrainingRun.objects.count() == 1
+
+
+def test_run_form_offers_the_engines_ensemble_size():
+    from training.engine.trainer import TrainConfig
+    from training.forms import RunForm
+
+    field = RunForm().fields["members"]
+    assert field.initial == TrainConfig().members and (field.min_value, field.max_value) == (1, 5)
 
 
 def test_cancel_view_requires_post(auth_client, corpus, user):
@@ -212,10 +223,97 @@ def test_run_history_returns_the_epochs_after_a_fold_and_epoch_in_order():
     def keys(after):
         return [(e["fold"], e["epoch"]) for e in selectors.run_history(run.pk, after=after)]
 
-    assert keys((0, 0)) == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 3), (3, 1), (3, 2)]
-    assert keys((1, 2)) == [(1, 3), (2, 1), (2, 3), (3, 1), (3, 2)]
-    assert keys((2, 1)) == [(2, 3), (3, 1), (3, 2)]
-    assert keys((3, 2)) == []
-    snapshot = selectors.run_snapshot(run, after=(2, 3))
-    assert snapshot == selectors.run_snapshot(run.pk, after=(2, 3))
+    assert keys((0, 0, 0)) == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 3), (3, 1), (3, 2)]
+    assert keys((1, 1, 2)) == [(1, 3), (2, 1), (2, 3), (3, 1), (3, 2)]
+    assert keys((2, 1, 1)) == [(2, 3), (3, 1), (3, 2)]
+    assert keys((3, 1, 2)) == []
+    snapshot = selectors.run_snapshot(run, after=(2, 1, 3))
+    assert snapshot == selectors.run_snapshot(run.pk, after=(2, 1, 3))
     assert [(e["fold"], e["epoch"]) for e in snapshot["epochs"]] == [(3, 1), (3, 2)] and snapshot["status"]["run"] == run.pk
+
+
+def metric_row(run, fold, member, epoch, ua=0.5):
+    return EpochMetric.objects.create(run=run, fold=fold, member=member, epoch=epoch, train_loss=1.0, train_acc=0.5, val_loss=1.0,
+                                      wa=ua, ua=ua, macro_f1=0.5, confusion=[], per_class_recall={}, lr=1e-3, duration=1.0)
+
+
+def test_run_history_orders_a_seed_ensembles_models_within_each_fold():
+    from training import selectors
+
+    run = TrainingRun.objects.create(name="ensemble")
+    for fold, member, epoch in [(2, 1, 1), (1, 2, 1), (1, 1, 2), (1, 2, 2), (1, 1, 1), (2, 2, 1)]:
+        metric_row(run, fold, member, epoch)
+
+    def keys(after):
+        return [(e["fold"], e["member"], e["epoch"]) for e in selectors.run_history(run.pk, after=after)]
+
+    assert keys((0, 0, 0)) == [(1, 1, 1), (1, 1, 2), (1, 2, 1), (1, 2, 2), (2, 1, 1), (2, 2, 1)]
+    assert keys((1, 1, 2)) == [(1, 2, 1), (1, 2, 2), (2, 1, 1), (2, 2, 1)]  # model 2 restarts at epoch 1
+    assert keys((1, 2, 1)) == [(1, 2, 2), (2, 1, 1), (2, 2, 1)]
+    assert [e["member"] for e in selectors.run_compare_data([run.pk])[0]["epochs"]] == [1, 1, 2, 2, 1, 2]
+
+
+def epoch_event(epoch: int, ua: float, **extra) -> dict:
+    return {
+        "type": "epoch", "epoch": epoch, "epochs": 4, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "wa": ua, "ua": ua,
+        "macro_f1": 0.5, "confusion": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "per_class_recall": {"happy": 1.0, "sad": 1.0, "angry": 1.0},
+        "lr": 1e-3, "duration": 1.0, "best_ua": ua, "best_epoch": epoch, "is_best": True, **extra,
+    }
+
+
+def test_reporter_keeps_each_ensemble_models_epochs_apart(corpus, monkeypatch):
+    sent = []
+    monkeypatch.setattr(execution, "group_send", lambda group, message: sent.append(message))
+    run = make_run(corpus, status="running", protocol="kfold", folds=2)
+    reporter = execution._Reporter(run, folds=2)
+    reporter(epoch_event(1, 0.4, fold=2, member=1, members=3))
+    reporter(epoch_event(1, 0.6, fold=2, member=2, members=3))
+    reporter(epoch_event(1, 0.7, fold=2, member=2, members=3))  # a resumed model stores its epoch again
+    rows = EpochMetric.objects.filter(run=run)
+    assert [(m.fold, m.member, m.epoch, m.ua) for m in rows] == [(2, 1, 1, 0.4), (2, 2, 1, 0.7)]
+    assert [(m["member"], m["ua"]) for m in sent] == [(1, 0.4), (2, 0.6), (2, 0.7)]  # live messages carry it too
+    run.refresh_from_db()
+    assert run.phase == "training fold 2/2, model 2/3" and run.current_fold == 2 and run.current_epoch == 1
+    # Fold 2 of 2, model 2 of 3 done with epoch 1 of 4: (1 + (1 + 1/4) / 3) / 2.
+    assert run.progress == pytest.approx((1 + 1.25 / 3) / 2)
+    reporter({"type": "progress", "fold": 2, "member": 3, "members": 3, "epoch": 2, "epochs": 4, "batch": 5,
+              "batches": 5, "progress": 0.75, "train_loss": 0.9})
+    run.refresh_from_db()
+    assert run.phase == "training fold 2/2, model 3/3" and run.progress == pytest.approx(0.875)
+    assert sent[-1]["type"] == "run.progress" and (sent[-1]["member"], sent[-1]["members"]) == (3, 3)
+
+    holdout = make_run(corpus, status="running")
+    execution._Reporter(holdout, folds=1)(epoch_event(3, 0.5, member=2, members=3))
+    holdout.refresh_from_db()
+    assert holdout.phase == "training model 2/3"
+    single = make_run(corpus, status="running")
+    execution._Reporter(single, folds=1)(epoch_event(4, 0.5))  # one model: no member keys, as before
+    single.refresh_from_db()
+    assert single.phase == "training" and single.progress == 1.0
+    assert list(EpochMetric.objects.filter(run=single).values_list("member", "epoch")) == [(1, 4)]
+
+
+def test_epoch_payload_carries_the_member():
+    from training import selectors
+
+    run = TrainingRun.objects.create(name="p")
+    row = metric_row(run, 1, 2, 3)
+    assert selectors.epoch_payload(row)["member"] == 2
+    assert selectors.run_snapshot(run)["epochs"][0]["member"] == 2
+    assert selectors.epoch_payload({**epoch_event(1, 0.5), "fold": 1, "member": 1})["member"] == 1
+
+
+def test_run_page_shows_a_seed_ensemble(auth_client, corpus):
+    recipe = services.recipe_build(model_size="small", epochs=2, batch_size=8, augment=False, members=3)
+    run = TrainingRun.objects.create(name="trio", labels=["happy", "sad", "angry"], hyperparameters=recipe.to_dict(), status="running")
+    run.corpora.set([corpus])
+    metric_row(run, 1, 1, 1)
+    metric_row(run, 1, 2, 1)
+    page = auth_client.get(reverse("runs:detail", args=[run.pk]))
+    assert page.status_code == 200
+    assert page.context["config"]["members"] == 3  # run.js names the series "model 1", "model 2", ...
+    assert [(e["member"], e["epoch"]) for e in page.context["snapshot"]["epochs"]] == [(1, 1), (2, 1)]
+    assert b"3 models (seed ensemble)" in page.content
+    single = make_run(corpus, status="running")
+    page = auth_client.get(reverse("runs:detail", args=[single.pk]))
+    assert page.context["config"]["members"] == 1 and b"seed ensemble" not in page.content

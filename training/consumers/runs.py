@@ -1,9 +1,10 @@
 """Live training updates: ``ws/runs/<id>/`` joins the channel-layer group ``run-<id>``.
 
-On connect it first sends the stored history after the client's last seen (fold, epoch)
-(``?after_fold=F&after_epoch=E``), then the messages the Celery worker pushes. It joins the
-group *before* reading the history, so nothing falls between the two, and drops a live
-epoch that the replay already sent (the page also ignores duplicates by (fold, epoch)).
+On connect it first sends the stored history after the client's last seen (fold, member,
+epoch) (``?after_fold=F&after_member=M&after_epoch=E``; member, the model of a seed ensemble,
+defaults to 1), then the messages the Celery worker pushes. It joins the group *before*
+reading the history, so nothing falls between the two, and drops a live epoch that the
+replay already sent (the page also ignores duplicates by (fold, member, epoch)).
 The client never sends anything that is acted upon.
 """
 
@@ -27,9 +28,13 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         try:
-            after = (int(query.get("after_fold", ["0"])[0]), int(query.get("after_epoch", ["0"])[0]))
+            after = (
+                int(query.get("after_fold", ["0"])[0]),
+                int(query.get("after_member", ["1"])[0]),  # 1: a page without ensembles' cursor
+                int(query.get("after_epoch", ["0"])[0]),
+            )
         except ValueError:
-            after = (0, 0)
+            after = (0, 0, 0)
         if not await database_sync_to_async(selectors.run_exists)(self.run_id):
             await self.close(code=4404)
             return
@@ -40,7 +45,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
         self.sent_upto = after
         for epoch in snapshot["epochs"]:
             await self.send_json({"type": "run.epoch", "replay": True, **epoch})
-            self.sent_upto = (epoch["fold"], epoch["epoch"])
+            self.sent_upto = (epoch["fold"], epoch["member"], epoch["epoch"])
         await self.send_json({"type": "run.status", **snapshot["status"]})
 
     async def disconnect(self, code: int) -> None:
@@ -54,7 +59,7 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     async def run_epoch(self, event: dict) -> None:
         # An epoch stored between joining the group and reading the history arrives twice:
         # once replayed, once live. Send it once.
-        if (event.get("fold", 1), event.get("epoch", 0)) <= self.sent_upto:
+        if (event.get("fold", 1), event.get("member", 1), event.get("epoch", 0)) <= self.sent_upto:
             return
         await self.send_json(event)
 

@@ -9,7 +9,7 @@ from training.models import EpochMetric, TrainingRun
 __all__ = ["run_exists", "run_list", "run_snapshot", "run_status_payload", "epoch_payload", "run_history", "run_compare_data"]
 
 EPOCH_FIELDS = (
-    "fold", "epoch", "train_loss", "train_acc", "val_loss", "wa", "ua", "macro_f1",
+    "fold", "member", "epoch", "train_loss", "train_acc", "val_loss", "wa", "ua", "macro_f1",
     "confusion", "per_class_recall", "lr", "duration", "is_best",
 )
 
@@ -45,16 +45,17 @@ def run_status_payload(run: TrainingRun) -> dict:
     }
 
 
-def run_history(run_id: int, *, after: tuple[int, int] = (0, 0)) -> list[dict]:
-    """The stored epochs of a run after (fold, epoch) ``after``, in order."""
-    fold, epoch = after
+def run_history(run_id: int, *, after: tuple[int, int, int] = (0, 0, 0)) -> list[dict]:
+    """The stored epochs of a run after (fold, member, epoch) ``after``, in that order
+    (a seed ensemble's models train one after another within a fold)."""
+    fold, member, epoch = after
     rows = (EpochMetric.objects.filter(run_id=run_id)
-            .filter(Q(fold__gt=fold) | Q(fold=fold, epoch__gt=epoch))
-            .order_by("fold", "epoch"))
+            .filter(Q(fold__gt=fold) | Q(fold=fold, member__gt=member) | Q(fold=fold, member=member, epoch__gt=epoch))
+            .order_by("fold", "member", "epoch"))
     return [epoch_payload(m) for m in rows]
 
 
-def run_snapshot(run: TrainingRun | int, *, after: tuple[int, int] = (0, 0)) -> dict:
+def run_snapshot(run: TrainingRun | int, *, after: tuple[int, int, int] = (0, 0, 0)) -> dict:
     """A run's status and its history after ``after``; give the run when it is already loaded."""
     if not isinstance(run, TrainingRun):
         run = TrainingRun.objects.get(pk=run)
@@ -69,7 +70,8 @@ def run_compare_data(run_ids: list[int]) -> list[dict]:
         run = runs.get(pk)
         if run is None:
             continue
-        epochs = list(EpochMetric.objects.filter(run=run).order_by("fold", "epoch").values("fold", "epoch", "ua", "wa", "val_loss"))
+        epochs = list(EpochMetric.objects.filter(run=run).order_by("fold", "member", "epoch")
+                      .values("fold", "member", "epoch", "ua", "wa", "val_loss"))
         out.append({
             "id": run.pk,
             "name": run.name,

@@ -102,40 +102,48 @@ class _Reporter:
         self.group = run_group(run.pk)
         self.last_progress = 0.0
 
-    def phase(self, fold: int) -> str:
-        return f"training fold {fold}/{self.folds}" if self.folds > 1 else "training"
+    def phase(self, fold: int, member: int = 1, members: int = 1) -> str:
+        parts = [f"fold {fold}/{self.folds}"] if self.folds > 1 else []
+        parts += [f"model {member}/{members}"] if members > 1 else []
+        return f"training {', '.join(parts)}" if parts else "training"
 
     def overall(self, fold: int, fraction: float) -> float:
         return min(1.0, ((fold - 1) + fraction) / self.folds)
 
     def __call__(self, event: dict) -> None:
         fold = int(event.get("fold", 1))
+        # Seed ensembles: the trainer tags events with the model (1-based) and the count.
+        member, members = int(event.get("member", 1)), int(event.get("members", 1))
+        phase = self.phase(fold, member, members)
         if event["type"] == "progress":
             now = time.monotonic()
             if now - self.last_progress < PROGRESS_INTERVAL and event["batch"] != event["batches"]:
                 return
             self.last_progress = now
-            progress = self.overall(fold, event["progress"])
+            progress = self.overall(fold, event["progress"])  # the trainer's progress spans all members
             TrainingRun.objects.filter(pk=self.run.pk).update(
-                progress=progress, current_fold=fold, current_epoch=event["epoch"] - 1, phase=self.phase(fold)
+                progress=progress, current_fold=fold, current_epoch=event["epoch"] - 1, phase=phase
             )
             group_send(self.group, {
-                "type": "run.progress", "fold": fold, "phase": self.phase(fold), "epoch": event["epoch"], "epochs": event["epochs"],
-                "batch": event["batch"], "batches": event["batches"], "progress": progress,
-                "train_loss": event["train_loss"],
+                "type": "run.progress", "fold": fold, "member": member, "members": members, "phase": phase,
+                "epoch": event["epoch"], "epochs": event["epochs"], "batch": event["batch"], "batches": event["batches"],
+                "progress": progress, "train_loss": event["train_loss"],
             })
         elif event["type"] == "epoch":
             ended_at = time.time()  # the latency benchmark measures from here to the drawn chart
-            values = epoch_payload({**event, "fold": fold})
+            values = epoch_payload({**event, "fold": fold, "member": member})
             EpochMetric.objects.update_or_create(
-                run_id=self.run.pk, fold=fold, epoch=event["epoch"],
-                defaults={k: v for k, v in values.items() if k not in ("fold", "epoch")},
+                run_id=self.run.pk, fold=fold, member=member, epoch=event["epoch"],
+                defaults={k: v for k, v in values.items() if k not in ("fold", "member", "epoch")},
             )
+            # Epochs restart with every member: the fold's share done is the members before
+            # this one plus this member's part.
+            fraction = ((member - 1) + event["epoch"] / event["epochs"]) / members
             TrainingRun.objects.filter(pk=self.run.pk).update(
-                progress=self.overall(fold, event["epoch"] / event["epochs"]),
+                progress=self.overall(fold, fraction),
                 current_fold=fold, current_epoch=event["epoch"],
                 best_ua=Greatest(Coalesce(F("best_ua"), Value(0.0)), Value(float(event["ua"]))),
-                phase=self.phase(fold),
+                phase=phase,
             )
             group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": ended_at, **values})
 

@@ -83,11 +83,12 @@ def recipe_build(
     augment: bool = True,
     patience: int = 15,
     seed: int = 0,
+    members: int = 1,
 ) -> Recipe:
     """The engine's default recipe with the form's choices applied; engine errors become RunError."""
     try:
         train = TrainConfig(
-            epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed,
+            epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, members=members,
             augment=AugmentConfig(enabled=augment),
         )
         overrides = {} if dropout is None else {"dropout": dropout}

@@ -27,7 +27,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
             recipe = run_services.recipe_build(
                 features=data["features"], mean_norm=data["mean_norm"], model_size=data["model_size"], epochs=data["epochs"],
                 batch_size=data["batch_size"], lr=data["lr"], dropout=data["dropout"],
-                augment=data["augment"], patience=data["patience"],
+                augment=data["augment"], patience=data["patience"], members=data["members"],
             )
             run = run_services.run_create(
                 name=data["name"], corpora=list(data["corpora"]), recipe=recipe,
@@ -53,6 +53,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "config": {
             "run": run.pk, "epochs": run.total_epochs, "labels": run.labels,
             "folds": run.folds if run.protocol == TrainingRun.Protocol.KFOLD else 1,
+            "members": run.members,  # a seed ensemble draws one series per (fold, model)
         },
     })
 

@@ -68,13 +68,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "version", "is_active", "notes")}),
         ("Scores", {"fields": ("metrics_summary", "confusion_table", "metrics_pretty")}),
         ("Checkpoint", {"fields": ("checkpoint_link", "sha256", "size_bytes", "labels_display",
-                                   "feature_config_pretty", "model_config_pretty")}),
+                                   "feature_config_pretty", "model_config_pretty", "inference_pretty")}),
         ("Lineage", {"fields": ("lineage_pretty", "created_by", "created_at")}),
     )
     readonly_fields = (
         "name", "version", "is_active", "metrics_summary", "confusion_table", "metrics_pretty", "checkpoint_link",
-        "sha256", "size_bytes", "labels_display", "feature_config_pretty", "model_config_pretty", "lineage_pretty",
-        "created_by", "created_at",
+        "sha256", "size_bytes", "labels_display", "feature_config_pretty", "model_config_pretty", "inference_pretty",
+        "lineage_pretty", "created_by", "created_at",
     )
 
     # ---- list columns ----------------------------------------------------------------
@@ -131,6 +131,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.display(description="model config")
     def model_config_pretty(self, obj: ModelVersion) -> str:
         return pretty_json(obj.model_config)
+
+    @admin.display(description="inference (models averaged, trained speeds)")
+    def inference_pretty(self, obj: ModelVersion) -> str:
+        return pretty_json(obj.inference)
 
     @admin.display(description="lineage")
     def lineage_pretty(self, obj: ModelVersion) -> str:

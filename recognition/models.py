@@ -26,6 +26,9 @@ class ModelVersion(models.Model):
     confusion = models.JSONField(default=list, blank=True, help_text="Test confusion, rows = true, columns = predicted.")
     # Where it came from: {"run_id", "run_name", "corpora": [...], "protocol", "source"}
     lineage = models.JSONField(default=dict, blank=True)
+    # How the checkpoint answers, read from it at registration: {"members": models averaged,
+    # "speeds": the speeds it was trained at, which test-time augmentation asks it at}.
+    inference = models.JSONField(default=dict, blank=True)
     notes = models.TextField(blank=True)
     is_active = models.BooleanField(default=False, db_index=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

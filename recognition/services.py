@@ -20,6 +20,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from recognition.engine.checkpoint import CheckpointError, load_checkpoint
+from recognition.engine.tta import tta_speeds
 
 from .models import ModelVersion
 
@@ -88,6 +89,7 @@ def model_version_register(
                     metrics=metrics if metrics is not None else ck_metrics,
                     confusion=confusion if confusion is not None else ck_confusion,
                     lineage=lineage or {},
+                    inference={"members": ck.n_members, "speeds": list(tta_speeds(ck.extra.get("train_config")))},
                     notes=notes,
                     created_by=created_by,
                 )

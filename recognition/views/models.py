@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -100,6 +101,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run_url": run_url,
         "lineage": lineage,
         "protocol": _protocol(version),
+        "answers": _answers(version),
         "hyperparameters": lineage.get("hyperparameters") or {},
         "hyperparameters_json": json.dumps(lineage.get("hyperparameters") or {}, indent=2, sort_keys=True),
         "lineage_json": json.dumps(lineage, indent=2, sort_keys=True),
@@ -107,6 +109,27 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "file_present": bool(version.checkpoint) and version.checkpoint.storage.exists(version.checkpoint.name),
     }
     return render(request, "recognition/model_detail.html", context)
+
+
+def _answers(version: ModelVersion) -> str:
+    """How the app asks this model, in words ("" for versions registered before it was recorded)."""
+    members, speeds = version.inference.get("members"), version.inference.get("speeds")
+    if not members or not speeds:
+        return ""
+    used = speeds if settings.SER_TEST_TIME_AUGMENTATION else [1.0]
+    text = f"{members} models (seed ensemble)" if members > 1 else "one model"
+    if len(used) > 1:
+        text += f" at speeds {', '.join(_speed(s) for s in used)} (test-time augmentation)"
+    passes = members * len(used)
+    text += f": {passes} passes, probabilities averaged" if passes > 1 else ", one pass"
+    if len(used) < len(speeds):
+        text += " (test-time augmentation is off on this server)"
+    return text
+
+
+def _speed(value: float) -> str:
+    """0.9 → "0.9", 1.0 → "1.0", 0.95 → "0.95"."""
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
 
 
 @require_POST

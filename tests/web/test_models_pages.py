@@ -21,6 +21,8 @@ from recognition.engine.features import FeatureConfig, FeatureStats
 from recognition.engine.model import EmotionNet, ModelConfig
 from recognition.models import ModelVersion
 from recognition.services import model_version_activate, model_version_register
+from training.engine.data import AugmentConfig
+from training.engine.trainer import TrainConfig
 
 LABELS = ["neutral", "happy", "sad"]
 CONFUSION = [[3, 1, 0], [1, 2, 1], [0, 1, 5]]
@@ -33,11 +35,14 @@ def _private_media(settings, tmp_path, one_thread):
     settings.MEDIA_ROOT = str(tmp_path / "media")
 
 
-def write_checkpoint(path: Path, *, labels: list[str] = LABELS, seed: int = 0, per_class: bool = False) -> Path:
+def write_checkpoint(
+    path: Path, *, labels: list[str] = LABELS, seed: int = 0, per_class: bool = False, members: int = 1, train_config: dict | None = None
+) -> Path:
     """A small, complete, randomly initialised checkpoint with test metrics and a confusion matrix."""
     torch.manual_seed(seed)
     cfg = ModelConfig(n_features=16, n_classes=len(labels), conv_channels=(4, 8, 8), lstm_hidden=8, attention_dim=8)
     model = EmotionNet(cfg)
+    others = [EmotionNet(cfg).state_dict() for _ in range(members - 1)]
     test = {"wa": 10 / 14, "ua": 0.6389, "macro_f1": 0.6111, "n": 14, "confusion": CONFUSION[: len(labels)]}
     if per_class:
         test["per_class"] = {lab: {"recall": 0.9, "precision": 0.8, "f1": 0.85, "support": 7} for lab in labels}
@@ -48,6 +53,8 @@ def write_checkpoint(path: Path, *, labels: list[str] = LABELS, seed: int = 0, p
         stats=FeatureStats(torch.zeros(16), torch.ones(16)),
         state_dict=model.state_dict(),
         metrics={"test": test, "protocol": PROTOCOL},
+        extra={"train_config": train_config} if train_config else {},
+        member_states=others,
     )
     return save_checkpoint(path, ckpt)
 
@@ -160,11 +167,29 @@ def test_lineage_links_to_its_run_and_survives_the_run(auth_client, tmp_path):
 
 
 @pytest.mark.django_db
-def test_lineage_shows_a_seed_ensembles_size(auth_client, tmp_path):
-    lineage = {"source": "training run", "run_id": 1, "run_name": "trio", "hyperparameters": {"train": {"members": 3}}}
-    version = register(tmp_path, "trio", lineage=lineage)
+@pytest.mark.parametrize(("members", "augment", "tta_on", "expected"), [
+    (3, True, True, "3 models (seed ensemble) at speeds 0.9, 1.0, 1.1 (test-time augmentation): 9 passes, probabilities averaged"),
+    (1, True, True, "one model at speeds 0.9, 1.0, 1.1 (test-time augmentation): 3 passes, probabilities averaged"),
+    (2, False, True, "2 models (seed ensemble): 2 passes, probabilities averaged"),
+    (1, False, True, "one model, one pass"),
+    (1, True, False, "one model, one pass (test-time augmentation is off on this server)"),
+])
+def test_model_page_says_how_the_app_asks_the_model(auth_client, tmp_path, settings, members, augment, tta_on, expected):
+    settings.SER_TEST_TIME_AUGMENTATION = tta_on
+    train = TrainConfig(members=members, augment=AugmentConfig(enabled=augment)).to_dict()
+    path = write_checkpoint(tmp_path / "m.pt", members=members, train_config=train)
+    version = model_version_register(name="trio", checkpoint_path=path)
+    assert version.inference["members"] == members
     html = auth_client.get(reverse("recognition:model", args=[version.pk])).content.decode()
-    assert '<dd id="members">3 models (seed ensemble)</dd>' in html
+    assert f'<dd id="answers">{expected}</dd>' in html
+
+
+@pytest.mark.django_db
+def test_model_page_of_a_version_registered_before_inference_was_recorded(auth_client, tmp_path):
+    version = register(tmp_path, "old")
+    ModelVersion.objects.filter(pk=version.pk).update(inference={})
+    html = auth_client.get(reverse("recognition:model", args=[version.pk])).content.decode()
+    assert 'id="answers"' not in html
 
 
 @pytest.mark.django_db

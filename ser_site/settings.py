@@ -182,6 +182,9 @@ SER_INFERENCE_THREADS = int(os.environ.get("SER_INFERENCE_THREADS", "2"))
 # Test-time augmentation: classify at every speed a model was trained at (0.9, 1.0, 1.1 by
 # default) and average: about +1 point of RAVDESS UA (six folds) for three model passes.
 SER_TEST_TIME_AUGMENTATION = env_bool("SER_TEST_TIME_AUGMENTATION", True)
+# A seed ensemble spreads its models over those speeds (three models, three speeds: three
+# passes); on, it asks every model at every speed (nine passes).
+SER_TTA_ALL_PAIRS = env_bool("SER_TTA_ALL_PAIRS", False)
 
 # Uploads of corpora: limits that hold against zip bombs and oversized requests.
 SER_MAX_UPLOAD_BYTES = int(os.environ.get("SER_MAX_UPLOAD_BYTES", str(2 * 1024**3)))

@@ -180,3 +180,25 @@ def test_classify_averages_over_the_trained_speeds_unless_told_not_to(tmp_path):
     assert run() == pytest.approx(with_tta.predict(wave).probabilities, abs=1e-5)
     assert run("--no-tta") == pytest.approx(without.predict(wave).probabilities, abs=1e-5)
     assert run() != pytest.approx(run("--no-tta"), abs=1e-5)
+
+
+def test_classify_spreads_an_ensemble_over_the_speeds_unless_told_every_pair(tmp_path):
+    from recognition.engine.audio import decode_audio
+    from recognition.engine.predictor import Predictor
+    from tests.tiny_model import tiny_checkpoint
+    from training.engine.trainer import TrainConfig
+
+    model = tiny_checkpoint(tmp_path / "trio.pt", train_config=TrainConfig(members=3).to_dict(), members=3)
+    wav = write_wav(tmp_path / "one.wav", speech_silence_speech("sad", seed=3)[0])
+
+    def run(*extra):
+        stdout = StringIO()
+        call_command("classify", str(wav), "--model", str(model), "--json", *extra, stdout=stdout)
+        return json.loads(stdout.getvalue())["results"][0]["probabilities"]
+
+    wave = decode_audio(wav)
+    spread, every = Predictor.from_checkpoint(model, device="cpu"), Predictor.from_checkpoint(model, device="cpu", tta_all_pairs=True)
+    assert (spread.passes, every.passes) == (3, 9)
+    assert run() == pytest.approx(spread.predict(wave).probabilities, abs=1e-5)
+    assert run("--tta-all-pairs") == pytest.approx(every.predict(wave).probabilities, abs=1e-5)
+    assert run() != pytest.approx(run("--tta-all-pairs"), abs=1e-5)

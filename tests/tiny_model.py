@@ -24,16 +24,19 @@ LABELS = ["neutral", "happy", "sad", "angry"]
 
 
 def tiny_checkpoint(
-    path: Path, *, labels: list[str] = LABELS, seed: int = 0, speaker_cmn: bool = False, train_config: dict | None = None
+    path: Path, *, labels: list[str] = LABELS, seed: int = 0, speaker_cmn: bool = False, train_config: dict | None = None,
+    members: int = 1,
 ) -> Path:
     """Write a small deterministic checkpoint with feature statistics from synthetic speech.
 
     ``train_config`` (``TrainConfig.to_dict()``) is stored as training stores it; with speed
     augmentation in it the predictor classifies at those speeds too (test-time augmentation).
+    ``members > 1``: a seed ensemble of that many random models.
     """
     torch.manual_seed(seed)
     cfg = ModelConfig(n_features=64, n_classes=len(labels), conv_channels=(4, 8, 8), lstm_hidden=16, attention_dim=16)
     model = EmotionNet(cfg)
+    others = [EmotionNet(cfg).state_dict() for _ in range(members - 1)]
     feature_config = FeatureConfig(speaker_cmn=speaker_cmn)
     extractor = FeatureExtractor(feature_config)
     styles = [lab if lab in CLASS_STYLES else "neutral" for lab in labels]
@@ -42,7 +45,8 @@ def tiny_checkpoint(
                  for i, style in enumerate(styles)]
     ckpt = Checkpoint(model_config=cfg, feature_config=feature_config, labels=list(labels),
                       stats=FeatureStats.accumulate(feats), state_dict=model.state_dict(),
-                      metrics={"test": {"ua": 0.5, "wa": 0.5}}, extra={"train_config": train_config} if train_config else {})
+                      metrics={"test": {"ua": 0.5, "wa": 0.5}}, extra={"train_config": train_config} if train_config else {},
+                      member_states=others)
     return save_checkpoint(path, ckpt)
 
 

@@ -212,6 +212,7 @@ def summary_line(report: dict) -> str:
     line = f"{report['protocol']}\nWA {fmt('wa')}  UA {fmt('ua')}  macro-F1 {fmt('macro_f1')}"
     for key, name in (
         ("tta", "with test-time augmentation (as the app classifies)"),
+        ("tta_all_pairs", "every model of the ensemble at every speed"),
         ("alone", "each recording alone (no speaker mean)"),
         ("member_mean", "the ensemble's models alone, mean"),
     ):

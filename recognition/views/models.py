@@ -19,6 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from recognition import selectors, services
+from recognition.engine.tta import tta_plan
 from recognition.models import ModelVersion
 
 __all__ = ["model_list", "model_detail", "model_activate", "model_download", "checkpoint_response", "per_class_rows", "download_name"]
@@ -117,10 +118,11 @@ def _answers(version: ModelVersion) -> str:
     if not members or not speeds:
         return ""
     used = speeds if settings.SER_TEST_TIME_AUGMENTATION else [1.0]
+    passes = len(tta_plan(members, used, all_pairs=settings.SER_TTA_ALL_PAIRS))
     text = f"{members} models (seed ensemble)" if members > 1 else "one model"
     if len(used) > 1:
-        text += f" at speeds {', '.join(_speed(s) for s in used)} (test-time augmentation)"
-    passes = members * len(used)
+        spread = " spread over" if members > 1 and passes < members * len(used) else " at"
+        text += f"{spread} speeds {', '.join(_speed(s) for s in used)} (test-time augmentation)"
     text += f": {passes} passes, probabilities averaged" if passes > 1 else ", one pass"
     if len(used) < len(speeds):
         text += " (test-time augmentation is off on this server)"

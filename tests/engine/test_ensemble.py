@@ -12,6 +12,7 @@ import torch
 from recognition.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from recognition.engine.model import EmotionNet, EnsembleNet, ModelConfig
 from recognition.engine.predictor import Predictor
+from recognition.engine.tta import change_speed, tta_plan
 from tests.engine.test_experiment import tiny_recipe
 from tests.engine.test_trainer import (
     LABELS2,
@@ -22,6 +23,8 @@ from tests.engine.test_trainer import (
 from tests.synth import make_folder_corpus, speech_like
 from training.cli import summary_line
 from training.engine.corpora import scan_corpus
+from training.engine.data import AugmentConfig, Example
+from training.engine.evaluation import example_probabilities
 from training.engine.experiment import cross_validate, train_holdout
 from training.engine.trainer import TrainConfig
 
@@ -177,18 +180,47 @@ def test_predictor_answers_with_the_mean_of_its_members(tmp_path, ensemble_run):
     result, _ = ensemble_run
     ck = load_checkpoint(result.best_path)
     wave = speech_like("angry", 0.6, seed=3)
-    ensemble = Predictor(ck, device="cpu")
-    singles = [Predictor(dataclasses.replace(ck, state_dict=s, member_states=[]), device="cpu") for s in (ck.state_dict, *ck.member_states)]
-    assert ensemble.speeds == singles[0].speeds  # test-time augmentation applies to every member
-    got = ensemble.predict(wave)
-    parts = [p.predict(wave) for p in singles]
-    for label in LABELS2:
-        assert got.probabilities[label] == pytest.approx(np.mean([p.probabilities[label] for p in parts]), abs=1e-5)
-    np.testing.assert_allclose(got.attention, np.mean([p.attention for p in parts], axis=0), rtol=1e-4, atol=1e-6)
+    spread, every = Predictor(ck, device="cpu"), Predictor(ck, device="cpu", tta_all_pairs=True)
+    singles = [Predictor(dataclasses.replace(ck, state_dict=s, member_states=[]), device="cpu", tta=False) for s in (ck.state_dict, *ck.member_states)]
+    assert spread.speeds == every.speeds == (0.9, 1.0, 1.1)  # test-time augmentation applies to the ensemble
+    assert (spread.passes, every.passes) == (3, 6)
+
+    def by_hand(plan):
+        parts = [singles[m].predict(change_speed(wave, s)) for m, s in plan]
+        probs = [np.mean([p.probabilities[label] for p in parts]) for label in LABELS2]
+        attention = np.mean([p.attention for p, (_, s) in zip(parts, plan, strict=True) if s == 1.0], axis=0)
+        return probs, attention
+
+    for predictor, plan in ((spread, tta_plan(2, spread.speeds)), (every, tta_plan(2, every.speeds, all_pairs=True))):
+        got = predictor.predict(wave)
+        probs, attention = by_hand(plan)
+        np.testing.assert_allclose([got.probabilities[label] for label in LABELS2], probs, atol=1e-5)
+        np.testing.assert_allclose(got.attention, attention / attention.sum(), rtol=1e-4, atol=1e-6)
+        # In a batch beside a longer recording, the same answer.
+        batched = predictor.predict_batch([wave, speech_like("sad", 1.1, seed=4)])[0]
+        np.testing.assert_allclose(list(batched.probabilities.values()), list(got.probabilities.values()), atol=1e-5)
+    # Evaluation scores the same passes.
+    example = Example(wave, 1, "synth", "s0")
+    for all_pairs, predictor in ((False, spread), (True, every)):
+        probs = example_probabilities(ck.build_model(), ck.build_extractor(), [example], speeds=spread.speeds, all_pairs=all_pairs)
+        np.testing.assert_allclose(probs[0].numpy(), list(predictor.predict(wave).probabilities.values()), atol=1e-5)
+
+
+def test_tta_plan_spreads_members_over_speeds():
+    speeds = (0.9, 1.0, 1.1)
+    assert tta_plan(1, speeds) == ((0, 0.9), (0, 1.0), (0, 1.1))  # one model: plain test-time augmentation
+    assert tta_plan(3, speeds) == ((0, 0.9), (1, 1.0), (2, 1.1))
+    assert tta_plan(2, speeds) == ((0, 0.9), (1, 1.0), (0, 1.1))
+    assert tta_plan(4, speeds) == ((0, 0.9), (1, 1.0), (2, 1.1), (3, 0.9))
+    assert tta_plan(3, (1.0,)) == ((0, 1.0), (1, 1.0), (2, 1.0))
+    assert len(tta_plan(3, speeds, all_pairs=True)) == 9
+    with pytest.raises(ValueError):
+        tta_plan(0, speeds)
 
 
 def test_reports_score_each_member_alone(tmp_path, scans):
-    recipe = dataclasses.replace(tiny_recipe(epochs=1), train=dataclasses.replace(tiny_recipe().train, epochs=1, members=2))
+    speeds = AugmentConfig(speed=(0.9, 1.0, 1.1), noise_prob=0.0)
+    recipe = dataclasses.replace(tiny_recipe(epochs=1), train=dataclasses.replace(tiny_recipe().train, epochs=1, members=2, augment=speeds))
     report = cross_validate(scans, tmp_path / "cv", folds=2, only_folds=[0], recipe=recipe)
     fold = report["folds"][0]
     assert [m["member"] for m in fold["members"]] == [1, 2] and [m["seed"] for m in fold["members"]] == [0, 1]
@@ -196,6 +228,9 @@ def test_reports_score_each_member_alone(tmp_path, scans):
     assert report["member_mean"]["n"] == 2
     assert report["member_mean"]["ua"] == pytest.approx(np.mean([m["ua"] for m in fold["members"]]), abs=1e-4)
     assert "ensemble's models alone" in summary_line(report)
+    assert fold["tta"]["speeds"] == [0.9, 1.0, 1.1] and 0 <= fold["tta_all_pairs"]["ua"] <= 1
+    assert report["tta_all_pairs"]["ua"] == pytest.approx(fold["tta_all_pairs"]["ua"])
+    assert "every model of the ensemble at every speed" in summary_line(report)
     assert load_checkpoint(tmp_path / "cv" / "fold1" / "best.pt").n_members == 2
 
     holdout = train_holdout(scans, tmp_path / "model.pt", recipe=recipe)

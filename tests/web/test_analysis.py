@@ -71,6 +71,21 @@ def test_test_time_augmentation_follows_the_setting(db, tmp_path, settings, one_
     predictor_cache_clear()
 
 
+def test_a_seed_ensemble_asks_every_pair_when_the_setting_says_so(db, tmp_path, settings, one_thread):
+    from recognition.inference import predictor_cache_clear, predictor_for
+    from recognition.services import model_version_register
+    from training.engine.trainer import TrainConfig
+
+    predictor_cache_clear()
+    path = tiny_checkpoint(tmp_path / "duo.pt", train_config=TrainConfig(members=2).to_dict(), members=2)
+    model_version_register(name="duo", checkpoint_path=path, activate=True)
+    assert predictor_for()[1].passes == 3  # spread: two models over three speeds
+    predictor_cache_clear()
+    settings.SER_TTA_ALL_PAIRS = True
+    assert predictor_for()[1].passes == 6
+    predictor_cache_clear()
+
+
 def test_run_inference_runs_in_the_pool(settings):
     from recognition.inference import inference_executor, run_inference
 

@@ -179,9 +179,7 @@ def _run_split(
         # What a lone recording meets at inference (no speaker mean: centred on itself).
         alone = evaluate_examples(model, extractor, [replace(e, centre=None) for e in test_examples], labels)
         fold["alone"] = _headline(alone)
-    tta = _tta_scores(ck, model, extractor, test_examples, labels)
-    if tta:
-        fold["tta"] = tta
+    fold.update(_tta_scores(ck, model, extractor, test_examples, labels))
     if isinstance(model, EnsembleNet):
         fold["members"] = _member_scores(result, model, extractor, test_examples, labels, seed=recipe.train.seed)
     return fold, result
@@ -206,13 +204,18 @@ def _headline(metrics: dict) -> dict:
     return {k: metrics[k] for k in ("wa", "ua", "macro_f1")}
 
 
-def _tta_scores(ck: Checkpoint, model: EmotionNet | EnsembleNet, extractor: FeatureExtractor, examples: list[Example], labels: list[str]) -> dict | None:
-    """WA, UA, macro-F1 and speeds as the Predictor answers by default (the mean over the
-    speeds the model was trained at); None for a model trained at one speed."""
+def _tta_scores(ck: Checkpoint, model: EmotionNet | EnsembleNet, extractor: FeatureExtractor, examples: list[Example], labels: list[str]) -> dict:
+    """``{"tta": WA, UA, macro-F1 and speeds}`` as the Predictor answers by default (the mean
+    over the speeds the model was trained at; a seed ensemble's members spread over them),
+    and for an ensemble ``"tta_all_pairs"`` (every member at every speed); {} for a model
+    trained at one speed."""
     speeds = tta_speeds(ck.extra.get("train_config"))
     if speeds == (1.0,):
-        return None
-    return {**_headline(evaluate_examples(model, extractor, examples, labels, speeds=speeds)), "speeds": list(speeds)}
+        return {}
+    out = {"tta": {**_headline(evaluate_examples(model, extractor, examples, labels, speeds=speeds)), "speeds": list(speeds)}}
+    if ck.n_members > 1:
+        out["tta_all_pairs"] = _headline(evaluate_examples(model, extractor, examples, labels, speeds=speeds, all_pairs=True))
+    return out
 
 
 def _public(metrics: dict) -> dict:
@@ -222,7 +225,11 @@ def _public(metrics: dict) -> dict:
 
 ALONE_NOTE = "test recordings each centred on their own mean, as a lone recording is at inference (no speaker mean)"
 MEMBERS_NOTE = "each model of the seed ensembles alone, one pass: the mean over all folds' members"
-TTA_NOTE = "test-time augmentation, as the app classifies: probabilities averaged over the speeds the model was trained at"
+TTA_NOTE = (
+    "test-time augmentation, as the app classifies: probabilities averaged over the speeds the model was trained at "
+    "(a seed ensemble's models spread over the speeds)"
+)
+TTA_ALL_PAIRS_NOTE = "test-time augmentation asking every model of the seed ensemble at every speed (SER_TTA_ALL_PAIRS)"
 
 
 def _report_head(ds: Dataset, scans: Sequence[CorpusScan], recipe: Recipe) -> dict:
@@ -379,10 +386,12 @@ def _summarise(labels: Sequence[str], results: list[dict]) -> dict:
     pooled = scores(total, list(labels))
     alone = [r["alone"] for r in results if "alone" in r]
     tta = [r["tta"] for r in results if "tta" in r]
+    all_pairs = [r["tta_all_pairs"] for r in results if "tta_all_pairs" in r]
     return {
         **summarise_folds(results),
         **({"alone": {**summarise_folds(alone), "note": ALONE_NOTE}} if alone else {}),
         **({"tta": {**summarise_folds(tta), "note": TTA_NOTE}} if tta else {}),
+        **({"tta_all_pairs": {**summarise_folds(all_pairs), "note": TTA_ALL_PAIRS_NOTE}} if all_pairs else {}),
         **_members_summary(results),
         "confusion": total.tolist(),
         "pooled": {k: pooled[k] for k in ("wa", "ua", "macro_f1", "per_class")},
@@ -448,6 +457,7 @@ def evaluate_checkpoint(
         "dropped_labels": ds.dropped,
         **_public(result),
         "per_corpus": result.get("per_corpus", {}),
-        **({"tta": {**tta, "note": TTA_NOTE}} if tta else {}),
+        **({"tta": {**tta["tta"], "note": TTA_NOTE}} if tta else {}),
+        **({"tta_all_pairs": {**tta["tta_all_pairs"], "note": TTA_ALL_PAIRS_NOTE}} if "tta_all_pairs" in tta else {}),
         "folds": [],
     }

@@ -43,6 +43,7 @@ from recognition.engine.checkpoint import Checkpoint, save_checkpoint
 from recognition.engine.features import FeatureConfig, FeatureExtractor, FeatureStats
 from recognition.engine.model import EmotionNet, ModelConfig
 from recognition.engine.predictor import Predictor
+from training.engine.experiment import Recipe
 from training.engine.trainer import TrainConfig
 
 SECTIONS = ("frontend", "classify", "batch", "train")
@@ -251,12 +252,15 @@ def bench_frontend(counts: dict) -> dict:
 # -- predictor helpers -------------------------------------------------------------------
 
 
-def build_predictor(model: str | None, work: Path, members: int = 1) -> tuple[Predictor, dict]:
+def build_predictor(model: str | None, work: Path, members: int | None = None) -> tuple[Predictor, dict]:
+    """The checkpoint ``model``, or random weights shaped as the default recipe trains them
+    (``members`` models, default the recipe's)."""
     if model:
         predictor = Predictor.from_checkpoint(model, device="cpu")
         info = {"checkpoint": str(model), "default_model": False}
     else:
         torch.manual_seed(0)
+        members = members or Recipe().train.members
         mc = ModelConfig(n_features=64, n_classes=8)
         states = [EmotionNet(mc).state_dict() for _ in range(members)]
         # Stored training settings as a trained model has them: they set the TTA speeds.
@@ -266,9 +270,9 @@ def build_predictor(model: str | None, work: Path, members: int = 1) -> tuple[Pr
         path = save_checkpoint(work / "random.pt", ck)
         predictor = Predictor.from_checkpoint(path, device="cpu")
         info = {"checkpoint": "random weights, default ModelConfig(n_features=64, n_classes=8), FeatureConfig() and "
-                f"TrainConfig(members={members})", "default_model": members == 1}
+                f"TrainConfig(members={members})", "default_model": members == Recipe().train.members}
     n_params = sum(p.numel() for p in EmotionNet(predictor.model_config).parameters()) * predictor.checkpoint.n_members
-    info.update({"members": predictor.checkpoint.n_members, "feature_config": predictor.feature_config.to_dict(), "model_config": predictor.model_config.to_dict(),
+    info.update({"members": predictor.checkpoint.n_members, "passes": predictor.passes, "feature_config": predictor.feature_config.to_dict(), "model_config": predictor.model_config.to_dict(),
                  "parameters": n_params, "device": str(predictor.device), "tta_speeds": list(predictor.speeds)})
     return predictor, info
 
@@ -317,7 +321,7 @@ def dist(values: list[float]) -> dict:
 # -- 2. classify a 3 s file ------------------------------------------------------------------
 
 
-def bench_classify(counts: dict, model: str | None, members: int = 1) -> dict:
+def bench_classify(counts: dict, model: str | None, members: int | None = None) -> dict:
     runs, warmup = counts["classify_runs"], counts["classify_warmup"]
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
         work = Path(tmp)
@@ -416,7 +420,7 @@ def bench_train(counts: dict, epochs: int, split_mode: str, cache_dir: Path, def
         return {"error": f"corpora not found at {corpora_dir()}: the training benchmark needs RAVDESS"}
     torch.set_num_threads(default_threads)
     recipe = Recipe()
-    recipe = replace(recipe, train=replace(recipe.train, epochs=epochs, patience=0))
+    recipe = replace(recipe, train=replace(recipe.train, epochs=epochs, patience=0, members=1))  # one model's epoch
     ds = build_dataset([scan_corpus(root, probe_durations=False)], mode="all")
     split = kfold_splits([ds.labels[t] for t in ds.targets], [u.speaker for u in ds.utterances], ds.corpora, folds=6)[0]
     if split_mode == "all":
@@ -501,7 +505,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts, to check the script")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--model", default=None, help="checkpoint for classify/batch (default: random weights)")
-    parser.add_argument("--members", type=int, default=1, help="classify: without --model, a random seed ensemble of this many models")
+    parser.add_argument("--members", type=int, default=None,
+                        help="classify: without --model, a random seed ensemble of this many models (default: the recipe's)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 2, --quick 1)")
     parser.add_argument("--split", choices=("all", "fold1"), default="all",
                         help="train on all 1440 utterances (default) or on fold 1's train partition")

@@ -93,7 +93,7 @@ def make_checkpoint(path: Path) -> Path:
     )
     from recognition.engine.model import EmotionNet, ModelConfig
     from tests.synth import speech_like
-    from training.engine.trainer import TrainConfig
+    from training.engine.experiment import Recipe
 
     torch.manual_seed(0)
     config, features = ModelConfig(n_features=64, n_classes=len(LABELS)), FeatureConfig()
@@ -101,11 +101,14 @@ def make_checkpoint(path: Path) -> Path:
     with torch.inference_mode():
         feats = [extractor.extract(prepare_waveform(speech_like(label, seed=i), features), normalise=False)
                  for i, label in enumerate(["neutral", "happy", "sad", "angry", "fearful"] * 2)]
-    # The default training settings, as a trained model stores them: the app then classifies
-    # each segment at their three speeds (test-time augmentation), as it would in use.
+    # The default recipe's training settings, as a trained model stores them, and as many
+    # models as its seed ensemble has: the app then classifies each segment as it would in use
+    # (the models spread over the three test-time speeds).
+    train = Recipe().train
+    states = [EmotionNet(config).state_dict() for _ in range(train.members)]
     ckpt = Checkpoint(model_config=config, feature_config=features, labels=LABELS,
-                      stats=FeatureStats.accumulate(feats), state_dict=EmotionNet(config).state_dict(),
-                      extra={"train_config": TrainConfig().to_dict()})
+                      stats=FeatureStats.accumulate(feats), state_dict=states[0], member_states=states[1:],
+                      extra={"train_config": train.to_dict()})
     return save_checkpoint(path, ckpt)
 
 

@@ -38,7 +38,7 @@ def add_label_arguments(parser: ArgumentParser) -> None:
 
 
 def add_recipe_arguments(parser: ArgumentParser) -> None:
-    d, t = Recipe().features, TrainConfig()
+    d, t = Recipe().features, Recipe().train
     g = parser.add_argument_group("recipe")
     g.add_argument("--features", choices=FEATURE_KINDS, default=d.kind)
     g.add_argument("--n-mels", type=int, default=d.n_mels)

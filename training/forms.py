@@ -7,11 +7,10 @@ from django import forms
 from recognition.engine.features import FEATURE_KINDS, MEAN_NORMS
 from recognition.engine.model import MODEL_SIZES, ModelConfig
 from training.engine.experiment import Recipe
-from training.engine.trainer import TrainConfig
 from training.models import Corpus, TrainingRun
 from training.selectors.corpora import corpus_ready_list
 
-_defaults = TrainConfig()
+_defaults = Recipe().train
 
 
 class RunForm(forms.Form):

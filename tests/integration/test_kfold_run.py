@@ -23,7 +23,7 @@ def kfold_run(tmp_path, user, redis_server, settings):
     settings.SER_FEATURE_CACHE_DIR = tmp_path / "cache"
     settings.SER_TRAIN_THREADS = 1
     corpus = ready_corpus(tmp_path / "corpus", speakers=4, per_class=2)
-    recipe = services.recipe_build(model_size="small", epochs=2, batch_size=8, augment=False, patience=0)
+    recipe = services.recipe_build(model_size="small", epochs=2, batch_size=8, augment=False, patience=0, members=1)
     run = TrainingRun.objects.create(
         name="kfold", labels=["happy", "sad", "angry"], protocol="kfold", folds=2, hyperparameters=recipe.to_dict(),
         created_by=user,
@@ -69,7 +69,7 @@ def test_interrupted_kfold_run_resumes_after_its_finished_folds(kfold_run):
 def test_a_run_with_speed_augmentation_records_and_shows_the_scores_as_the_app_classifies(kfold_run, auth_client):
     from django.urls import reverse
 
-    recipe = services.recipe_build(model_size="small", epochs=1, batch_size=8, augment=True, patience=0)
+    recipe = services.recipe_build(model_size="small", epochs=1, batch_size=8, augment=True, patience=0, members=1)
     TrainingRun.objects.filter(pk=kfold_run.pk).update(hyperparameters=recipe.to_dict())
     assert execution.run_execute(kfold_run.pk) == "succeeded"
     run = TrainingRun.objects.get(pk=kfold_run.pk)

@@ -36,8 +36,8 @@ def wait_for(predicate, timeout: float, what: str, worker=None):
     raise AssertionError(f"timed out waiting for {what}\n{log}")
 
 
-def create_run(corpus, user, *, epochs: int, name: str = "e2e") -> TrainingRun:
-    recipe = services.recipe_build(model_size="small", epochs=epochs, batch_size=8, augment=False, patience=0)
+def create_run(corpus, user, *, epochs: int, name: str = "e2e", members: int = 1) -> TrainingRun:
+    recipe = services.recipe_build(model_size="small", epochs=epochs, batch_size=8, augment=False, patience=0, members=members)
     return services.run_create(name=name, corpora=[corpus], recipe=recipe, created_by=user)
 
 
@@ -88,11 +88,15 @@ def test_run_trains_streams_epochs_and_registers_a_model(tmp_path, user, celery_
     with transaction.atomic():  # enqueued on commit, so the worker can only see it cancelled
         queued = create_run(corpus, user, epochs=1, name="e2e")
         services.run_cancel(run=queued)
-    second = create_run(corpus, user, epochs=1, name="e2e")
+    second = create_run(corpus, user, epochs=1, name="e2e", members=2)  # a seed ensemble of two
     wait_for(lambda: TrainingRun.objects.get(pk=second.pk).status == "succeeded", 120, "the second run", celery_worker)
     assert TrainingRun.objects.get(pk=queued.pk).status == "cancelled"
     assert TrainingRun.objects.get(pk=queued.pk).started_at is None
     assert sorted(ModelVersion.objects.values_list("version", flat=True)) == [1, 2]
+    assert list(EpochMetric.objects.filter(run=second).values_list("member", "epoch")) == [(1, 1), (2, 1)]
+    ensemble = ModelVersion.objects.get(version=2)
+    assert ensemble.inference == {"members": 2, "speeds": [1.0]} and version.inference == {"members": 1, "speeds": [1.0]}
+    assert len(TrainingRun.objects.get(pk=second.pk).report["folds"][0]["members"]) == 2
 
 
 def test_killed_worker_leaves_the_run_interrupted_and_resume_finishes_it(tmp_path, user, celery_worker, redis_server, settings):

@@ -22,7 +22,7 @@ def corpus(tmp_path):
 
 
 def small_recipe():
-    return services.recipe_build(model_size="small", epochs=2, batch_size=8, augment=False)
+    return services.recipe_build(model_size="small", epochs=2, batch_size=8, augment=False, members=1)
 
 
 def test_run_create_resolves_labels_and_stores_the_recipe(corpus, user, django_capture_on_commit_callbacks, redis_server):
@@ -180,12 +180,12 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
     assert too_many.status_code == 200 and TrainingRun.objects.count() == 1
 
 
-def test_run_form_offers_the_engines_ensemble_size():
-    from training.engine.trainer import TrainConfig
+def test_run_form_offers_the_recipes_ensemble_size():
+    from training.engine.experiment import Recipe
     from training.forms import RunForm
 
     field = RunForm().fields["members"]
-    assert field.initial == TrainConfig().members and (field.min_value, field.max_value) == (1, 5)
+    assert field.initial == Recipe().train.members == 3 and (field.min_value, field.max_value) == (1, 5)
 
 
 def test_cancel_view_requires_post(auth_client, corpus, user):

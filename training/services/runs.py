@@ -83,7 +83,7 @@ def recipe_build(
     augment: bool = True,
     patience: int = 15,
     seed: int = 0,
-    members: int = 1,
+    members: int = Recipe().train.members,
 ) -> Recipe:
     """The engine's default recipe with the form's choices applied; engine errors become RunError."""
     try:

@@ -160,13 +160,17 @@ def test_classify_one_speaker_centres_a_speaker_normalised_model_on_all_files(tm
         assert probs != pytest.approx(predictor.predict(wave).probabilities, abs=1e-5)
 
 
-def test_classify_averages_over_the_trained_speeds_unless_told_not_to(tmp_path):
+@pytest.mark.parametrize(("members", "flag", "other"), [
+    (1, "--no-tta", {"tta": False}),  # one model: its three speeds, or one pass
+    (3, "--tta-all-pairs", {"tta_all_pairs": True}),  # an ensemble spread over the speeds, or every pair
+])
+def test_classify_asks_at_the_trained_speeds_as_the_flags_say(tmp_path, members, flag, other):
     from recognition.engine.audio import decode_audio
     from recognition.engine.predictor import Predictor
     from tests.tiny_model import tiny_checkpoint
     from training.engine.trainer import TrainConfig
 
-    model = tiny_checkpoint(tmp_path / "tta.pt", train_config=TrainConfig().to_dict())
+    model = tiny_checkpoint(tmp_path / "tta.pt", train_config=TrainConfig(members=members).to_dict(), members=members)
     wav = write_wav(tmp_path / "one.wav", speech_silence_speech("happy", seed=2)[0])
 
     def run(*extra):
@@ -175,30 +179,9 @@ def test_classify_averages_over_the_trained_speeds_unless_told_not_to(tmp_path):
         return json.loads(stdout.getvalue())["results"][0]["probabilities"]
 
     wave = decode_audio(wav)
-    with_tta, without = Predictor.from_checkpoint(model, device="cpu"), Predictor.from_checkpoint(model, device="cpu", tta=False)
-    assert with_tta.speeds == (0.9, 1.0, 1.1)
-    assert run() == pytest.approx(with_tta.predict(wave).probabilities, abs=1e-5)
-    assert run("--no-tta") == pytest.approx(without.predict(wave).probabilities, abs=1e-5)
-    assert run() != pytest.approx(run("--no-tta"), abs=1e-5)
-
-
-def test_classify_spreads_an_ensemble_over_the_speeds_unless_told_every_pair(tmp_path):
-    from recognition.engine.audio import decode_audio
-    from recognition.engine.predictor import Predictor
-    from tests.tiny_model import tiny_checkpoint
-    from training.engine.trainer import TrainConfig
-
-    model = tiny_checkpoint(tmp_path / "trio.pt", train_config=TrainConfig(members=3).to_dict(), members=3)
-    wav = write_wav(tmp_path / "one.wav", speech_silence_speech("sad", seed=3)[0])
-
-    def run(*extra):
-        stdout = StringIO()
-        call_command("classify", str(wav), "--model", str(model), "--json", *extra, stdout=stdout)
-        return json.loads(stdout.getvalue())["results"][0]["probabilities"]
-
-    wave = decode_audio(wav)
-    spread, every = Predictor.from_checkpoint(model, device="cpu"), Predictor.from_checkpoint(model, device="cpu", tta_all_pairs=True)
-    assert (spread.passes, every.passes) == (3, 9)
-    assert run() == pytest.approx(spread.predict(wave).probabilities, abs=1e-5)
-    assert run("--tta-all-pairs") == pytest.approx(every.predict(wave).probabilities, abs=1e-5)
-    assert run() != pytest.approx(run("--tta-all-pairs"), abs=1e-5)
+    default, flagged = Predictor.from_checkpoint(model, device="cpu"), Predictor.from_checkpoint(model, device="cpu", **other)
+    assert default.speeds == (0.9, 1.0, 1.1) and default.passes == 3
+    assert flagged.passes == (1 if members == 1 else 9)
+    assert run() == pytest.approx(default.predict(wave).probabilities, abs=1e-5)
+    assert run(flag) == pytest.approx(flagged.predict(wave).probabilities, abs=1e-5)
+    assert run() != pytest.approx(run(flag), abs=1e-5)

@@ -9,10 +9,10 @@ with the checkpoint's statistics, the model and a softmax.
 Test-time augmentation (on by default): each utterance is also classified at the other
 playback speeds the model was trained with (``0.9``/``1.1`` for the default recipe, see
 :func:`~recognition.engine.tta.tta_speeds`) and the probabilities are averaged; this costs
-one forward pass per speed. A seed ensemble spreads its models over the speeds
-(:func:`~recognition.engine.tta.tta_plan`: three models at three speeds cost three passes),
-or asks every model at every speed with ``tta_all_pairs``. The attention is the mean of
-the speed-1.0 passes'.
+one forward pass per speed. A seed ensemble averages its models at speed 1.0, and asks
+every model at every speed only with ``tta_all_pairs`` (see
+:func:`~recognition.engine.tta.inference_speeds`). The attention is the speed-1.0 pass's
+(the mean of the models' for an ensemble).
 
 Thread safety: one Predictor may be shared by the threads of a web server's pool. Every
 call works on its own local tensors under ``torch.inference_mode()`` (a thread-local
@@ -39,7 +39,7 @@ from .audio import DEFAULT_MAX_SECONDS, decode_audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .features import FeatureConfig, FeatureExtractor, SpeakerCentre, trim_span
 from .model import EmotionNet, EnsembleNet, ModelConfig
-from .tta import change_speed, tta_plan, tta_speeds
+from .tta import change_speed, inference_speeds
 from .vad import VadConfig, segment_speech
 
 __all__ = ["Prediction", "SegmentPrediction", "RecordingPrediction", "Predictor"]
@@ -127,8 +127,8 @@ class Predictor:
         device: torch device; ``None`` picks CUDA when available, else the CPU.
         tta: average over the speeds the model was trained at (one pass per speed);
             False classifies at speed 1.0 only.
-        tta_all_pairs: a seed ensemble asks every member at every speed (members × speeds
-            passes) instead of spreading its members over the speeds.
+        tta_all_pairs: a seed ensemble, asked at speed 1.0 only otherwise, asks every
+            member at every speed (members × speeds passes).
     """
 
     def __init__(
@@ -143,11 +143,7 @@ class Predictor:
         self._model: EmotionNet | EnsembleNet = checkpoint.build_model(self._device).fused()
         cfg = checkpoint.feature_config
         self._hop_s = cfg.hop_length * checkpoint.model_config.time_stride / cfg.sample_rate
-        self._speeds = tta_speeds(checkpoint.extra.get("train_config")) if tta else (1.0,)
-        self._members: tuple[EmotionNet, ...] = tuple(self._model.members) if isinstance(self._model, EnsembleNet) else (self._model,)
-        plan = tta_plan(len(self._members), self._speeds, all_pairs=tta_all_pairs)
-        # Per member, the indices into self._speeds it is asked at.
-        self._asks = tuple(tuple(self._speeds.index(s) for m, s in plan if m == member) for member in range(len(self._members)))
+        self._speeds = inference_speeds(checkpoint.extra.get("train_config"), checkpoint.n_members, tta=tta, all_pairs=tta_all_pairs)
         # Warm-up: lets torch finish any lazy set-up (LSTM flat weights, CUDA kernels)
         # here, single-threaded, instead of inside the first concurrent calls.
         self._forward([np.zeros(cfg.n_fft, np.float32)])
@@ -197,8 +193,8 @@ class Predictor:
 
     @property
     def passes(self) -> int:
-        """Model passes per utterance: (member, speed) pairs averaged."""
-        return sum(len(asks) for asks in self._asks)
+        """Model passes per utterance: every model of the checkpoint at every speed."""
+        return self._checkpoint.n_members * len(self._speeds)
 
     @property
     def speaker_normalised(self) -> bool:
@@ -397,28 +393,12 @@ class Predictor:
             lengths = lengths.to(self._device)
             centres = None if centre is None else self._centre_rows(centre, n)
             features, frame_lengths = self._extractor(batch, lengths, centres)  # (V*B, frames, F), (V*B,)
-            plain = speeds.index(1.0)
-            probs = torch.zeros(n, len(self._labels), dtype=torch.float64, device=self._device)
-            weights, heard = None, 0
-            for model, asks in zip(self._members, self._asks, strict=True):
-                if not asks:
-                    continue
-                if len(asks) == len(speeds):
-                    x, x_lengths = features, frame_lengths
-                else:  # this member's speed blocks only
-                    rows = torch.cat([torch.arange(k * n, (k + 1) * n, device=self._device) for k in asks])
-                    x, x_lengths = features[rows], frame_lengths[rows]
-                logits, attention = model(x, x_lengths)  # (len(asks)*B, C), (len(asks)*B, steps)
-                probs += torch.softmax(logits.double(), dim=1).reshape(len(asks), n, -1).sum(0)
-                if plain in asks:
-                    # The speed-1.0 rows' attention: their time axis is the input's.
-                    j = asks.index(plain)
-                    part = attention[j * n : (j + 1) * n].double()
-                    weights = part if weights is None else weights + part
-                    heard += 1
-            probs = (probs / self.passes).cpu().numpy()  # (B, C)
-            steps = self._model.output_lengths(frame_lengths[plain * n : (plain + 1) * n]).cpu()  # (B,) valid attention steps
-            weights = (weights / heard).cpu().numpy()  # (B, steps_max), 0 on padding
+            logits, weights = self._model(features, frame_lengths)  # (V*B, C), (V*B, steps)
+            probs = torch.softmax(logits.double(), dim=1).reshape(len(speeds), n, -1).mean(0).cpu().numpy()  # (B, C)
+            # The attention of the speed-1.0 rows: their time axis is the input's.
+            plain = slice(speeds.index(1.0) * n, (speeds.index(1.0) + 1) * n)
+            steps = self._model.output_lengths(frame_lengths[plain]).cpu()  # (B,) valid attention steps
+            weights = weights[plain].double().cpu().numpy()  # (B, steps_max), 0 on padding
         results = []
         for i, (start, _) in enumerate(bounds):
             p = probs[i] / probs[i].sum()

@@ -19,7 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from recognition import selectors, services
-from recognition.engine.tta import tta_plan
+from recognition.engine.tta import inference_speeds
 from recognition.models import ModelVersion
 
 __all__ = ["model_list", "model_detail", "model_activate", "model_download", "checkpoint_response", "per_class_rows", "download_name"]
@@ -114,18 +114,20 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _answers(version: ModelVersion) -> str:
     """How the app asks this model, in words ("" for versions registered before it was recorded)."""
-    members, speeds = version.inference.get("members"), version.inference.get("speeds")
-    if not members or not speeds:
+    members, trained = version.inference.get("members"), version.inference.get("speeds")
+    if not members or not trained:
         return ""
-    used = speeds if settings.SER_TEST_TIME_AUGMENTATION else [1.0]
-    passes = len(tta_plan(members, used, all_pairs=settings.SER_TTA_ALL_PAIRS))
+    speeds = inference_speeds(
+        {"augment": {"speed": trained}}, members, tta=settings.SER_TEST_TIME_AUGMENTATION, all_pairs=settings.SER_TTA_ALL_PAIRS
+    )
     text = f"{members} models (seed ensemble)" if members > 1 else "one model"
-    if len(used) > 1:
-        spread = " spread over" if members > 1 and passes < members * len(used) else " at"
-        text += f"{spread} speeds {', '.join(_speed(s) for s in used)} (test-time augmentation)"
+    if len(speeds) > 1:
+        text += f" at speeds {', '.join(_speed(s) for s in speeds)} (test-time augmentation)"
+    passes = members * len(speeds)
     text += f": {passes} passes, probabilities averaged" if passes > 1 else ", one pass"
-    if len(used) < len(speeds):
-        text += " (test-time augmentation is off on this server)"
+    if len(speeds) < len(trained):
+        why = "test-time augmentation is off on this server" if not settings.SER_TEST_TIME_AUGMENTATION else "SER_TTA_ALL_PAIRS=1 asks each model at every speed"
+        text += f" ({why})"
     return text
 
 

@@ -12,7 +12,7 @@ import torch
 from recognition.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from recognition.engine.model import EmotionNet, EnsembleNet, ModelConfig
 from recognition.engine.predictor import Predictor
-from recognition.engine.tta import change_speed, tta_plan
+from recognition.engine.tta import inference_speeds
 from tests.engine.test_experiment import tiny_recipe
 from tests.engine.test_trainer import (
     LABELS2,
@@ -180,42 +180,33 @@ def test_predictor_answers_with_the_mean_of_its_members(tmp_path, ensemble_run):
     result, _ = ensemble_run
     ck = load_checkpoint(result.best_path)
     wave = speech_like("angry", 0.6, seed=3)
-    spread, every = Predictor(ck, device="cpu"), Predictor(ck, device="cpu", tta_all_pairs=True)
-    singles = [Predictor(dataclasses.replace(ck, state_dict=s, member_states=[]), device="cpu", tta=False) for s in (ck.state_dict, *ck.member_states)]
-    assert spread.speeds == every.speeds == (0.9, 1.0, 1.1)  # test-time augmentation applies to the ensemble
-    assert (spread.passes, every.passes) == (3, 6)
-
-    def by_hand(plan):
-        parts = [singles[m].predict(change_speed(wave, s)) for m, s in plan]
-        probs = [np.mean([p.probabilities[label] for p in parts]) for label in LABELS2]
-        attention = np.mean([p.attention for p, (_, s) in zip(parts, plan, strict=True) if s == 1.0], axis=0)
-        return probs, attention
-
-    for predictor, plan in ((spread, tta_plan(2, spread.speeds)), (every, tta_plan(2, every.speeds, all_pairs=True))):
+    plain, every = Predictor(ck, device="cpu"), Predictor(ck, device="cpu", tta_all_pairs=True)
+    # An ensemble is asked at 1.0 (one pass per model) unless told to ask every model at every speed.
+    assert (plain.speeds, plain.passes) == ((1.0,), 2)
+    assert (every.speeds, every.passes) == ((0.9, 1.0, 1.1), 6)
+    singles = [dataclasses.replace(ck, state_dict=s, member_states=[]) for s in (ck.state_dict, *ck.member_states)]
+    for predictor, tta in ((plain, False), (every, True)):
+        parts = [Predictor(single, device="cpu", tta=tta).predict(wave) for single in singles]
         got = predictor.predict(wave)
-        probs, attention = by_hand(plan)
-        np.testing.assert_allclose([got.probabilities[label] for label in LABELS2], probs, atol=1e-5)
-        np.testing.assert_allclose(got.attention, attention / attention.sum(), rtol=1e-4, atol=1e-6)
+        for label in LABELS2:
+            assert got.probabilities[label] == pytest.approx(np.mean([p.probabilities[label] for p in parts]), abs=1e-5)
+        # The attention of the 1.0 passes, averaged over the models.
+        np.testing.assert_allclose(got.attention, np.mean([p.attention for p in parts], axis=0), rtol=1e-4, atol=1e-6)
         # In a batch beside a longer recording, the same answer.
         batched = predictor.predict_batch([wave, speech_like("sad", 1.1, seed=4)])[0]
         np.testing.assert_allclose(list(batched.probabilities.values()), list(got.probabilities.values()), atol=1e-5)
-    # Evaluation scores the same passes.
-    example = Example(wave, 1, "synth", "s0")
-    for all_pairs, predictor in ((False, spread), (True, every)):
-        probs = example_probabilities(ck.build_model(), ck.build_extractor(), [example], speeds=spread.speeds, all_pairs=all_pairs)
-        np.testing.assert_allclose(probs[0].numpy(), list(predictor.predict(wave).probabilities.values()), atol=1e-5)
+        # Evaluation scores the same passes.
+        probs = example_probabilities(ck.build_model(), ck.build_extractor(), [Example(wave, 1, "synth", "s0")], speeds=predictor.speeds)
+        np.testing.assert_allclose(probs[0].numpy(), list(got.probabilities.values()), atol=1e-5)
 
 
-def test_tta_plan_spreads_members_over_speeds():
-    speeds = (0.9, 1.0, 1.1)
-    assert tta_plan(1, speeds) == ((0, 0.9), (0, 1.0), (0, 1.1))  # one model: plain test-time augmentation
-    assert tta_plan(3, speeds) == ((0, 0.9), (1, 1.0), (2, 1.1))
-    assert tta_plan(2, speeds) == ((0, 0.9), (1, 1.0), (0, 1.1))
-    assert tta_plan(4, speeds) == ((0, 0.9), (1, 1.0), (2, 1.1), (3, 0.9))
-    assert tta_plan(3, (1.0,)) == ((0, 1.0), (1, 1.0), (2, 1.0))
-    assert len(tta_plan(3, speeds, all_pairs=True)) == 9
-    with pytest.raises(ValueError):
-        tta_plan(0, speeds)
+def test_inference_speeds_ask_an_ensemble_at_one_speed_unless_told():
+    trained = TrainConfig().to_dict()
+    assert inference_speeds(trained) == (0.9, 1.0, 1.1)  # one model: test-time augmentation
+    assert inference_speeds(trained, tta=False) == (1.0,)
+    assert inference_speeds(trained, 3) == (1.0,)
+    assert inference_speeds(trained, 3, all_pairs=True) == (0.9, 1.0, 1.1)
+    assert inference_speeds(trained, 3, tta=False, all_pairs=True) == (1.0,)
 
 
 def test_reports_score_each_member_alone(tmp_path, scans):
@@ -228,7 +219,7 @@ def test_reports_score_each_member_alone(tmp_path, scans):
     assert report["member_mean"]["n"] == 2
     assert report["member_mean"]["ua"] == pytest.approx(np.mean([m["ua"] for m in fold["members"]]), abs=1e-4)
     assert "ensemble's models alone" in summary_line(report)
-    assert fold["tta"]["speeds"] == [0.9, 1.0, 1.1] and 0 <= fold["tta_all_pairs"]["ua"] <= 1
+    assert "tta" not in fold and fold["tta_all_pairs"]["speeds"] == [0.9, 1.0, 1.1]  # the app asks an ensemble at 1.0: ua
     assert report["tta_all_pairs"]["ua"] == pytest.approx(fold["tta_all_pairs"]["ua"])
     assert "every model of the ensemble at every speed" in summary_line(report)
     assert load_checkpoint(tmp_path / "cv" / "fold1" / "best.pt").n_members == 2

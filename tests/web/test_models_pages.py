@@ -168,7 +168,7 @@ def test_lineage_links_to_its_run_and_survives_the_run(auth_client, tmp_path):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("members", "augment", "tta_on", "expected"), [
-    (3, True, True, "3 models (seed ensemble) spread over speeds 0.9, 1.0, 1.1 (test-time augmentation): 3 passes, probabilities averaged"),
+    (3, True, True, "3 models (seed ensemble): 3 passes, probabilities averaged (SER_TTA_ALL_PAIRS=1 asks each model at every speed)"),
     (3, True, "all pairs", "3 models (seed ensemble) at speeds 0.9, 1.0, 1.1 (test-time augmentation): 9 passes, probabilities averaged"),
     (1, True, True, "one model at speeds 0.9, 1.0, 1.1 (test-time augmentation): 3 passes, probabilities averaged"),
     (2, False, True, "2 models (seed ensemble): 2 passes, probabilities averaged"),

@@ -10,7 +10,7 @@ from torch import nn
 
 from recognition.engine.features import FeatureConfig, FeatureExtractor
 from recognition.engine.model import EmotionNet, EnsembleNet
-from recognition.engine.tta import change_speed, tta_plan
+from recognition.engine.tta import change_speed
 
 from .data import Example, assign_speaker_centres, batches_of, collate, collate_centres
 from .metrics import confusion_matrix, scores
@@ -28,18 +28,17 @@ def evaluate_examples(
     batch_size: int = 64,
     class_weights: torch.Tensor | None = None,
     speeds: Sequence[float] = (1.0,),
-    all_pairs: bool = False,
 ) -> dict:
     """Scores (WA, UA, macro-F1, confusion, per class), loss and a per-corpus breakdown.
 
     ``speeds`` other than ``(1.0,)``: test-time augmentation as the Predictor does it; each
     example is classified at every speed (speaker means recomputed from the speaker's audio
-    at that speed) and the probabilities are averaged. A seed ensemble's members are spread
-    over the speeds, or each asked at every speed with ``all_pairs`` (see ``tta_plan``).
+    at that speed) and the probabilities are averaged (a seed ensemble's every model at
+    every speed).
     """
     was_training = model.training
     model.eval()
-    probs = example_probabilities(model, extractor, examples, batch_size=batch_size, speeds=speeds, all_pairs=all_pairs)
+    probs = example_probabilities(model, extractor, examples, batch_size=batch_size, speeds=speeds)
     target = torch.tensor([e.label for e in examples], dtype=torch.int64)
     weight = None if class_weights is None else class_weights.double().cpu()
     # NLL of the (averaged) probabilities: with one speed, the cross-entropy of the logits.
@@ -61,32 +60,21 @@ def evaluate_examples(
 
 @torch.inference_mode()
 def example_probabilities(
-    model: EmotionNet | EnsembleNet,
-    extractor: FeatureExtractor,
-    examples: Sequence[Example],
-    *,
-    batch_size: int = 64,
-    speeds: Sequence[float] = (1.0,),
-    all_pairs: bool = False,
+    model: EmotionNet | EnsembleNet, extractor: FeatureExtractor, examples: Sequence[Example], *, batch_size: int = 64, speeds: Sequence[float] = (1.0,)
 ) -> torch.Tensor:
     """Class probabilities ``(len(examples), n_classes)`` float64 on the CPU, averaged over
-    the ``(member, speed)`` passes of ``tta_plan`` (see :func:`evaluate_examples`); the
-    model must be in eval mode."""
+    ``speeds`` (see :func:`evaluate_examples`); the model must be in eval mode."""
     device = next(model.parameters()).device
-    members = list(model.members) if isinstance(model, EnsembleNet) else [model]
-    plan = tta_plan(len(members), speeds, all_pairs=all_pairs)
     probs = torch.zeros(len(examples), model.config.n_classes, dtype=torch.float64)
     for speed in speeds:
-        asked = [members[m] for m, s in plan if s == speed]
         variant = _at_speed(examples, speed, extractor.config)
         for idx in batches_of(variant, batch_size):
             waves, lengths = collate([variant[i].waveform for i in idx])
             centres = collate_centres([variant[i] for i in idx], extractor.config)
             feats, flen = extractor(waves.to(device), lengths.to(device), centres)
-            for member in asked:
-                logits, _ = member(feats, flen)
-                probs[idx] += torch.softmax(logits.double(), dim=1).cpu()
-    return probs / len(plan)
+            logits, _ = model(feats, flen)
+            probs[idx] += torch.softmax(logits.double(), dim=1).cpu()
+    return probs / len(speeds)
 
 
 def _at_speed(examples: Sequence[Example], speed: float, feature_config: FeatureConfig) -> Sequence[Example]:

@@ -73,7 +73,8 @@ class TrainConfig:
     # means from 0.617 to 0.660 and for lone recordings from 0.516 to 0.607 (README).
     own_centre_share: float = 0.3
     # Seed ensemble: train this many models one after another (seeds seed, seed + 1, ...) and
-    # average their probabilities. Costs that many times the training and the classifying time.
+    # average their probabilities. Costs that many times the training time; the app asks
+    # each model once, at speed 1.0 (recognition.engine.tta.inference_speeds).
     members: int = 1
     class_weighting: bool = True
     balanced_sampling: bool = False

@@ -40,8 +40,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--tta-all-pairs", action="store_true",
-            help="a seed ensemble asks every one of its models at every speed (models × speeds passes) instead of "
-            "spreading its models over the speeds",
+            help="a seed ensemble asks every one of its models at every speed it was trained at (models × speeds "
+            "passes) instead of each once at the recorded speed",
         )
         parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 

@@ -1,16 +1,17 @@
 """Speed benchmark of the engine on the real corpora (synthetic audio when they are absent), printing JSON.
 
-    python bench/speed.py [--quick] [--only frontend classify batch train] [--model PATH] [--members N]
+    python bench/speed.py [--quick] [--only frontend classify batch train] [--model PATH] [--members N] [--tta-all-pairs]
 
 - frontend: the engine's log-Mel front end (``FeatureExtractor.raw``, trim="none") against
   librosa's ``melspectrogram`` + ``power_to_db`` with equal parameters, on the same decoded
   RAVDESS utterances, one thread each (torch and BLAS); per utterance, plus the engine in
   batches of 32 zero-padded utterances. Also checks that both give the same dB values.
 - classify: end-to-end latency of ``Predictor.predict_file`` on a 3.0 s 16 kHz WAV file
-  (decode + trim + features + model) on one CPU thread, with the decode / predict split;
-  the model classifies at its three trained speeds (test-time augmentation, the app's
-  default), and the one-speed predict time is given too. ``--members N``: a random seed
-  ensemble of N models instead of one.
+  (decode + trim + features + model) on one CPU thread, with the decode / predict split,
+  asked as the app asks it (a single model at its three trained speeds, a seed ensemble's
+  models once each), and the one-speed predict time. Without ``--model`` the model has the
+  default recipe's shape (a seed ensemble of three); ``--members N`` changes the number of
+  models, ``--tta-all-pairs`` asks each at every speed.
 - batch: ``Predictor.predict_batch`` throughput over decoded RAVDESS waveforms, with all
   cores and with one thread.
 - train: one training epoch of the default recipe over all of RAVDESS (1440 utterances,
@@ -252,11 +253,11 @@ def bench_frontend(counts: dict) -> dict:
 # -- predictor helpers -------------------------------------------------------------------
 
 
-def build_predictor(model: str | None, work: Path, members: int | None = None) -> tuple[Predictor, dict]:
+def build_predictor(model: str | None, work: Path, members: int | None = None, all_pairs: bool = False) -> tuple[Predictor, dict]:
     """The checkpoint ``model``, or random weights shaped as the default recipe trains them
     (``members`` models, default the recipe's)."""
     if model:
-        predictor = Predictor.from_checkpoint(model, device="cpu")
+        predictor = Predictor.from_checkpoint(model, device="cpu", tta_all_pairs=all_pairs)
         info = {"checkpoint": str(model), "default_model": False}
     else:
         torch.manual_seed(0)
@@ -268,7 +269,7 @@ def build_predictor(model: str | None, work: Path, members: int | None = None) -
                         stats=FeatureStats.identity(mc.n_features), state_dict=states[0], member_states=states[1:],
                         extra={"train_config": TrainConfig(members=members).to_dict()})
         path = save_checkpoint(work / "random.pt", ck)
-        predictor = Predictor.from_checkpoint(path, device="cpu")
+        predictor = Predictor.from_checkpoint(path, device="cpu", tta_all_pairs=all_pairs)
         info = {"checkpoint": "random weights, default ModelConfig(n_features=64, n_classes=8), FeatureConfig() and "
                 f"TrainConfig(members={members})", "default_model": members == Recipe().train.members}
     n_params = sum(p.numel() for p in EmotionNet(predictor.model_config).parameters()) * predictor.checkpoint.n_members
@@ -321,13 +322,13 @@ def dist(values: list[float]) -> dict:
 # -- 2. classify a 3 s file ------------------------------------------------------------------
 
 
-def bench_classify(counts: dict, model: str | None, members: int | None = None) -> dict:
+def bench_classify(counts: dict, model: str | None, members: int | None = None, all_pairs: bool = False) -> dict:
     runs, warmup = counts["classify_runs"], counts["classify_warmup"]
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
         work = Path(tmp)
         path, source = three_second_file(work)
         with single_thread() as limit:
-            predictor, info = build_predictor(model, work, members)
+            predictor, info = build_predictor(model, work, members, all_pairs)
             one_speed = Predictor(predictor.checkpoint, device="cpu", tta=False)
             log(f"classify: warm-up {warmup} runs ...")
             for _ in range(warmup):
@@ -505,6 +506,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts, to check the script")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--model", default=None, help="checkpoint for classify/batch (default: random weights)")
+    parser.add_argument("--tta-all-pairs", action="store_true", help="classify: a seed ensemble asks every model at every speed")
     parser.add_argument("--members", type=int, default=None,
                         help="classify: without --model, a random seed ensemble of this many models (default: the recipe's)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 2, --quick 1)")
@@ -525,7 +527,7 @@ def main() -> None:
         if section == "frontend":
             results["results"]["frontend"] = bench_frontend(counts)
         elif section == "classify":
-            results["results"]["classify_3s"] = bench_classify(counts, args.model, args.members)
+            results["results"]["classify_3s"] = bench_classify(counts, args.model, args.members, args.tta_all_pairs)
         elif section == "batch":
             results["results"]["batch_throughput"] = bench_batch(counts, args.model, default_threads)
         else:

@@ -258,7 +258,7 @@ def main() -> None:
             "end time) -> segment message received; includes the 300 ms pause and the chunking wait",
             "stop_to_final": "stop message sent -> final result (whole recording + spectrogram) received",
         },
-        "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "EmotionNet default (medium), random weights, default features and training settings (per-speaker means, test-time augmentation at 0.9/1.0/1.1)",
+        "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "the default recipe's shape with random weights: a seed ensemble of three medium EmotionNets, default features (per-speaker means), each model asked once at 1.0",
                   "container": "WebM/Opus", "server": "one Daphne process, SER_INFERENCE_THREADS default"},
         "machine": machine(),
         "scenarios": results,

@@ -47,8 +47,8 @@ class RunForm(forms.Form):
     augment = forms.BooleanField(required=False, initial=True, help_text="Speed, gain, noise and SpecAugment.")
     members = forms.IntegerField(
         min_value=1, max_value=5, initial=_defaults.members, label="Models in the ensemble",
-        help_text="Each model trains from its own random start; predictions average them. Three models gained about "
-        "3 UA points on RAVDESS folds 5–6, at N× the training time and N× the classification time.",
+        help_text="Each model trains from its own random start; predictions average them. Three (the default) raised "
+        "RAVDESS six-fold UA from 0.598 to 0.621; N models take N times as long to train, and one pass each to classify.",
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:

@@ -52,12 +52,13 @@ def tiny_checkpoint(
 
 def register_tiny(
     folder: Path, *, name: str = "tiny", labels: list[str] = LABELS, seed: int = 0, activate: bool = True, speaker_cmn: bool = False,
-    train_config: dict | None = None,
+    train_config: dict | None = None, members: int = 1,
 ):
     """Register a tiny checkpoint (written under ``folder``) as a ModelVersion; returns it."""
     from recognition.inference import predictor_cache_clear
     from recognition.services import model_version_register
 
     predictor_cache_clear()  # ids can repeat between tests; never reuse another test's model
-    path = tiny_checkpoint(Path(folder) / f"{name}-{seed}.pt", labels=labels, seed=seed, speaker_cmn=speaker_cmn, train_config=train_config)
+    path = tiny_checkpoint(Path(folder) / f"{name}-{seed}.pt", labels=labels, seed=seed, speaker_cmn=speaker_cmn, train_config=train_config,
+                           members=members)
     return model_version_register(name=name, checkpoint_path=path, activate=activate)

@@ -23,11 +23,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def model(transactional_db, tmp_path):
-    # As the default recipe trains them: per-speaker normalised (the live path keeps a running
-    # mean) and with speed augmentation (each segment is classified at three speeds).
-    from training.engine.trainer import TrainConfig
+    # Shaped as the default recipe trains them: per-speaker normalised (the live path keeps a
+    # running mean), a seed ensemble (each segment goes through every model) trained with
+    # speed augmentation.
+    from training.engine.experiment import Recipe
 
-    return register_tiny(tmp_path, activate=True, speaker_cmn=True, train_config=TrainConfig().to_dict())
+    train = Recipe().train
+    return register_tiny(tmp_path, activate=True, speaker_cmn=True, train_config=train.to_dict(), members=train.members)
 
 
 def plot_traces(page, selector: str) -> list[dict]:

@@ -62,7 +62,7 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
                    f"as a lone recording is at inference (default {t.own_centre_share})")
     g.add_argument("--members", type=int, default=t.members, metavar="N",
                    help="train a seed ensemble of N models (seeds SEED..SEED+N-1) and average them; "
-                   f"N times the training and the classifying time (default {t.members})")
+                   f"N times the training time; classifying takes one pass per model (default {t.members})")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")

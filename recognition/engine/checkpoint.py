@@ -1,6 +1,7 @@
 """One-file checkpoints: model state (one model's, or each member's of a seed ensemble),
-model and feature config, labels, normalisation statistics, metrics and engine version. Loading checks all of it and refuses anything it
-cannot trust with a :class:`CheckpointError` that says why.
+model and feature config, labels, normalisation statistics, metrics and engine version.
+Loading checks all of it and refuses anything it cannot trust with a
+:class:`CheckpointError` that says why.
 """
 
 from __future__ import annotations

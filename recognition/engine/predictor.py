@@ -39,7 +39,7 @@ from .audio import DEFAULT_MAX_SECONDS, decode_audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .features import FeatureConfig, FeatureExtractor, SpeakerCentre, trim_span
 from .model import EmotionNet, EnsembleNet, ModelConfig
-from .tta import change_speed, inference_speeds
+from .tta import change_speed, inference_speeds, tta_speeds
 from .vad import VadConfig, segment_speech
 
 __all__ = ["Prediction", "SegmentPrediction", "RecordingPrediction", "Predictor"]
@@ -143,7 +143,8 @@ class Predictor:
         self._model: EmotionNet | EnsembleNet = checkpoint.build_model(self._device).fused()
         cfg = checkpoint.feature_config
         self._hop_s = cfg.hop_length * checkpoint.model_config.time_stride / cfg.sample_rate
-        self._speeds = inference_speeds(checkpoint.extra.get("train_config"), checkpoint.n_members, tta=tta, all_pairs=tta_all_pairs)
+        trained = tta_speeds(checkpoint.extra.get("train_config"))
+        self._speeds = inference_speeds(trained, checkpoint.n_members, tta=tta, all_pairs=tta_all_pairs)
         # Warm-up: lets torch finish any lazy set-up (LSTM flat weights, CUDA kernels)
         # here, single-threaded, instead of inside the first concurrent calls.
         self._forward([np.zeros(cfg.n_fft, np.float32)])

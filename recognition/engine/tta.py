@@ -44,11 +44,12 @@ def tta_speeds(train_config: Mapping[str, Any] | None) -> tuple[float, ...]:
 
 
 def inference_speeds(
-    train_config: Mapping[str, Any] | None, n_members: int = 1, *, tta: bool = True, all_pairs: bool = False
+    trained: Sequence[float], n_members: int = 1, *, tta: bool = True, all_pairs: bool = False
 ) -> tuple[float, ...]:
-    """The speeds the app asks a checkpoint at: :func:`tta_speeds` for one model with ``tta``,
-    for a seed ensemble of ``n_members`` only with ``all_pairs`` too; otherwise ``(1.0,)``.
-    Every model is asked at every speed returned."""
+    """The speeds the app asks a checkpoint at, given those it was ``trained`` at
+    (:func:`tta_speeds`): all of them for one model with ``tta``, for a seed ensemble of
+    ``n_members`` only with ``all_pairs`` too; otherwise ``(1.0,)``. Every model is asked at
+    every speed returned."""
     if not tta or (n_members > 1 and not all_pairs):
         return (1.0,)
-    return tta_speeds(train_config)
+    return tuple(float(s) for s in trained)

@@ -117,9 +117,7 @@ def _answers(version: ModelVersion) -> str:
     members, trained = version.inference.get("members"), version.inference.get("speeds")
     if not members or not trained:
         return ""
-    speeds = inference_speeds(
-        {"augment": {"speed": trained}}, members, tta=settings.SER_TEST_TIME_AUGMENTATION, all_pairs=settings.SER_TTA_ALL_PAIRS
-    )
+    speeds = inference_speeds(trained, members, tta=settings.SER_TEST_TIME_AUGMENTATION, all_pairs=settings.SER_TTA_ALL_PAIRS)
     text = f"{members} models (seed ensemble)" if members > 1 else "one model"
     if len(speeds) > 1:
         text += f" at speeds {', '.join(_speed(s) for s in speeds)} (test-time augmentation)"

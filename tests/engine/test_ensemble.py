@@ -12,7 +12,7 @@ import torch
 from recognition.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from recognition.engine.model import EmotionNet, EnsembleNet, ModelConfig
 from recognition.engine.predictor import Predictor
-from recognition.engine.tta import inference_speeds
+from recognition.engine.tta import inference_speeds, tta_speeds
 from tests.engine.test_experiment import tiny_recipe
 from tests.engine.test_trainer import (
     LABELS2,
@@ -201,7 +201,7 @@ def test_predictor_answers_with_the_mean_of_its_members(tmp_path, ensemble_run):
 
 
 def test_inference_speeds_ask_an_ensemble_at_one_speed_unless_told():
-    trained = TrainConfig().to_dict()
+    trained = tta_speeds(TrainConfig().to_dict())
     assert inference_speeds(trained) == (0.9, 1.0, 1.1)  # one model: test-time augmentation
     assert inference_speeds(trained, tta=False) == (1.0,)
     assert inference_speeds(trained, 3) == (1.0,)

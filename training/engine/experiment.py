@@ -29,7 +29,7 @@ from .evaluation import evaluate_examples
 from .labels import LabelSet, resolve_label_set
 from .metrics import scores, summarise_folds
 from .splits import TRAIN_SPEAKER_VALIDATION, Split, holdout_split, kfold_splits
-from .trainer import Callback, TrainConfig, Trainer, TrainResult
+from .trainer import Callback, TrainConfig, Trainer
 
 __all__ = ["Recipe", "Dataset", "build_dataset", "train_holdout", "cross_validate", "evaluate_checkpoint"]
 
@@ -185,23 +185,17 @@ def _run_split(
         fold["alone"] = _headline(alone)
     fold.update(_tta_scores(ck, model, extractor, test_examples, labels))
     if isinstance(model, EnsembleNet):
-        fold["members"] = _member_scores(result, model, extractor, test_examples, labels, seed=recipe.train.seed)
+        fold["members"] = _member_scores(ck, model, extractor, test_examples, labels)
     return fold, result
 
 
-def _member_scores(
-    result: TrainResult, ensemble: EnsembleNet, extractor: FeatureExtractor, examples: list[Example], labels: list[str], *, seed: int
-) -> list[dict]:
-    """Each member of a seed ensemble alone (one pass): seed, epochs, validation and test UA,
-    so a report shows what averaging them gained."""
-    out = []
-    for index, (member, model) in enumerate(zip(result.members, ensemble.members, strict=True)):
-        test = evaluate_examples(model, extractor, examples, labels)
-        out.append({
-            "member": index + 1, "seed": seed + index, "best_epoch": member.best_epoch, "epochs_run": len(member.history),
-            "stopped": member.stopped, "validation_ua": member.best_metrics.get("ua"), **_headline(test),
-        })
-    return out
+def _member_scores(ck: Checkpoint, ensemble: EnsembleNet, extractor: FeatureExtractor, examples: list[Example], labels: list[str]) -> list[dict]:
+    """Each member of a seed ensemble alone (one pass): what the trainer recorded of it (seed,
+    epochs, validation UA) and its test scores, so a report shows what averaging them gained."""
+    return [
+        {"member": index + 1, **info, **_headline(evaluate_examples(model, extractor, examples, labels))}
+        for index, (info, model) in enumerate(zip(ck.extra["members"], ensemble.members, strict=True))
+    ]
 
 
 def _headline(metrics: dict) -> dict:

@@ -98,10 +98,12 @@ def test_crossval_two_folds(corpus, tmp_path):
     out = tmp_path / "cv.json"
     stdout = StringIO()
     call_command("crossval", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--folds", "2",
-                 "--report", str(out), "--cache-dir", str(tmp_path / "c"), "--mean-norm", "utterance", *FAST, stdout=stdout)
+                 "--report", str(out), "--cache-dir", str(tmp_path / "c"), "--mean-norm", "utterance",
+                 "--periodicity-bands", "8", *FAST, stdout=stdout)
     data = json.loads(out.read_text())
     assert data["protocol"].startswith("2-fold leave-speakers-out")
     assert data["recipe"]["features"]["utterance_cmn"] and not data["recipe"]["features"]["speaker_cmn"]
+    assert data["recipe"]["features"]["periodicity_bands"] == 8
     assert [f["fold"] for f in data["folds"]] == [1, 2]
     assert [f["split"]["test_speakers"] for f in data["folds"]] == [["synth/spk0", "synth/spk1"], ["synth/spk2", "synth/spk3"]]
     assert "ua_std" in data and sum(map(sum, data["confusion"])) == 48
@@ -110,6 +112,12 @@ def test_crossval_two_folds(corpus, tmp_path):
 def test_bad_corpus_path_is_a_clear_error(tmp_path):
     with pytest.raises(CommandError):
         call_command("train", "--corpus", str(tmp_path / "missing"), "--out", str(tmp_path / "m.pt"), *FAST, stdout=StringIO())
+
+
+def test_bad_recipe_option_is_a_clear_error(corpus, tmp_path):
+    with pytest.raises(CommandError, match="periodicity_bands"):
+        call_command("train", "--corpus", str(corpus), "--out", str(tmp_path / "m.pt"), "--periodicity-bands", "500",
+                     *FAST, stdout=StringIO())
 
 
 @pytest.mark.django_db

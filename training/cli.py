@@ -42,6 +42,9 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g = parser.add_argument_group("recipe")
     g.add_argument("--features", choices=FEATURE_KINDS, default=d.kind)
     g.add_argument("--n-mels", type=int, default=d.n_mels)
+    g.add_argument("--periodicity-bands", type=int, default=d.periodicity_bands, metavar="N",
+                   help="append N pitch-periodicity bands (2-12.5 ms periods) to the spectral features; "
+                   f"0 = none (default {d.periodicity_bands})")
     g.add_argument("--trim", choices=TRIM_METHODS, default=d.trim, help="edge-silence trimming")
     g.add_argument("--mean-norm", choices=MEAN_NORMS, default=d.mean_norm,
                    help=f"subtract each band's mean per speaker, per utterance, or not at all (default: {d.mean_norm})")
@@ -76,6 +79,7 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
     try:
         features = FeatureConfig(
             kind=options["features"], n_mels=options["n_mels"], trim=options["trim"],
+            periodicity_bands=options["periodicity_bands"],
             **FeatureConfig.mean_norm_fields(options["mean_norm"]),
         )
         train = TrainConfig(

@@ -36,11 +36,14 @@ def _private_media(settings, tmp_path, one_thread):
 
 
 def write_checkpoint(
-    path: Path, *, labels: list[str] = LABELS, seed: int = 0, per_class: bool = False, members: int = 1, train_config: dict | None = None
+    path: Path, *, labels: list[str] = LABELS, seed: int = 0, per_class: bool = False, members: int = 1, train_config: dict | None = None,
+    periodicity_bands: int = 0,
 ) -> Path:
     """A small, complete, randomly initialised checkpoint with test metrics and a confusion matrix."""
     torch.manual_seed(seed)
-    cfg = ModelConfig(n_features=16, n_classes=len(labels), conv_channels=(4, 8, 8), lstm_hidden=8, attention_dim=8)
+    features = FeatureConfig(n_mels=16, trim="none", periodicity_bands=periodicity_bands)
+    n = features.n_features
+    cfg = ModelConfig(n_features=n, n_classes=len(labels), conv_channels=(4, 8, 8), lstm_hidden=8, attention_dim=8)
     model = EmotionNet(cfg)
     others = [EmotionNet(cfg).state_dict() for _ in range(members - 1)]
     test = {"wa": 10 / 14, "ua": 0.6389, "macro_f1": 0.6111, "n": 14, "confusion": CONFUSION[: len(labels)]}
@@ -48,9 +51,9 @@ def write_checkpoint(
         test["per_class"] = {lab: {"recall": 0.9, "precision": 0.8, "f1": 0.85, "support": 7} for lab in labels}
     ckpt = Checkpoint(
         model_config=cfg,
-        feature_config=FeatureConfig(n_mels=16, trim="none"),
+        feature_config=features,
         labels=list(labels),
-        stats=FeatureStats(torch.zeros(16), torch.ones(16)),
+        stats=FeatureStats(torch.zeros(n), torch.ones(n)),
         state_dict=model.state_dict(),
         metrics={"test": test, "protocol": PROTOCOL},
         extra={"train_config": train_config} if train_config else {},
@@ -135,6 +138,15 @@ def test_detail_shows_the_whole_report(auth_client, tmp_path):
     assert re.findall(r'<td class="num">([^<]+)</td>', happy) == ["0.500", "0.500", "0.500", "4"]
     sad = per_class[per_class.index(">sad<"):per_class.index("</tr>", per_class.index(">sad<"))]
     assert re.findall(r'<td class="num">([^<]+)</td>', sad) == ["0.833", "0.833", "0.833", "6"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("bands", "expected"), [(0, "log-Mel, 16 bands,"), (8, "log-Mel, 16 bands + 8 pitch-periodicity bands,")])
+def test_detail_names_the_features(auth_client, tmp_path, bands, expected):
+    path = write_checkpoint(tmp_path / "f.pt", periodicity_bands=bands)
+    version = model_version_register(name="features", checkpoint_path=path)
+    html = auth_client.get(reverse("recognition:model", args=[version.pk])).content.decode()
+    assert expected in " ".join(html.split())
 
 
 @pytest.mark.django_db

@@ -180,7 +180,7 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0
     return weights
 
 
-def periodicity_lags(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
+def periodicity_lags(config: FeatureConfig) -> tuple[list[tuple[int, int]], np.ndarray]:
     """The lags each periodicity band takes its maximum over, and the window correction.
 
     The bands split the :data:`PITCH_LAGS_MS` periods into ``periodicity_bands`` log-spaced,
@@ -189,24 +189,22 @@ def periodicity_lags(config: FeatureConfig) -> tuple[np.ndarray, np.ndarray]:
     wide, narrower than a band at long periods.
 
     Returns:
-        ``index`` int64 ``(periodicity_bands, width)``: the lags of each band, the last one
-        repeated to fill the row; ``correction`` float64 ``(max_lag + 1,)``: one over the
-        analysis window's normalised autocorrelation at each lag, so a perfectly periodic
-        frame gives about 1 at its period whatever the lag (Boersma's correction).
+        ``ranges``: per band ``(first lag, last lag + 1)``, together covering every lag of the
+        span once; ``correction`` float64 ``(max_lag + 1,)``: one over the analysis window's
+        normalised autocorrelation at each lag, so a perfectly periodic frame gives about 1 at
+        its period whatever the lag (Boersma's correction).
     """
     lo, hi = (ms * config.sample_rate / 1000 for ms in PITCH_LAGS_MS)
-    edges = np.geomspace(lo, hi, config.periodicity_bands + 1)
-    ranges = []
-    for left, right in zip(edges[:-1], edges[1:], strict=True):
-        first = int(math.ceil(left))
-        ranges.append(list(range(first, max(first + 1, int(math.ceil(right))))))
-    ranges[-1] = sorted(set(ranges[-1]) | {int(math.floor(hi))})  # the longest period is included
-    width = max(len(r) for r in ranges)
-    index = np.array([r + [r[-1]] * (width - len(r)) for r in ranges], dtype=np.int64)
+    edges = [int(math.ceil(e)) for e in np.geomspace(lo, hi, config.periodicity_bands + 1)]
+    edges[-1] = int(math.floor(hi)) + 1  # the longest period is included
+    ranges, first = [], edges[0]
+    for edge in edges[1:]:
+        last = max(edge, first + 1)  # at least one lag per band
+        ranges.append((first, last))
+        first = last
     window = np.hanning(config.win_length + 1)[:-1]  # periodic Hann, as the STFT's
-    lags = int(index.max()) + 1
-    taper = np.array([np.dot(window[: window.size - k], window[k:]) for k in range(lags)])
-    return index, taper[0] / taper
+    taper = np.array([np.dot(window[: window.size - k], window[k:]) for k in range(ranges[-1][1])])
+    return ranges, taper[0] / taper
 
 
 def _dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
@@ -288,8 +286,7 @@ class FeatureExtractor(nn.Module):
             self.register_buffer(f"mel_band{i}", weights, persistent=False)
             self._mel_bands.append((first, last, lo, hi, f"mel_band{i}"))
         if config.periodicity_bands:
-            index, correction = periodicity_lags(config)
-            self.register_buffer("lag_index", torch.from_numpy(index), persistent=False)
+            self._lag_ranges, correction = periodicity_lags(config)
             self.register_buffer("lag_correction", torch.from_numpy(correction).float(), persistent=False)
         if config.kind == "mfcc":
             self.register_buffer("dct", torch.from_numpy(_dct_matrix(config.n_mfcc, config.n_mels)).float(), persistent=False)
@@ -358,7 +355,7 @@ class FeatureExtractor(nn.Module):
                 d1 = _deltas(feats, frame_lengths)
                 feats = torch.cat([feats, d1, _deltas(d1, frame_lengths)], dim=2)
         if cfg.periodicity_bands:
-            power = squares.view(batch * frames, -1, 2).sum(2)  # (batch * frames, bins)
+            power = squares[:, 0::2] + squares[:, 1::2]  # (batch * frames, bins); far faster than .sum over pairs
             periodicity = self._periodicity(power).view(batch, frames, -1)
             feats = torch.cat([feats, periodicity], dim=2)
         return feats, frame_lengths
@@ -376,7 +373,8 @@ class FeatureExtractor(nn.Module):
         # The floor (a frame at about -70 dBFS) keeps near-silent frames near 0 rather than
         # amplifying their noise; it is absolute so padding and streaming never change a frame.
         acf = acf[:, :lags] * (self.lag_correction / (acf[:, :1] + _PERIODICITY_FLOOR))
-        return acf[:, self.lag_index].amax(2)
+        # One reduction per band over a slice: several times faster than one gather of all.
+        return torch.stack([acf[:, first:last].amax(1) for first, last in self._lag_ranges], dim=1)
 
     def forward(self, waveforms: Tensor, lengths: Tensor, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
         feats, frame_lengths = self.raw(waveforms, lengths, centres)

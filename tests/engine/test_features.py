@@ -189,17 +189,17 @@ def periodicity(ex: FeatureExtractor, wave: np.ndarray) -> torch.Tensor:
 
 def band_centres(cfg: FeatureConfig) -> torch.Tensor:
     """Each periodicity band's middle lag ``(bands,)``."""
-    index, _ = periodicity_lags(cfg)
-    return torch.from_numpy((index.min(1) + index.max(1)) / 2)
+    ranges, _ = periodicity_lags(cfg)
+    return torch.tensor([(first + last - 1) / 2 for first, last in ranges])
 
 
 def test_periodicity_bands_split_the_pitch_periods_in_order():
     cfg = FeatureConfig(periodicity_bands=32)
-    index, correction = periodicity_lags(cfg)
-    assert index.shape[0] == 32
-    assert index.min() == 32 and index.max() == 200  # 2 ms to 12.5 ms at 16 kHz
-    assert sorted(set(index.ravel().tolist())) == list(range(32, 201))  # every lag, once per band
-    assert np.all(np.diff(index.min(1)) > 0)
+    ranges, correction = periodicity_lags(cfg)
+    assert len(ranges) == 32
+    assert ranges[0][0] == 32 and ranges[-1][1] == 201  # 2 ms to 12.5 ms at 16 kHz
+    assert [lag for first, last in ranges for lag in range(first, last)] == list(range(32, 201))  # each lag once
+    assert all(last > first for first, last in ranges)
     assert correction.shape == (201,) and correction[0] == 1 and np.all(np.diff(correction) > 0)
 
 

@@ -366,7 +366,11 @@ class FeatureExtractor(nn.Module):
         Per frame: the autocorrelation (inverse FFT of the power, DC removed) divided by the
         frame's energy, so values do not depend on loudness, corrected for the window's own
         taper, then the maximum over each band's lags (:func:`periodicity_lags`). A voiced
-        frame reaches about 1 at its pitch period; noise and silence stay near 0."""
+        frame reaches about 1 at its pitch period; noise and silence stay near 0.
+
+        The inverse FFT's autocorrelation is circular: lag k also holds lag n_fft - k, which for
+        the default 512-point FFT and 400-sample window is at least 312, where the Hann window
+        overlaps itself by under 1 % of its energy."""
         n_fft = self.config.n_fft
         acf = torch.fft.irfft(power, n=n_fft) - power[:, :1] / n_fft  # the DC bin's share removed
         lags = self.lag_correction.shape[0]

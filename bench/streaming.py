@@ -103,7 +103,7 @@ def make_checkpoint(path: Path) -> Path:
                  for i, label in enumerate(["neutral", "happy", "sad", "angry", "fearful"] * 2)]
     # The default recipe's training settings, as a trained model stores them, and as many
     # models as its seed ensemble has: the app then classifies each segment as it would in use
-    # (the models spread over the three test-time speeds).
+    # (each model asked once, at 1.0).
     train = Recipe().train
     states = [EmotionNet(config).state_dict() for _ in range(train.members)]
     ckpt = Checkpoint(model_config=config, feature_config=features, labels=LABELS,

@@ -222,3 +222,13 @@ def test_reports_score_test_time_augmentation_when_the_model_was_trained_with_sp
     assert evaluation["ua"] == pytest.approx(cv["folds"][0]["ua"])
     # Without speed augmentation there is nothing to average over.
     assert "tta" not in cross_validate(scans, tmp_path / "plain", folds=2, only_folds=[0], recipe=base, dataset=ds)
+
+
+def test_recipe_round_trips_and_reads_stored_recipes_as_they_were_meant():
+    assert Recipe.from_dict(Recipe().to_dict()) == Recipe()
+    assert Recipe.from_dict({}) == Recipe(train=TrainConfig())  # nothing stored: one model
+    # A recipe stored before ensembles (or periodicity bands) existed trains what it trained then.
+    old = Recipe().to_dict()
+    del old["train"]["members"], old["features"]["periodicity_bands"]
+    read = Recipe.from_dict(old)
+    assert read.train.members == 1 and read.features == Recipe().features and read.features.periodicity_bands == 0

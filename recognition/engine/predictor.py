@@ -397,7 +397,8 @@ class Predictor:
             logits, weights = self._model(features, frame_lengths)  # (V*B, C), (V*B, steps)
             probs = torch.softmax(logits.double(), dim=1).reshape(len(speeds), n, -1).mean(0).cpu().numpy()  # (B, C)
             # The attention of the speed-1.0 rows: their time axis is the input's.
-            plain = slice(speeds.index(1.0) * n, (speeds.index(1.0) + 1) * n)
+            at_one = speeds.index(1.0)
+            plain = slice(at_one * n, (at_one + 1) * n)
             steps = self._model.output_lengths(frame_lengths[plain]).cpu()  # (B,) valid attention steps
             weights = weights[plain].double().cpu().numpy()  # (B, steps_max), 0 on padding
         results = []

@@ -42,7 +42,6 @@ def tta_speeds(train_config: Mapping[str, Any] | None) -> tuple[float, ...]:
     return tuple(sorted(valid | {1.0}))
 
 
-
 def inference_speeds(
     trained: Sequence[float], n_members: int = 1, *, tta: bool = True, all_pairs: bool = False
 ) -> tuple[float, ...]:

@@ -35,7 +35,7 @@ def fake_epoch(epoch: int, epochs: int, labels: list[str]) -> dict:
     n = len(labels)
     confusion = [[(5 if i == j else 1) for j in range(n)] for i in range(n)]
     return {
-        "type": "epoch", "epoch": epoch, "epochs": epochs, "train_loss": 1.0 / epoch, "train_acc": 0.5,
+        "type": "epoch", "epoch": epoch, "epochs": epochs, "progress": epoch / epochs, "train_loss": 1.0 / epoch, "train_acc": 0.5,
         "val_loss": 1.1 / epoch, "wa": 0.5, "ua": 0.4 + 0.01 * epoch, "macro_f1": 0.45, "confusion": confusion,
         "per_class_recall": {label: 0.5 for label in labels}, "lr": 1e-3, "duration": 1.0,
         "best_ua": 0.5, "best_epoch": epoch, "is_best": True,

@@ -7,6 +7,7 @@ from django import forms
 from recognition.engine.features import FEATURE_KINDS, MEAN_NORMS
 from recognition.engine.model import MODEL_SIZES, ModelConfig
 from training.engine.experiment import Recipe
+from training.engine.trainer import MAX_MEMBERS
 from training.models import Corpus, TrainingRun
 from training.selectors.corpora import corpus_ready_list
 
@@ -46,7 +47,7 @@ class RunForm(forms.Form):
     )
     augment = forms.BooleanField(required=False, initial=True, help_text="Speed, gain, noise and SpecAugment.")
     members = forms.IntegerField(
-        min_value=1, max_value=5, initial=_defaults.members, label="Models in the ensemble",
+        min_value=1, max_value=MAX_MEMBERS, initial=_defaults.members, label="Models in the ensemble",
         help_text="Each model trains from its own random start; predictions average them. Three (the default) raised "
         "RAVDESS six-fold UA from 0.598 to 0.621; N models take N times as long to train, and one pass each to classify.",
     )

@@ -20,7 +20,7 @@ LABELS = ["happy", "sad", "angry"]
 
 def epoch_event(epoch: int) -> dict:
     return {
-        "type": "epoch", "epoch": epoch, "epochs": 10, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0,
+        "type": "epoch", "epoch": epoch, "epochs": 10, "progress": epoch / 10, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0,
         "wa": 0.5, "ua": 0.3 + 0.05 * epoch, "macro_f1": 0.4, "confusion": [[2, 1, 0], [0, 3, 0], [1, 0, 2]],
         "per_class_recall": {"happy": 0.6, "sad": 1.0, "angry": 0.6}, "lr": 1e-3, "duration": 1.0,
         "best_ua": 0.5, "best_epoch": epoch, "is_best": True,
@@ -72,7 +72,8 @@ def test_a_seed_ensemble_draws_a_series_per_model(daphne_server, logged_in_page,
     reporter = _Reporter(run, folds=1)
 
     def report_member(member: int, epochs: range) -> None:
-        events = [{**epoch_event(e), "member": member, "members": 2} for e in epochs]
+        # As the trainer sends them: progress spans both models.
+        events = [{**epoch_event(e), "member": member, "members": 2, "progress": (member - 1 + e / 10) / 2} for e in epochs]
         thread = threading.Thread(target=lambda: [reporter(event) for event in events])
         thread.start()
         thread.join()
@@ -93,8 +94,10 @@ def test_a_seed_ensemble_draws_a_series_per_model(daphne_server, logged_in_page,
         return {t["name"]: t["x"] for t in page.evaluate("document.getElementById('chart-acc').data")}
 
     assert drawn() == expected
+    assert page.text_content("#run-best-note") == "(best single model so far; the ensemble when it finishes)"
     screenshot(page, "run_ensemble")
     page.reload()  # mid-run: everything now comes from the stored history
     page.wait_for_function("document.getElementById('live').textContent === 'live'")
     assert drawn() == expected
+    assert page.text_content("#bar-overall-label") == "60%"  # stored: model 2 of 2 at epoch 2 of 10
     assert page.js_errors == []

@@ -120,6 +120,8 @@ def test_ensemble_events_name_their_member_and_progress_spans_all(ensemble_run):
     assert progress[0] < 0.5 and progress[-1] == pytest.approx(1.0)
     first_member = [e["progress"] for e in events if e["type"] == "progress" and e["member"] == 1]
     assert first_member[-1] == pytest.approx(0.5)
+    # Epoch events carry the same ensemble-wide progress (model 2's epoch 1 of 3: (1 + 1/3) / 2).
+    assert [e["progress"] for e in epochs] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
 
 
 def test_cancelled_ensemble_keeps_its_members_and_resumes_exactly(tmp_path, small_data, ensemble_run):

@@ -26,6 +26,7 @@ EPOCH_KEYS = {
     "type",
     "epoch",
     "epochs",
+    "progress",
     "train_loss",
     "train_acc",
     "val_loss",

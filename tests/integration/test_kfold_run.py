@@ -41,6 +41,8 @@ def test_kfold_run_stores_every_fold_and_registers_the_means(kfold_run):
     version = ModelVersion.objects.get()
     assert run.model_version == version and version.metrics["ua"] == run.test_metrics["ua"]
     assert "best validation UA" in version.metrics["note"]
+    registered = max(run.report["folds"], key=lambda f: f["validation_ua"])
+    assert run.best_ua == pytest.approx(registered["validation_ua"]) and f"fold {registered['fold']}" in version.metrics["note"]
     assert "tta" not in run.test_metrics  # trained without speed changes: asked at one speed
     assert len(run.report["folds"]) == 2
 

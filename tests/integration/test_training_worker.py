@@ -14,6 +14,7 @@ from channels.testing import WebsocketCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
+from recognition.engine.checkpoint import load_checkpoint
 from recognition.models import ModelVersion
 from tests.web.corpora_helpers import ravdess_folder, zip_bytes
 from tests.web.factories import ready_corpus
@@ -96,7 +97,11 @@ def test_run_trains_streams_epochs_and_registers_a_model(tmp_path, user, celery_
     assert list(EpochMetric.objects.filter(run=second).values_list("member", "epoch")) == [(1, 1), (2, 1)]
     ensemble = ModelVersion.objects.get(version=2)
     assert ensemble.inference == {"members": 2, "speeds": [1.0]} and version.inference == {"members": 1, "speeds": [1.0]}
-    assert len(TrainingRun.objects.get(pk=second.pk).report["folds"][0]["members"]) == 2
+    second.refresh_from_db()
+    assert len(second.report["folds"][0]["members"]) == 2
+    # "Best val UA" ends as the registered ensemble's own validation UA, not its best model's.
+    assert second.best_ua == pytest.approx(second.report["folds"][0]["validation_ua"])
+    assert second.best_ua == pytest.approx(load_checkpoint(ensemble.checkpoint.path).metrics["validation"]["ua"])
 
 
 def test_killed_worker_leaves_the_run_interrupted_and_resume_finishes_it(tmp_path, user, celery_worker, redis_server, settings):

@@ -176,16 +176,17 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
     assert run.hyperparameters["train"]["members"] == 3 and services.recipe_of(run).train.members == 3
     bad = auth_client.post(reverse("runs:new"), {**data, "label_mapping": "nonsense"})
     assert bad.status_code == 200 and b"look like" in bad.content
-    too_many = auth_client.post(reverse("runs:new"), {**data, "members": 6})
+    too_many = auth_client.post(reverse("runs:new"), {**data, "members": 9})  # the engine trains at most 8
     assert too_many.status_code == 200 and TrainingRun.objects.count() == 1
 
 
 def test_run_form_offers_the_recipes_ensemble_size():
     from training.engine.experiment import Recipe
+    from training.engine.trainer import MAX_MEMBERS
     from training.forms import RunForm
 
     field = RunForm().fields["members"]
-    assert field.initial == Recipe().train.members == 3 and (field.min_value, field.max_value) == (1, 5)
+    assert field.initial == Recipe().train.members == 3 and (field.min_value, field.max_value) == (1, MAX_MEMBERS) == (1, 8)
 
 
 def test_cancel_view_requires_post(auth_client, corpus, user):
@@ -255,7 +256,7 @@ def test_run_history_orders_a_seed_ensembles_models_within_each_fold():
 
 def epoch_event(epoch: int, ua: float, **extra) -> dict:
     return {
-        "type": "epoch", "epoch": epoch, "epochs": 4, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "wa": ua, "ua": ua,
+        "type": "epoch", "epoch": epoch, "epochs": 4, "progress": epoch / 4, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "wa": ua, "ua": ua,
         "macro_f1": 0.5, "confusion": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "per_class_recall": {"happy": 1.0, "sad": 1.0, "angry": 1.0},
         "lr": 1e-3, "duration": 1.0, "best_ua": ua, "best_epoch": epoch, "is_best": True, **extra,
     }
@@ -266,15 +267,16 @@ def test_reporter_keeps_each_ensemble_models_epochs_apart(corpus, monkeypatch):
     monkeypatch.setattr(execution, "group_send", lambda group, message: sent.append(message))
     run = make_run(corpus, status="running", protocol="kfold", folds=2)
     reporter = execution._Reporter(run, folds=2)
-    reporter(epoch_event(1, 0.4, fold=2, member=1, members=3))
-    reporter(epoch_event(1, 0.6, fold=2, member=2, members=3))
-    reporter(epoch_event(1, 0.7, fold=2, member=2, members=3))  # a resumed model stores its epoch again
+    # The trainer's progress spans the ensemble: model 2 of 3 done with epoch 1 of 4 is (1 + 1/4) / 3.
+    reporter(epoch_event(1, 0.4, fold=2, member=1, members=3, progress=0.25 / 3))
+    reporter(epoch_event(1, 0.6, fold=2, member=2, members=3, progress=1.25 / 3))
+    reporter(epoch_event(1, 0.7, fold=2, member=2, members=3, progress=1.25 / 3))  # a resumed model stores its epoch again
     rows = EpochMetric.objects.filter(run=run)
     assert [(m.fold, m.member, m.epoch, m.ua) for m in rows] == [(2, 1, 1, 0.4), (2, 2, 1, 0.7)]
     assert [(m["member"], m["ua"]) for m in sent] == [(1, 0.4), (2, 0.6), (2, 0.7)]  # live messages carry it too
     run.refresh_from_db()
     assert run.phase == "training fold 2/2, model 2/3" and run.current_fold == 2 and run.current_epoch == 1
-    # Fold 2 of 2, model 2 of 3 done with epoch 1 of 4: (1 + (1 + 1/4) / 3) / 2.
+    # Fold 2 of 2 at that point: (1 + (1 + 1/4) / 3) / 2.
     assert run.progress == pytest.approx((1 + 1.25 / 3) / 2)
     reporter({"type": "progress", "fold": 2, "member": 3, "members": 3, "epoch": 2, "epochs": 4, "batch": 5,
               "batches": 5, "progress": 0.75, "train_loss": 0.9})
@@ -314,6 +316,10 @@ def test_run_page_shows_a_seed_ensemble(auth_client, corpus):
     assert page.context["config"]["members"] == 3  # run.js names the series "model 1", "model 2", ...
     assert [(e["member"], e["epoch"]) for e in page.context["snapshot"]["epochs"]] == [(1, 1), (2, 1)]
     assert b"3 models (seed ensemble)" in page.content
+    assert b"best single model so far; the ensemble when it finishes" in page.content
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", best_ua=0.61)
+    page = auth_client.get(reverse("runs:detail", args=[run.pk]))
+    assert b'<span id="run-best">0.610</span> <span class="muted small" id="run-best-note">(the ensemble)</span>' in page.content
     single = make_run(corpus, status="running")
     page = auth_client.get(reverse("runs:detail", args=[single.pk]))
-    assert page.context["config"]["members"] == 1 and b"seed ensemble" not in page.content
+    assert page.context["config"]["members"] == 1 and b"seed ensemble" not in page.content and b"run-best-note" not in page.content

@@ -213,13 +213,13 @@ class Trainer:
         Callback events:
             progress: ``epoch``, ``epochs``, ``batch``, ``batches``, ``progress`` (0–1 over the
                 whole run), ``train_loss`` (running mean of the epoch so far).
-            epoch: ``epoch``, ``epochs``, ``train_loss``, ``train_acc``, ``val_loss``, ``wa``, ``ua``,
+            epoch: ``epoch``, ``epochs``, ``progress``, ``train_loss``, ``train_acc``, ``val_loss``, ``wa``, ``ua``,
                 ``macro_f1``, ``confusion`` (true × predicted counts), ``per_class_recall``, ``lr``,
                 ``duration`` (s), ``best_ua``, ``best_epoch``, ``is_best``.
 
         With ``members > 1`` every event also carries ``member`` (1-based) and ``members``;
-        ``epoch`` numbering restarts with each member, while a progress event's
-        ``progress`` spans the whole ensemble.
+        ``epoch`` numbering restarts with each member, while ``progress`` spans the whole
+        ensemble.
         """
         if not train:
             raise ValueError("no training examples")
@@ -280,7 +280,7 @@ class Trainer:
 
         def forward(event: dict[str, Any]) -> None:
             event = {**event, "member": index + 1, "members": count}
-            if event["type"] == "progress":
+            if "progress" in event:
                 event["progress"] = (index + event["progress"]) / count
             self.callback(event)
 
@@ -448,6 +448,7 @@ class Trainer:
                 "type": "epoch",
                 "epoch": epoch + 1,
                 "epochs": cfg.epochs,
+                "progress": (epoch + 1) / cfg.epochs,
                 "train_loss": loss_sum / max(1, seen),
                 "train_acc": correct / max(1, seen),
                 "val_loss": metrics["loss"],

@@ -136,11 +136,8 @@ class _Reporter:
                 run_id=self.run.pk, fold=fold, member=member, epoch=event["epoch"],
                 defaults={k: v for k, v in values.items() if k not in ("fold", "member", "epoch")},
             )
-            # Epochs restart with every member: the fold's share done is the members before
-            # this one plus this member's part.
-            fraction = ((member - 1) + event["epoch"] / event["epochs"]) / members
             TrainingRun.objects.filter(pk=self.run.pk).update(
-                progress=self.overall(fold, fraction),
+                progress=self.overall(fold, event["progress"]),
                 current_fold=fold, current_epoch=event["epoch"],
                 best_ua=Greatest(Coalesce(F("best_ua"), Value(0.0)), Value(float(event["ua"]))),
                 phase=phase,
@@ -190,6 +187,7 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
             should_stop=should_stop, progress=loading, on_fold=on_fold, completed=done, resume=resume,
         )
         best_fold = max(report["folds"], key=lambda f: f.get("validation_ua") or 0.0)
+        registered = best_fold
         checkpoint = folder / f"fold{best_fold['fold']}" / "best.pt"
         metrics = {
             "wa": report["wa"], "ua": report["ua"], "macro_f1": report["macro_f1"],
@@ -207,12 +205,19 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
         )
         if report["folds"][0].get("stopped") == "cancelled" or cancel.is_set():
             raise RunCancelled
+        registered = report["folds"][0]
         checkpoint = folder / "model.pt"
         metrics = {k: report[k] for k in ("wa", "ua", "macro_f1") if k in report}
         metrics.update(per_class=report.get("per_class", {}), split="test", protocol=report["protocol"], **_other_scores(report))
         confusion = report["confusion"]
 
-    TrainingRun.objects.filter(pk=run.pk).update(phase="registering the model", test_metrics=metrics, report=_slim(report))
+    # During training best_ua follows the epochs of single models; the registered model's own
+    # validation UA replaces it (for a seed ensemble, the averaged models', not the best member's).
+    validation_ua = registered.get("validation_ua")
+    TrainingRun.objects.filter(pk=run.pk).update(
+        phase="registering the model", test_metrics=metrics, report=_slim(report),
+        **({"best_ua": float(validation_ua)} if validation_ua is not None else {}),
+    )
     run.refresh_from_db()
     version = model_version_register(
         name=run.name, checkpoint_path=checkpoint, lineage={**summary_for(run), "label_set": label_set_dict},

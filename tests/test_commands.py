@@ -99,8 +99,9 @@ def test_crossval_two_folds(corpus, tmp_path):
     stdout = StringIO()
     call_command("crossval", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--folds", "2",
                  "--report", str(out), "--cache-dir", str(tmp_path / "c"), "--mean-norm", "utterance",
-                 "--periodicity-bands", "8", *FAST, stdout=stdout)
+                 "--periodicity-bands", "8", "--rotate-validation", *FAST, stdout=stdout)
     data = json.loads(out.read_text())
+    assert data["recipe"]["train"]["rotate_validation"] is True  # one training speaker per fold: nothing to rotate
     assert data["protocol"].startswith("2-fold leave-speakers-out")
     assert data["recipe"]["features"]["utterance_cmn"] and not data["recipe"]["features"]["speaker_cmn"]
     assert data["recipe"]["features"]["periodicity_bands"] == 8

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from argparse import ArgumentParser
+from argparse import ArgumentParser, BooleanOptionalAction
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -66,6 +66,9 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--members", type=int, default=t.members, metavar="N",
                    help="train a seed ensemble of N models (seeds SEED..SEED+N-1) and average them; "
                    f"N times the training time; classifying takes one pass per model (default {t.members})")
+    g.add_argument("--rotate-validation", action=BooleanOptionalAction, default=t.rotate_validation,
+                   help="seed ensembles: each model after the first validates on other training speakers, so "
+                   "together they learn from every speaker outside the test set")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")
@@ -89,7 +92,7 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
             seed=options["seed"], device=options["device"], num_threads=options["threads"], ema_decay=options["ema"],
             mixup_alpha=options["mixup"], label_smoothing=options["label_smoothing"],
             own_centre_share=options["own_centre_share"], members=options["members"],
-            augment=AugmentConfig(enabled=not options["no_augment"]),
+            rotate_validation=options["rotate_validation"], augment=AugmentConfig(enabled=not options["no_augment"]),
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc

@@ -15,7 +15,7 @@ from recognition.engine.tta import change_speed
 from .data import Example, assign_speaker_centres, batches_of, collate, collate_centres
 from .metrics import confusion_matrix, scores
 
-__all__ = ["evaluate_examples", "example_probabilities"]
+__all__ = ["evaluate_examples", "example_probabilities", "score_probabilities"]
 
 
 @torch.inference_mode()
@@ -39,12 +39,19 @@ def evaluate_examples(
     was_training = model.training
     model.eval()
     probs = example_probabilities(model, extractor, examples, batch_size=batch_size, speeds=speeds)
+    model.train(was_training)
+    return score_probabilities(probs, examples, labels, class_weights=class_weights)
+
+
+def score_probabilities(
+    probs: torch.Tensor, examples: Sequence[Example], labels: Sequence[str], *, class_weights: torch.Tensor | None = None
+) -> dict:
+    """The scores of :func:`evaluate_examples` from class probabilities ``(len(examples), n_classes)``."""
     target = torch.tensor([e.label for e in examples], dtype=torch.int64)
     weight = None if class_weights is None else class_weights.double().cpu()
     # NLL of the (averaged) probabilities: with one speed, the cross-entropy of the logits.
     total_loss = float(nn.functional.nll_loss(probs.clamp_min(1e-300).log(), target, weight=weight, reduction="sum")) if len(examples) else 0.0
     preds, trues, corpora = probs.argmax(1).tolist(), target.tolist(), [e.corpus for e in examples]
-    model.train(was_training)
     n = len(labels)
     result = scores(confusion_matrix(trues, preds, n), labels)
     result["loss"] = total_loss / max(1, len(trues))

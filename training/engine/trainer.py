@@ -38,7 +38,8 @@ from .data import (
     collate_centres,
     spec_augment,
 )
-from .evaluation import evaluate_examples
+from .evaluation import evaluate_examples, example_probabilities, score_probabilities
+from .splits import member_validation_splits, natural_key
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "pick_device"]
 
@@ -76,6 +77,11 @@ class TrainConfig:
     # average their probabilities. Costs that many times the training time; the app asks
     # each model once, at speed 1.0 (recognition.engine.tta.inference_speeds).
     members: int = 1
+    # Seed ensembles: each model after the first validates on other speakers (drawn from the
+    # first model's training speakers) and trains on the rest, so the ensemble learns from
+    # every speaker outside the test set (splits.member_validation_splits). Its validation
+    # scores are then out of bag: each utterance scored by the models that did not train on it.
+    rotate_validation: bool = False
     class_weighting: bool = True
     balanced_sampling: bool = False
     patience: int = 15
@@ -241,6 +247,7 @@ class Trainer:
         cfg = self.config
         if not resume:
             self.best_path.unlink(missing_ok=True)
+        splits = self._member_splits(train, valid)
         results: list[TrainResult] = []
         for index in range(cfg.members):
             member = Trainer(
@@ -253,19 +260,28 @@ class Trainer:
                 should_stop=self.should_stop,
                 metadata=self.metadata,
             )
-            results.append(member._fit(train, valid, resume))
+            results.append(member._fit(*splits[index], resume, stats_from=train))
             if results[-1].stopped == "cancelled":
                 break
         checkpoints = [load_checkpoint(r.best_path) for r in results]
         first = checkpoints[0]
-        # Every member normalises with statistics of the same training set: one set serves all.
+        # Every member normalises with statistics of the same (the first model's) training set:
+        # one set serves all.
         for ck in checkpoints[1:]:
             if not (torch.allclose(ck.stats.mean, first.stats.mean) and torch.allclose(ck.stats.std, first.stats.std)):
                 raise RuntimeError("the ensemble's members computed different feature statistics")
         combined = replace(first, member_states=[ck.state_dict for ck in checkpoints[1:]])
-        metrics = evaluate_examples(combined.build_model(self.device), combined.build_extractor(self.device), valid, self.labels, batch_size=cfg.eval_batch_size)
+        rotated = any(held is not valid for _, held in splits)
+        if rotated and len(results) > 1:
+            metrics = self._out_of_bag(checkpoints, splits[: len(results)])
+        else:
+            model = combined.build_model(self.device)
+            metrics = evaluate_examples(model, combined.build_extractor(self.device), valid, self.labels, batch_size=cfg.eval_batch_size)
         members = [{"seed": cfg.seed + i, "best_epoch": r.best_epoch, "epochs_run": len(r.history), "stopped": r.stopped,
                     "validation_ua": r.best_metrics.get("ua")} for i, r in enumerate(results)]
+        if rotated:
+            for info, (_, held) in zip(members, splits, strict=False):
+                info["validation_speakers"] = sorted({f"{e.corpus}/{e.speaker}" for e in held}, key=natural_key)
         best_metrics = {**_brief(metrics), "members": len(results)}
         combined.metrics = {"validation": best_metrics}
         combined.extra = {"train_config": cfg.to_dict(), **self.metadata, "members": members}
@@ -273,6 +289,39 @@ class Trainer:
         history = [{**record, "member": i + 1, "members": cfg.members} for i, r in enumerate(results) for record in r.history]
         stopped = "cancelled" if results[-1].stopped == "cancelled" else "completed"
         return TrainResult(self.best_path, results[-1].last_path, results[0].best_epoch, best_metrics, history, stopped, results)
+
+    def _member_splits(self, train: Sequence[Example], valid: list[Example]) -> list[tuple[list[Example], list[Example]]]:
+        """Each member's (train, valid): the given split for all, or rotated validation speakers."""
+        shared = [(list(train), valid)] * self.config.members
+        if not self.config.rotate_validation or self.config.members == 1:
+            return shared
+        pool = [*train, *valid]
+        marks = [False] * len(train) + [True] * len(valid)
+        rotated = member_validation_splits(
+            [e.corpus for e in pool], [e.speaker for e in pool], marks, self.config.members, self.config.seed
+        )
+        if rotated is None:
+            return shared
+        return [(list(train), valid)] + [([pool[i] for i in t], [pool[i] for i in v]) for t, v in rotated[1:]]
+
+    def _out_of_bag(self, checkpoints: list[Checkpoint], splits: list[tuple[list[Example], list[Example]]]) -> dict:
+        """Validation scores of a rotated ensemble: every member's validation utterances,
+        each scored by the mean of the members that held it out (so none has trained on it)."""
+        index: dict[int, int] = {}
+        pool: list[Example] = []
+        for _, held in splits:
+            for e in held:
+                if id(e) not in index:
+                    index[id(e)] = len(pool)
+                    pool.append(e)
+        total = torch.zeros(len(pool), len(self.labels), dtype=torch.float64)
+        count = torch.zeros(len(pool), 1, dtype=torch.float64)
+        for ck, (_, held) in zip(checkpoints, splits, strict=True):
+            model = ck.build_model(self.device).eval()
+            rows = torch.tensor([index[id(e)] for e in held])
+            total[rows] += example_probabilities(model, ck.build_extractor(self.device), held, batch_size=self.config.eval_batch_size)
+            count[rows] += 1
+        return score_probabilities(total / count, pool, self.labels)
 
     def _member_callback(self, index: int) -> Callback:
         """Tags a member's events with its index; progress spans all members."""
@@ -286,7 +335,7 @@ class Trainer:
 
         return forward
 
-    def _fit(self, train: Sequence[Example], valid: list[Example], resume: bool) -> TrainResult:
+    def _fit(self, train: Sequence[Example], valid: list[Example], resume: bool, stats_from: Sequence[Example] | None = None) -> TrainResult:
         # No validation set: model selection falls back to the training data (see fit()).
         cfg = self.config
         torch.manual_seed(cfg.seed)
@@ -331,7 +380,7 @@ class Trainer:
             # A fresh run never inherits a previous run's checkpoints from the same folder.
             self.best_path.unlink(missing_ok=True)
             self.last_path.unlink(missing_ok=True)
-            extractor.set_stats(self._feature_stats(extractor, train))
+            extractor.set_stats(self._feature_stats(extractor, train if stats_from is None else stats_from))
         stats = extractor.stats
 
         steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))

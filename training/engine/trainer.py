@@ -272,7 +272,7 @@ class Trainer:
                 raise RuntimeError("the ensemble's members computed different feature statistics")
         combined = replace(first, member_states=[ck.state_dict for ck in checkpoints[1:]])
         rotated = any(held is not valid for _, held in splits)
-        if rotated and len(results) > 1:
+        if rotated:
             metrics = self._out_of_bag(checkpoints, splits[: len(results)])
         else:
             model = combined.build_model(self.device)

@@ -186,15 +186,14 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
             scans, folder, folds=folds, recipe=recipe, dataset=dataset, cache=cache, callback=reporter,
             should_stop=should_stop, progress=loading, on_fold=on_fold, completed=done, resume=resume,
         )
-        best_fold = max(report["folds"], key=lambda f: f.get("validation_ua") or 0.0)
-        registered = best_fold
-        checkpoint = folder / f"fold{best_fold['fold']}" / "best.pt"
+        registered = max(report["folds"], key=lambda f: f.get("validation_ua") or 0.0)
+        checkpoint = folder / f"fold{registered['fold']}" / "best.pt"
         metrics = {
             "wa": report["wa"], "ua": report["ua"], "macro_f1": report["macro_f1"],
             "wa_std": report.get("wa_std"), "ua_std": report.get("ua_std"),
             "per_class": report.get("pooled", {}).get("per_class", {}),
             "split": "test", "protocol": report["protocol"],
-            "note": f"k-fold means; the registered model is fold {best_fold['fold']} (best validation UA)",
+            "note": f"k-fold means; the registered model is fold {registered['fold']} (best validation UA)",
             **_other_scores(report),
         }
         confusion = report["confusion"]

@@ -52,7 +52,9 @@ class WaveformCache:
 
     Kept in memory and, when ``cache_dir`` is given, as ``.npy`` files (float16, half the
     space; the front end's log compression makes the rounding irrelevant) so later runs
-    skip decoding entirely.
+    skip decoding entirely. With a ``cache_dir``, a waveform just decoded is rounded to
+    float16 as well, so a run sees the same samples whether its cache was cold or warm
+    (otherwise the first run of a seed trains on other data than every later one).
     """
 
     def __init__(self, feature_config: FeatureConfig, cache_dir: str | os.PathLike | None = None) -> None:
@@ -82,11 +84,13 @@ class WaveformCache:
             wav = prepare_waveform(decode_audio(path, sample_rate=self.feature_config.sample_rate), self.feature_config)
             wav = np.ascontiguousarray(wav, dtype=np.float32)
             if disk is not None:
+                stored = wav.astype(np.float16)
                 disk.parent.mkdir(parents=True, exist_ok=True)
                 tmp = disk.with_suffix(f".{os.getpid()}.tmp")
                 with open(tmp, "wb") as fh:
-                    np.save(fh, wav.astype(np.float16))
+                    np.save(fh, stored)
                 os.replace(tmp, disk)
+                wav = stored.astype(np.float32)
         self._memory[key] = wav
         return wav
 

@@ -191,6 +191,8 @@
         drawEpochs([m], m.sent_at ? () => latencies.push(since()) : null, m.sent_at ? () => fullDraws.push(since()) : null);
         logEpoch(m, m.replay ? "caught up" : "");
         setBar("bar-epoch", 1, `epoch ${m.epoch} done`);
+        if (m.progress !== undefined) setBar("bar-overall", m.progress, `${Math.round(m.progress * 100)}%`);
+        if (m.phase) document.getElementById("run-phase").textContent = m.phase;
       } else if (m.type === "run.progress") {
         if (m.phase) document.getElementById("run-phase").textContent = m.phase;
         const model = m.members > 1 ? `, model ${m.member}/${m.members}` : "";

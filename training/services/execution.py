@@ -136,13 +136,16 @@ class _Reporter:
                 run_id=self.run.pk, fold=fold, member=member, epoch=event["epoch"],
                 defaults={k: v for k, v in values.items() if k not in ("fold", "member", "epoch")},
             )
+            progress = self.overall(fold, event["progress"])
             TrainingRun.objects.filter(pk=self.run.pk).update(
-                progress=self.overall(fold, event["progress"]),
-                current_fold=fold, current_epoch=event["epoch"],
+                progress=progress, current_fold=fold, current_epoch=event["epoch"],
                 best_ua=Greatest(Coalesce(F("best_ua"), Value(0.0)), Value(float(event["ua"]))),
                 phase=phase,
             )
-            group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": ended_at, **values})
+            # The run's progress and phase ride along: the page's bars move with every epoch,
+            # not only with batch messages (which a fast epoch may not send at all).
+            group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": ended_at,
+                                    "progress": progress, "phase": phase, **values})
 
 
 def _train(run: TrainingRun, cancel: threading.Event) -> str:

@@ -84,12 +84,13 @@ def recipe_build(
     patience: int = 15,
     seed: int = 0,
     members: int = Recipe().train.members,
+    rotate_validation: bool = Recipe().train.rotate_validation,
 ) -> Recipe:
     """The engine's default recipe with the form's choices applied; engine errors become RunError."""
     try:
         train = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, members=members,
-            augment=AugmentConfig(enabled=augment),
+            rotate_validation=rotate_validation, augment=AugmentConfig(enabled=augment),
         )
         overrides = {} if dropout is None else {"dropout": dropout}
         feature_config = FeatureConfig(kind=features, **FeatureConfig.mean_norm_fields(mean_norm))

@@ -31,7 +31,7 @@ from .metrics import scores, summarise_folds
 from .splits import TRAIN_SPEAKER_VALIDATION, Split, holdout_split, kfold_splits
 from .trainer import Callback, TrainConfig, Trainer
 
-__all__ = ["Recipe", "Dataset", "build_dataset", "train_holdout", "cross_validate", "evaluate_checkpoint"]
+__all__ = ["Recipe", "Dataset", "build_dataset", "train_holdout", "cross_validate", "checkpoint_dataset", "evaluate_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -415,6 +415,22 @@ def _per_corpus_over_folds(results: list[dict]) -> dict:
     return out
 
 
+def checkpoint_dataset(ck: Checkpoint, scans: Sequence[CorpusScan], *, speakers: Sequence[str] | None = None) -> Dataset:
+    """The utterances of ``scans`` (only ``speakers``' when given, as ``Actor_01`` or
+    ``ravdess/Actor_01``) labelled with ``ck``'s label set; classes the model does not know
+    are left out and counted in ``dropped``."""
+    stored = ck.extra.get("label_set")
+    label_set = LabelSet.from_dict(stored) if stored else LabelSet(tuple(ck.labels), {}, "all")
+    ds = build_dataset(scans, label_set=label_set)
+    keep = list(range(len(ds.utterances)))
+    if speakers:
+        wanted = set(speakers)
+        keep = [i for i, u in enumerate(ds.utterances) if u.speaker in wanted or f"{u.corpus}/{u.speaker}" in wanted]
+        if not keep:
+            raise ValueError(f"no utterances from speakers {sorted(wanted)}")
+    return replace(ds, utterances=[ds.utterances[i] for i in keep], targets=[ds.targets[i] for i in keep])
+
+
 def evaluate_checkpoint(
     model_path: str | Path,
     scans: Sequence[CorpusScan],
@@ -428,16 +444,7 @@ def evaluate_checkpoint(
     counted in ``dropped_labels``. Audio is cached under ``cache_dir`` when given."""
     ck = load_checkpoint(model_path)
     labels = list(ck.labels)
-    stored = ck.extra.get("label_set")
-    label_set = LabelSet.from_dict(stored) if stored else LabelSet(tuple(labels), {}, "all")
-    ds = build_dataset(scans, label_set=label_set)
-    keep = list(range(len(ds.utterances)))
-    if speakers:
-        wanted = set(speakers)
-        keep = [i for i, u in enumerate(ds.utterances) if u.speaker in wanted or f"{u.corpus}/{u.speaker}" in wanted]
-        if not keep:
-            raise ValueError(f"no utterances from speakers {sorted(wanted)}")
-    ds = replace(ds, utterances=[ds.utterances[i] for i in keep], targets=[ds.targets[i] for i in keep])
+    ds = checkpoint_dataset(ck, scans, speakers=speakers)
     examples = ds.examples(WaveformCache(ck.feature_config, cache_dir), progress)
     model, extractor = ck.build_model(), ck.build_extractor()
     result = evaluate_examples(model, extractor, examples, labels)

@@ -1,0 +1,133 @@
+"""Would more models help? Score the union of several kept runs' models, fold by fold, printing JSON.
+
+    python bench/combine.py DIR [DIR ...] [--setup ravdess] [--folds 1 2 ...] [--cache-dir DIR]
+
+Each DIR is a ``bench/accuracy.py --keep DIR`` folder. For every fold that all of them hold
+(``DIR/SETUP/foldN/best.pt``, one model or a seed ensemble), the models of all the runs are
+pooled (identical weights, such as two runs' shared first model, count once), asked once
+each at speed 1.0 as the app asks a seed ensemble, and their class probabilities averaged.
+Each run's own ensemble and each model alone are scored on the same test speakers (taken
+from the checkpoints, which must agree), so the report shows what the larger ensemble adds
+without training anything again. Each model keeps its own checkpoint's feature statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from accuracy import SETUPS
+from common import ROOT, corpora_dir, machine  # adds the repo to sys.path
+
+from recognition.engine.checkpoint import Checkpoint, load_checkpoint
+from recognition.engine.model import EmotionNet, EnsembleNet
+from training.engine.corpora import scan_corpus
+from training.engine.data import WaveformCache
+from training.engine.evaluation import example_probabilities, score_probabilities
+from training.engine.experiment import checkpoint_dataset
+from training.engine.metrics import summarise_folds
+
+
+def _fingerprint(state: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        digest.update(key.encode())
+        digest.update(state[key].detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _models(ck: Checkpoint) -> list[tuple[str, EmotionNet]]:
+    """``(fingerprint, model in eval mode)`` for each model a checkpoint holds."""
+    built = ck.build_model()
+    models = list(built.members) if isinstance(built, EnsembleNet) else [built]
+    return [(_fingerprint(state), model) for state, model in zip((ck.state_dict, *ck.member_states), models, strict=True)]
+
+
+def _headline(result: dict) -> dict:
+    return {key: round(result[key], 4) for key in ("ua", "wa", "macro_f1")}
+
+
+def combine_fold(paths: list[Path], scans: list, cache_dir: Path) -> dict:
+    """Scores of each run's ensemble, of each distinct model alone, and of all distinct models together."""
+    checkpoints = [load_checkpoint(p) for p in paths]
+    first = checkpoints[0]
+    speakers = first.extra.get("split", {}).get("test_speakers")
+    if not speakers:
+        raise SystemExit(f"{paths[0]} does not record its test speakers")
+    for path, ck in zip(paths, checkpoints, strict=True):
+        if ck.extra.get("split", {}).get("test_speakers") != speakers or list(ck.labels) != list(first.labels):
+            raise SystemExit(f"{path} was tested on other speakers or labels than {paths[0]}")
+        if ck.feature_config != first.feature_config:
+            raise SystemExit(f"{path} has other features than {paths[0]}: speaker means would differ")
+    labels = list(first.labels)
+    examples = checkpoint_dataset(first, scans, speakers=speakers).examples(WaveformCache(first.feature_config, cache_dir))
+    probs: dict[str, torch.Tensor] = {}
+    runs = []
+    for path, ck in zip(paths, checkpoints, strict=True):
+        extractor = ck.build_extractor()
+        mine = []
+        for fingerprint, model in _models(ck):
+            if fingerprint not in probs:
+                probs[fingerprint] = example_probabilities(model, extractor, examples)
+            mine.append(fingerprint)
+        run_probs = torch.stack([probs[f] for f in mine]).mean(0)
+        runs.append({"checkpoint": str(path), "models": len(mine), **_headline(score_probabilities(run_probs, examples, labels))})
+    union = torch.stack(list(probs.values())).mean(0)
+    return {
+        "test_speakers": speakers,
+        "utterances": len(examples),
+        "runs": runs,
+        "models_alone": [_headline(score_probabilities(p, examples, labels))["ua"] for p in probs.values()],
+        "distinct_models": len(probs),
+        "union": _headline(score_probabilities(union, examples, labels)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="bench/accuracy.py --keep folders")
+    parser.add_argument("--setup", choices=sorted(SETUPS), default="ravdess")
+    parser.add_argument("--folds", type=int, nargs="+", default=None, help="only these folds (1-based)")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "cache" / "bench")
+    args = parser.parse_args()
+    root = corpora_dir()
+    scans = [scan_corpus(root / name) for name in SETUPS[args.setup]["corpora"]]
+    held = [sorted(int(p.name[4:]) for p in (run / args.setup).glob("fold*") if (p / "best.pt").is_file()) for run in args.runs]
+    folds = sorted(set(held[0]).intersection(*held[1:]))
+    if args.folds:
+        folds = [f for f in folds if f in args.folds]
+    if not folds:
+        raise SystemExit(f"no fold with a best.pt in every one of {[str(r) for r in args.runs]}")
+    started = time.perf_counter()
+    per_fold = []
+    for fold in folds:
+        result = {"fold": fold, **combine_fold([run / args.setup / f"fold{fold}" / "best.pt" for run in args.runs], scans, args.cache_dir)}
+        run_uas = ", ".join(f"{r['ua']:.3f}" for r in result["runs"])
+        print(f"[{args.setup}] fold {fold}: union of {result['distinct_models']} models UA {result['union']['ua']:.3f}; runs {run_uas}",
+              file=sys.stderr, flush=True)
+        per_fold.append(result)
+
+    def rounded(summary: dict) -> dict:
+        return {key: round(value, 4) for key, value in summary.items()}
+
+    alone = [ua for f in per_fold for ua in f["models_alone"]]
+    summary = {
+        "union": rounded(summarise_folds([f["union"] for f in per_fold])),
+        "runs": [rounded(summarise_folds([f["runs"][i] for f in per_fold])) for i in range(len(args.runs))],
+        "models_alone_ua": round(sum(alone) / len(alone), 4),
+    }
+    print(json.dumps({
+        "benchmark": "combine", "machine": machine(), "setup": args.setup, "runs": [str(r) for r in args.runs],
+        "protocol": "each fold's test speakers as recorded in its checkpoints; every distinct model asked once at speed 1.0, "
+                    "class probabilities averaged; UA = mean per-class recall; mean and population std over folds",
+        "folds": folds, **summary, "per_fold": per_fold, "wall_seconds": round(time.perf_counter() - started, 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()

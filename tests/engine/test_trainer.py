@@ -212,6 +212,9 @@ def test_resume_after_cancellation_between_epochs(tmp_path, small_data, uninterr
     assert second.stopped == "completed"
     assert [h["epoch"] for h in second.history] == [1, 2, 3, 4]
     assert [e["epoch"] for e in resumed_events if e["type"] == "epoch"] == [3, 4]
+    # Before any new epoch, the caller gets the restored history (to fill a gap a kill left).
+    assert resumed_events[0]["type"] == "resumed" and resumed_events[0]["epoch"] == 2
+    assert resumed_events[0]["history"] == first.history
     # Exactly the uninterrupted run: same losses, same weights, same best epoch.
     assert [h["train_loss"] for h in second.history] == [h["train_loss"] for h in reference.history]
     assert [h["val_loss"] for h in second.history] == [h["val_loss"] for h in reference.history]

@@ -1,6 +1,6 @@
 """A k-fold run executed in process (the task's body): every fold's epochs are stored, the
 registered model carries the fold means; an interrupted k-fold run resumes after the folds
-it had finished instead of training them again."""
+it had finished instead of training them again, and stores an epoch its worker died before storing."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 from recognition.models import ModelVersion
 from tests.web.factories import ready_corpus
 from training.models import EpochMetric, TrainingRun
+from training.selectors.runs import epoch_payload
 from training.services import execution
 from training.services import runs as services
 
@@ -66,6 +67,24 @@ def test_interrupted_kfold_run_resumes_after_its_finished_folds(kfold_run):
     assert list(EpochMetric.objects.filter(run=run, fold=2).values_list("epoch", flat=True)) == [1, 2]
     assert run.report["folds"][0] == fold1 and len(run.report["folds"]) == 2
     assert ModelVersion.objects.count() == 1
+
+
+def test_resume_stores_the_epoch_a_killed_worker_had_checkpointed_but_not_stored(kfold_run):
+    """The trainer writes last.pt, then reports the epoch: a worker killed in between leaves
+    the epoch in the checkpoint only. The resumed run must store it, not leave a gap."""
+    assert execution.run_execute(kfold_run.pk) == "succeeded"
+    run = TrainingRun.objects.get(pk=kfold_run.pk)
+    lost = EpochMetric.objects.get(run=run, fold=2, epoch=2)
+    expected = epoch_payload(lost)
+    lost.delete()
+    ModelVersion.objects.all().delete()
+    TrainingRun.objects.filter(pk=run.pk).update(
+        status="interrupted", report={"completed_folds": {"1": run.report["folds"][0]}}, model_version=None
+    )
+    services.run_resume(run=TrainingRun.objects.get(pk=run.pk))
+    assert execution.run_execute(run.pk) == "succeeded"
+    assert list(EpochMetric.objects.filter(run=run, fold=2).values_list("epoch", flat=True)) == [1, 2]
+    assert epoch_payload(EpochMetric.objects.get(run=run, fold=2, epoch=2)) == expected
 
 
 def test_a_run_with_speed_augmentation_records_and_shows_the_scores_as_the_app_classifies(kfold_run, auth_client):

@@ -4,7 +4,8 @@ checkpoints and exact resume.
 
 Progress reaches the caller through one callback that receives plain dicts:
 ``{"type": "progress", ...}`` every few batches and ``{"type": "epoch", ...}`` after every
-epoch (see :meth:`Trainer.fit`). The web app forwards exactly these to the browser.
+epoch (see :meth:`Trainer.fit`), and ``{"type": "resumed", ...}`` once when a run resumes.
+The web app forwards exactly these to the browser.
 """
 
 from __future__ import annotations
@@ -222,6 +223,9 @@ class Trainer:
             epoch: ``epoch``, ``epochs``, ``progress``, ``train_loss``, ``train_acc``, ``val_loss``, ``wa``, ``ua``,
                 ``macro_f1``, ``confusion`` (true × predicted counts), ``per_class_recall``, ``lr``,
                 ``duration`` (s), ``best_ua``, ``best_epoch``, ``is_best``.
+            resumed: ``epoch`` (epochs already done) and ``history`` (their ``epoch`` events, as
+                stored in ``last.pt``). Sent on resume, before any new epoch: a caller killed
+                between writing ``last.pt`` and delivering the epoch event fills the gap from it.
 
         With ``members > 1`` every event also carries ``member`` (1-based) and ``members``;
         ``epoch`` numbering restarts with each member, while ``progress`` spans the whole
@@ -376,6 +380,9 @@ class Trainer:
             rng.bit_generator.state = state["numpy_rng"]
             gen.set_state(state["torch_rng"])
             torch.set_rng_state(state["torch_global_rng"])
+            # last.pt is written before the epoch's callback, so a killed caller may have missed
+            # the last epoch it holds: give the caller the restored history to fill any gap.
+            self.callback({"type": "resumed", "epoch": start_epoch, "history": list(history)})
         else:
             # A fresh run never inherits a previous run's checkpoints from the same folder.
             self.best_path.unlink(missing_ok=True)

@@ -129,6 +129,8 @@ class _Reporter:
                 "epoch": event["epoch"], "epochs": event["epochs"], "batch": event["batch"], "batches": event["batches"],
                 "progress": progress, "train_loss": event["train_loss"],
             })
+        elif event["type"] == "resumed":
+            self._fill_gaps(event["history"], fold, member)
         elif event["type"] == "epoch":
             ended_at = time.time()  # the latency benchmark measures from here to the drawn chart
             values = epoch_payload({**event, "fold": fold, "member": member})
@@ -146,6 +148,18 @@ class _Reporter:
             # not only with batch messages (which a fast epoch may not send at all).
             group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": ended_at,
                                     "progress": progress, "phase": phase, **values})
+
+    def _fill_gaps(self, history: list[dict], fold: int, member: int) -> None:
+        """Store the restored epochs that have no row yet: a worker killed between writing
+        last.pt and storing the epoch leaves that epoch only in the checkpoint."""
+        for record in history:
+            values = epoch_payload({**record, "fold": fold, "member": member})
+            _, created = EpochMetric.objects.get_or_create(
+                run_id=self.run.pk, fold=fold, member=member, epoch=record["epoch"],
+                defaults={k: v for k, v in values.items() if k not in ("fold", "member", "epoch")},
+            )
+            if created:
+                group_send(self.group, {"type": "run.epoch", "replay": False, **values})
 
 
 def _train(run: TrainingRun, cancel: threading.Event) -> str:

@@ -274,6 +274,27 @@ def test_padding_invariance(cfg):
             assert torch.isfinite(feats).all()
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [FeatureConfig(trim="none"), FeatureConfig(kind="mfcc", deltas=True, trim="none", periodicity_bands=8)],
+    ids=["logmel", "mfcc-deltas-periodicity"],
+)
+def test_a_large_cpu_batch_is_sliced_without_changing_a_value(cfg):
+    """A batch past the slice size (1536 frames: here 5 rows per slice, 3 slices) gives exactly
+    what the whole batch computed at once gives, padded rows included."""
+    rng = np.random.default_rng(3)
+    waves = [speech_like(label, 2.0, seed=i) for i, label in enumerate(["angry", "sad", "happy"] * 4)]
+    lengths = torch.tensor([w.size - int(rng.integers(0, 8000)) for w in waves])
+    batch = torch.zeros(len(waves), max(w.size for w in waves))
+    for i, (w, n) in enumerate(zip(waves, lengths, strict=True)):
+        batch[i, :n] = torch.from_numpy(w[:n])
+    ex = FeatureExtractor(cfg)
+    sliced, sliced_len = ex.uncentred(batch, lengths)
+    whole, whole_len = ex._uncentred(batch, lengths)
+    assert sliced.shape == whole.shape and sliced.shape[0] == 12 and sliced.shape[1] * 5 <= 1536 < sliced.shape[1] * 6
+    assert torch.equal(sliced, whole) and torch.equal(sliced_len, whole_len)
+
+
 def test_utterance_cmn_zero_mean(utterance):
     feats = FeatureExtractor(FeatureConfig(trim="none", utterance_cmn=True)).extract(utterance, normalise=False)
     torch.testing.assert_close(feats.mean(0), torch.zeros(64), atol=1e-3, rtol=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from io import StringIO
 from pathlib import Path
 
@@ -49,6 +50,23 @@ def test_train_writes_model_and_report(trained):
     for key in ("wa", "ua", "macro_f1"):
         assert 0.0 <= report[key] <= 1.0
     assert len(report["confusion"]) == 4 and sum(map(sum, report["confusion"])) == 12
+
+
+def test_train_resume_continues_from_the_work_dir(trained, corpus, tmp_path):
+    model, _ = trained
+    shutil.copytree(model.parent, tmp_path / "model")  # the work dir (model.pt.work/) comes along
+    stdout = StringIO()
+    call_command(
+        "train", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--out", str(tmp_path / "model" / "model.pt"),
+        "--test-speakers", "spk3", "--cache-dir", str(tmp_path / "model" / "cache"), "--own-centre-share", "0.3",
+        "--resume", *FAST, stdout=stdout,
+    )
+    text = stdout.getvalue()
+    # Every model of the ensemble had finished: each resumes after its last epoch and trains no more.
+    assert [line for line in text.splitlines() if "resumed" in line] == [
+        f"model {m}/3 resumed from the last checkpoint after epoch 3" for m in (1, 2, 3)
+    ]
+    assert "epoch   1/3" not in text and "model written to" in text
 
 
 def test_evaluate_on_held_out_speaker(trained, corpus, tmp_path):

@@ -192,6 +192,10 @@ def epoch_printer(out: TextIO, bar: ProgressBar):
         if event["type"] == "progress":
             bar.label = f"{prefix}epoch {event['epoch']}/{event['epochs']}"
             bar(event["batch"], event["batches"], f"loss {event['train_loss']:.3f}")
+        elif event["type"] == "resumed":
+            model = f"model {event['member']}/{event['members']} " if event.get("members", 1) > 1 else ""
+            out.write(f"{prefix}{model}resumed from the last checkpoint after epoch {event['epoch']}\n")
+            out.flush()
         elif event["type"] == "epoch":
             star = " *" if event["is_best"] else ""
             out.write(

@@ -12,9 +12,10 @@ import os
 import tempfile
 
 _run_dir = os.environ.get("SER_TEST_RUN_DIR")
+CREATED_RUN_DIR: str | None = None  # the folder this process made; the suite removes it at the end
 if not _run_dir:
     # Short path: unix socket paths are limited to ~100 bytes.
-    _run_dir = tempfile.mkdtemp(prefix="ser-test-")
+    _run_dir = CREATED_RUN_DIR = tempfile.mkdtemp(prefix="ser-test-")
     os.environ["SER_TEST_RUN_DIR"] = _run_dir
 os.environ.setdefault("SER_DATA_DIR", os.path.join(_run_dir, "data"))
 if os.environ.get("TEST_REDIS_URL"):

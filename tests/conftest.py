@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's private folder (database, Redis socket, data) if this process made it;
+    workers and servers it started share it and never make their own."""
+    settings_module = sys.modules.get("ser_site.test_settings")
+    if settings_module is not None and settings_module.CREATED_RUN_DIR:
+        shutil.rmtree(settings_module.CREATED_RUN_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

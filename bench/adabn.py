@@ -24,15 +24,15 @@ from pathlib import Path
 
 import torch
 from accuracy import SETUPS
+from combine import kept_folds, test_examples
 from common import ROOT, corpora_dir, machine  # adds the repo to sys.path
 
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.engine.features import FeatureExtractor
-from recognition.engine.model import EmotionNet, EnsembleNet
+from recognition.engine.model import EmotionNet
 from training.engine.corpora import scan_corpus
-from training.engine.data import Example, WaveformCache, collate, collate_centres
+from training.engine.data import Example, collate, collate_centres
 from training.engine.evaluation import example_probabilities, score_probabilities
-from training.engine.experiment import checkpoint_dataset
 from training.engine.metrics import summarise_folds
 
 
@@ -41,7 +41,7 @@ def adapt(model: EmotionNet, extractor: FeatureExtractor, examples: list[Example
     """A copy of ``model`` whose BatchNorm layers carry ``examples``' statistics, blended."""
     adapted = copy.deepcopy(model).eval()
     for block in adapted.blocks:
-        sums: dict[str, torch.Tensor] = {}
+        sums: dict[str, torch.Tensor | int] = {}
 
         def collect(_module: torch.nn.Module, _inputs: tuple, out: torch.Tensor, sums: dict = sums) -> None:
             # out: (1, channels, freq, time) for one utterance, so every position is valid.
@@ -68,14 +68,10 @@ def adapt(model: EmotionNet, extractor: FeatureExtractor, examples: list[Example
 
 def adapt_fold(path: Path, scans: list, cache_dir: Path, blends: list[float]) -> dict:
     ck = load_checkpoint(path)
-    speakers = ck.extra.get("split", {}).get("test_speakers")
-    if not speakers:
-        raise SystemExit(f"{path} does not record its test speakers")
+    speakers, examples = test_examples(path, ck, scans, cache_dir)
     labels = list(ck.labels)
-    examples = checkpoint_dataset(ck, scans, speakers=speakers).examples(WaveformCache(ck.feature_config, cache_dir))
     extractor = ck.build_extractor()
-    built = ck.build_model()
-    models = list(built.members) if isinstance(built, EnsembleNet) else [built]
+    models = ck.build_models()
     by_speaker: dict[str, list[int]] = defaultdict(list)
     for i, e in enumerate(examples):
         by_speaker[f"{e.corpus}/{e.speaker}"].append(i)
@@ -105,8 +101,7 @@ def main() -> None:
     blends = [0.0, *args.blend]
     root = corpora_dir()
     scans = [scan_corpus(root / name) for name in SETUPS[args.setup]["corpora"]]
-    folds = sorted(int(p.name[4:]) for p in (args.run / args.setup).glob("fold*") if (p / "best.pt").is_file())
-    folds = [f for f in folds if not args.folds or f in args.folds]
+    folds = [f for f in kept_folds(args.run, args.setup) if not args.folds or f in args.folds]
     if not folds:
         raise SystemExit(f"no fold with a best.pt under {args.run / args.setup}")
     started = time.perf_counter()

@@ -25,9 +25,9 @@ from accuracy import SETUPS
 from common import ROOT, corpora_dir, machine  # adds the repo to sys.path
 
 from recognition.engine.checkpoint import Checkpoint, load_checkpoint
-from recognition.engine.model import EmotionNet, EnsembleNet
+from recognition.engine.model import EmotionNet
 from training.engine.corpora import scan_corpus
-from training.engine.data import WaveformCache
+from training.engine.data import Example, WaveformCache
 from training.engine.evaluation import example_probabilities, score_probabilities
 from training.engine.experiment import checkpoint_dataset
 from training.engine.metrics import summarise_folds
@@ -43,9 +43,20 @@ def _fingerprint(state: dict[str, torch.Tensor]) -> str:
 
 def _models(ck: Checkpoint) -> list[tuple[str, EmotionNet]]:
     """``(fingerprint, model in eval mode)`` for each model a checkpoint holds."""
-    built = ck.build_model()
-    models = list(built.members) if isinstance(built, EnsembleNet) else [built]
-    return [(_fingerprint(state), model) for state, model in zip((ck.state_dict, *ck.member_states), models, strict=True)]
+    return [(_fingerprint(state), model) for state, model in zip((ck.state_dict, *ck.member_states), ck.build_models(), strict=True)]
+
+
+def kept_folds(run: Path, setup: str) -> list[int]:
+    """The folds of a ``bench/accuracy.py --keep`` folder that hold a finished ``best.pt``."""
+    return sorted(int(p.name[4:]) for p in (run / setup).glob("fold*") if (p / "best.pt").is_file())
+
+
+def test_examples(path: Path, ck: Checkpoint, scans: list, cache_dir: Path) -> tuple[list[str], list[Example]]:
+    """The test speakers a fold's checkpoint records, and their utterances as ``ck`` labels them."""
+    speakers = ck.extra.get("split", {}).get("test_speakers")
+    if not speakers:
+        raise SystemExit(f"{path} does not record its test speakers")
+    return speakers, checkpoint_dataset(ck, scans, speakers=speakers).examples(WaveformCache(ck.feature_config, cache_dir))
 
 
 def _headline(result: dict) -> dict:
@@ -56,16 +67,13 @@ def combine_fold(paths: list[Path], scans: list, cache_dir: Path) -> dict:
     """Scores of each run's ensemble, of each distinct model alone, and of all distinct models together."""
     checkpoints = [load_checkpoint(p) for p in paths]
     first = checkpoints[0]
-    speakers = first.extra.get("split", {}).get("test_speakers")
-    if not speakers:
-        raise SystemExit(f"{paths[0]} does not record its test speakers")
+    speakers, examples = test_examples(paths[0], first, scans, cache_dir)
     for path, ck in zip(paths, checkpoints, strict=True):
         if ck.extra.get("split", {}).get("test_speakers") != speakers or list(ck.labels) != list(first.labels):
             raise SystemExit(f"{path} was tested on other speakers or labels than {paths[0]}")
         if ck.feature_config != first.feature_config:
             raise SystemExit(f"{path} has other features than {paths[0]}: speaker means would differ")
     labels = list(first.labels)
-    examples = checkpoint_dataset(first, scans, speakers=speakers).examples(WaveformCache(first.feature_config, cache_dir))
     probs: dict[str, torch.Tensor] = {}
     runs = []
     for path, ck in zip(paths, checkpoints, strict=True):
@@ -97,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     root = corpora_dir()
     scans = [scan_corpus(root / name) for name in SETUPS[args.setup]["corpora"]]
-    held = [sorted(int(p.name[4:]) for p in (run / args.setup).glob("fold*") if (p / "best.pt").is_file()) for run in args.runs]
+    held = [kept_folds(run, args.setup) for run in args.runs]
     folds = sorted(set(held[0]).intersection(*held[1:]))
     if args.folds:
         folds = [f for f in folds if f in args.folds]

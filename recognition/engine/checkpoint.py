@@ -50,13 +50,17 @@ class Checkpoint:
 
     def build_model(self, device: str | torch.device = "cpu") -> EmotionNet | EnsembleNet:
         """The model in eval mode: an :class:`EnsembleNet` when the checkpoint holds several."""
+        models = self.build_models(device)
+        return models[0] if len(models) == 1 else EnsembleNet(models).eval()
+
+    def build_models(self, device: str | torch.device = "cpu") -> list[EmotionNet]:
+        """Each model the checkpoint holds, in eval mode, in order (``state_dict`` first)."""
         models = []
         for state in (self.state_dict, *self.member_states):
             model = EmotionNet(self.model_config)
             model.load_state_dict(state)
-            models.append(model)
-        model = models[0] if len(models) == 1 else EnsembleNet(models)
-        return model.to(device).eval()
+            models.append(model.to(device).eval())
+        return models
 
     def build_extractor(self, device: str | torch.device = "cpu") -> FeatureExtractor:
         return FeatureExtractor(self.feature_config, self.stats).to(device).eval()

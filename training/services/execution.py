@@ -134,10 +134,7 @@ class _Reporter:
         elif event["type"] == "epoch":
             ended_at = time.time()  # the latency benchmark measures from here to the drawn chart
             values = epoch_payload({**event, "fold": fold, "member": member})
-            EpochMetric.objects.update_or_create(
-                run_id=self.run.pk, fold=fold, member=member, epoch=event["epoch"],
-                defaults={k: v for k, v in values.items() if k not in ("fold", "member", "epoch")},
-            )
+            EpochMetric.objects.update_or_create(**self._row(values))
             progress = self.overall(fold, event["progress"])
             TrainingRun.objects.filter(pk=self.run.pk).update(
                 progress=progress, current_fold=fold, current_epoch=event["epoch"],
@@ -149,15 +146,18 @@ class _Reporter:
             group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": ended_at,
                                     "progress": progress, "phase": phase, **values})
 
+    def _row(self, values: dict) -> dict:
+        """Lookup and defaults of an epoch's EpochMetric row, from its epoch_payload values."""
+        keys = ("fold", "member", "epoch")
+        return {"run_id": self.run.pk, **{k: values[k] for k in keys},
+                "defaults": {k: v for k, v in values.items() if k not in keys}}
+
     def _fill_gaps(self, history: list[dict], fold: int, member: int) -> None:
         """Store the restored epochs that have no row yet: a worker killed between writing
         last.pt and storing the epoch leaves that epoch only in the checkpoint."""
         for record in history:
             values = epoch_payload({**record, "fold": fold, "member": member})
-            _, created = EpochMetric.objects.get_or_create(
-                run_id=self.run.pk, fold=fold, member=member, epoch=record["epoch"],
-                defaults={k: v for k, v in values.items() if k not in ("fold", "member", "epoch")},
-            )
+            _, created = EpochMetric.objects.get_or_create(**self._row(values))
             if created:
                 group_send(self.group, {"type": "run.epoch", "replay": False, **values})
 

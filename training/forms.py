@@ -55,7 +55,7 @@ class RunForm(forms.Form):
         required=False, initial=_defaults.rotate_validation, label="Rotate validation speakers",
         help_text="With several models: each model after the first validates on other speakers and trains on the "
         "rest, so the ensemble learns from every speaker outside the test set. Off by default: on RAVDESS six "
-        "folds it gave UA 0.617 against 0.621.",
+        "folds it gave UA 0.617 against the default's 0.608 on the same machine, within the noise.",
     )
 
     def __init__(self, *args: object, **kwargs: object) -> None:

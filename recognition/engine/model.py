@@ -110,6 +110,32 @@ class ConvBlock(nn.Module):
         return self.drop(x), lengths
 
 
+class _BatchOneConv(nn.Module):
+    """A one-input-channel ``Conv2d`` that runs a batch of one as a two-channel convolution
+    whose second channel is zero.
+
+    On the CPU, oneDNN's channels-last convolution with one input channel takes a slow kernel
+    for a batch of one (0.7-0.9 ms for a 3 s log-Mel image, against 0.12 ms with two input
+    channels or 0.2 ms per utterance in larger batches), and a batch of one is what
+    classifying one recording is. The zero channel adds exact zeros, so the output is the
+    convolution's own up to float summation order.
+    """
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.conv = conv
+        self.padding = conv.padding
+        weight = conv.weight.detach()
+        self.register_buffer("weight_two", torch.cat([weight, torch.zeros_like(weight)], dim=1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x ``(batch, 1, freq, time)`` → ``(batch, out_channels, freq, time)``."""
+        if x.shape[0] != 1:
+            return self.conv(x)
+        x = nn.functional.pad(x, (0, 0, 0, 0, 0, 1)).contiguous(memory_format=torch.channels_last)
+        return nn.functional.conv2d(x, self.weight_two, self.conv.bias, padding=self.padding)
+
+
 class AttentionPooling(nn.Module):
     """Additive attention: score_t = vᵀ tanh(W h_t); softmax over valid frames; weighted sum."""
 
@@ -171,7 +197,8 @@ class EmotionNet(nn.Module):
         copy.load_state_dict(self.state_dict())
         copy.eval()
         for block in copy.blocks:
-            block.conv = fuse_conv_bn_eval(block.conv, block.norm).to(memory_format=torch.channels_last)
+            conv = fuse_conv_bn_eval(block.conv, block.norm)
+            block.conv = (_BatchOneConv(conv) if conv.in_channels == 1 else conv).to(memory_format=torch.channels_last)
             block.norm = nn.Identity()
         return copy.to(next(self.parameters()).device)
 

@@ -206,3 +206,20 @@ def test_fused_copy_answers_alike_without_batch_norm():
     torch.testing.assert_close(fused_attention, attention, atol=1e-6, rtol=1e-5)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules()) and not fused.training
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == len(model.blocks)  # the original is untouched
+
+
+def test_fused_copy_answers_a_batch_of_one_alike():
+    # A batch of one takes the fused copy's two-channel first convolution (the fast oneDNN
+    # kernel); it must answer as the model itself and as the same utterance in a batch.
+    model = trained_looking_model()
+    fused = model.fused()
+    x, lengths = batch([40, 23, 9])
+    with torch.inference_mode():
+        batched_logits, batched_attention = fused(x, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            alone_logits, alone_attention = fused(x[i : i + 1, :n], lengths[i : i + 1])
+            reference, _ = model(x[i : i + 1, :n], lengths[i : i + 1])
+            torch.testing.assert_close(alone_logits, reference, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(alone_logits[0], batched_logits[i], atol=1e-5, rtol=1e-5)
+            steps = alone_attention.shape[1]
+            torch.testing.assert_close(alone_attention[0], batched_attention[i, :steps], atol=1e-6, rtol=1e-5)

@@ -2,7 +2,8 @@
 
 Padding never changes an utterance's output: after every CNN block the padded frames are
 zeroed again (so they look exactly like the convolution's own zero padding), the BLSTM
-runs on packed sequences, and the attention softmax covers valid frames only.
+runs on packed sequences (the fused inference copy reverses each utterance within its own
+length instead, which is faster on the CPU), and the attention softmax covers valid frames only.
 """
 
 from __future__ import annotations
@@ -136,6 +137,50 @@ class _BatchOneConv(nn.Module):
         return nn.functional.conv2d(x, self.weight_two, self.conv.bias, padding=self.padding)
 
 
+class _PaddedBiLSTM(nn.Module):
+    """Inference-only stand-in for the packed bidirectional LSTM, with its weights: each layer
+    and direction runs as a one-direction LSTM over the zero-padded batch.
+
+    On the CPU a packed sequence of more than one utterance takes PyTorch's step-by-step LSTM
+    (about 2.9 ms for three 3 s utterances), a padded batch oneDNN's (1.4 ms). Padding still
+    never reaches a valid step: it comes after each utterance's valid steps for the forward
+    direction, and the backward direction reads each utterance reversed within its own length,
+    so its padding comes last there too. Padded output steps are zero, as unpacking gives.
+    """
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        if not (lstm.bidirectional and lstm.batch_first) or lstm.proj_size:
+            raise ValueError("expected a batch-first bidirectional LSTM without projections")
+        self.forward_layers = nn.ModuleList()
+        self.backward_layers = nn.ModuleList()
+        for layer in range(lstm.num_layers):
+            for suffix, layers in (("", self.forward_layers), ("_reverse", self.backward_layers)):
+                one = nn.LSTM(lstm.input_size if layer == 0 else 2 * lstm.hidden_size, lstm.hidden_size, batch_first=True, bias=lstm.bias)
+                for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ()):
+                    getattr(one, f"{name}_l0").data.copy_(getattr(lstm, f"{name}_l{layer}{suffix}").detach())
+                layers.append(one.to(lstm.weight_ih_l0.device).eval())
+
+    def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """x ``(batch, time, input)`` zero-padded, lengths ``(batch,)`` → ``(batch, time, 2*hidden)``."""
+        batch, time, _ = x.shape
+        t = torch.arange(time, device=x.device)
+        lengths = lengths.to(x.device)
+        # Row b, step t of the reversed batch is step L_b - 1 - t of x for t < L_b, else t itself.
+        within = torch.where(t[None, :] < lengths[:, None], lengths[:, None] - 1 - t[None, :], t[None, :])
+        flat = (within + time * torch.arange(batch, device=x.device)[:, None]).reshape(-1)  # (batch*time,)
+
+        def reverse(h: Tensor) -> Tensor:  # an involution: reversing twice restores h
+            return h.reshape(batch * time, -1).index_select(0, flat).reshape(batch, time, -1)
+
+        out = x
+        for forward_layer, backward_layer in zip(self.forward_layers, self.backward_layers, strict=True):
+            ahead, _ = forward_layer(out)
+            behind, _ = backward_layer(reverse(out))
+            out = torch.cat([ahead, reverse(behind)], dim=2)
+        return out * _mask(lengths, time)[..., None]
+
+
 class AttentionPooling(nn.Module):
     """Additive attention: score_t = vᵀ tanh(W h_t); softmax over valid frames; weighted sum."""
 
@@ -200,6 +245,7 @@ class EmotionNet(nn.Module):
             conv = fuse_conv_bn_eval(block.conv, block.norm)
             block.conv = (_BatchOneConv(conv) if conv.in_channels == 1 else conv).to(memory_format=torch.channels_last)
             block.norm = nn.Identity()
+        copy.lstm = _PaddedBiLSTM(copy.lstm)
         return copy.to(next(self.parameters()).device)
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
@@ -224,10 +270,13 @@ class EmotionNet(nn.Module):
             x, steps = block(x, steps)
         batch, channels, freq, time = x.shape
         x = x.permute(0, 3, 1, 2).reshape(batch, time, channels * freq)  # (batch, time, channels*freq)
-        x = self.project(x)  # (batch, time, lstm_input); padded steps never enter the packed LSTM
-        packed = pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        h, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # (batch, time, 2*hidden)
+        x = self.project(x)  # (batch, time, lstm_input); padded steps never enter the recurrence
+        if isinstance(self.lstm, _PaddedBiLSTM):
+            h = self.lstm(x, steps)
+        else:
+            packed = pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            h, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # (batch, time, 2*hidden)
         context, weights = self.attention(h, steps)
         logits = self.classifier(self.dropout(context))
         return logits, weights

@@ -90,7 +90,11 @@ MODEL_SIZES: dict[str, dict] = {
 
 
 class ConvBlock(nn.Module):
-    """Conv2d → BatchNorm2d → ReLU → MaxPool2d → re-zero padded steps → Dropout2d."""
+    """Conv2d → BatchNorm2d → ReLU → MaxPool2d → re-zero padded steps → Dropout2d.
+
+    The ReLU runs after the pooling: max-pooling commutes with it exactly (values and
+    gradients alike), and the pooled map is a quarter of the size.
+    """
 
     def __init__(self, c_in: int, c_out: int, kernel: int, pool: tuple[int, int], dropout: float) -> None:
         super().__init__()
@@ -103,7 +107,7 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """x: ``(batch, channels, freq, time)``; lengths ``(batch,)`` valid time steps."""
-        x = self.pool(self.act(self.norm(self.conv(x))))
+        x = self.act(self.pool(self.norm(self.conv(x))))
         # Pooled steps below floor(length / pool) cover valid frames only; zero the rest so the
         # next convolution sees exactly the zeros it would see at the end of a lone utterance.
         lengths = torch.div(lengths, self.time_pool, rounding_mode="floor")

@@ -223,3 +223,33 @@ def test_fused_copy_answers_a_batch_of_one_alike():
             torch.testing.assert_close(alone_logits[0], batched_logits[i], atol=1e-5, rtol=1e-5)
             steps = alone_attention.shape[1]
             torch.testing.assert_close(alone_attention[0], batched_attention[i, :steps], atol=1e-6, rtol=1e-5)
+
+
+def test_the_padded_bilstm_matches_the_packed_one_in_values_and_gradients(needs_grad):
+    # On the CPU the model runs its BLSTM one layer and direction at a time over the padded
+    # batch (much faster than a packed batch there); it must be the packed LSTM exactly.
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from recognition.engine.model import _padded_bilstm
+
+    torch.manual_seed(3)
+    lstm = torch.nn.LSTM(6, 5, num_layers=2, batch_first=True, bidirectional=True).eval()
+    lengths = torch.tensor([9, 4, 1, 7])
+    x = torch.randn(4, 9, 6)
+    for i, n in enumerate(lengths.tolist()):
+        x[i, n:] = 100.0  # loud padding: any leak into a valid step would show
+    weights = list(lstm.parameters())
+
+    x_packed = x.clone().requires_grad_(True)
+    out, _ = lstm(pack_padded_sequence(x_packed, lengths, batch_first=True, enforce_sorted=False))
+    packed, _ = pad_packed_sequence(out, batch_first=True, total_length=9)
+    packed_grads = torch.autograd.grad(packed.square().sum(), [x_packed, *weights])
+
+    x_padded = x.clone().requires_grad_(True)
+    padded = _padded_bilstm(lstm, x_padded, lengths)
+    padded_grads = torch.autograd.grad(padded.square().sum(), [x_padded, *weights])
+
+    torch.testing.assert_close(padded, packed, atol=1e-6, rtol=1e-5)
+    assert torch.equal(padded[1, 4:], torch.zeros(5, 10))  # padded steps are zero, as unpacking gives
+    for got, expected in zip(padded_grads, packed_grads, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)

@@ -273,7 +273,7 @@ class EmotionNet(nn.Module):
             x, steps = block(x, steps)
         batch, channels, freq, time = x.shape
         x = x.permute(0, 3, 1, 2).reshape(batch, time, channels * freq)  # (batch, time, channels*freq)
-        x = self.project(x)  # (batch, time, lstm_input); padded steps never enter the recurrence
+        x = self.project(x)  # (batch, time, lstm_input); padded steps never reach a valid one
         if x.is_cuda:  # cuDNN runs packed sequences well, with its weights in one flat buffer
             packed = pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
             out, _ = self.lstm(packed)

@@ -130,7 +130,6 @@ class _BatchOneConv(nn.Module):
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         self.conv = conv
-        self.padding = conv.padding
         weight = conv.weight.detach()
         self.register_buffer("weight_two", torch.cat([weight, torch.zeros_like(weight)], dim=1))
 
@@ -139,7 +138,7 @@ class _BatchOneConv(nn.Module):
         if x.shape[0] != 1:
             return self.conv(x)
         x = nn.functional.pad(x, (0, 0, 0, 0, 0, 1)).contiguous(memory_format=torch.channels_last)
-        return nn.functional.conv2d(x, self.weight_two, self.conv.bias, padding=self.padding)
+        return nn.functional.conv2d(x, self.weight_two, self.conv.bias, padding=self.conv.padding)
 
 
 def _reversal_index(lengths: Tensor, time: int) -> Tensor:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recognition.engine.model import MODEL_SIZES, EmotionNet, ModelConfig
+from recognition.engine.model import MODEL_SIZES, EmotionNet, ModelConfig, _padded_bilstm
 
 N_FEATURES = 16
 
@@ -228,10 +229,6 @@ def test_fused_copy_answers_a_batch_of_one_alike():
 def test_the_padded_bilstm_matches_the_packed_one_in_values_and_gradients(needs_grad):
     # On the CPU the model runs its BLSTM one layer and direction at a time over the padded
     # batch (much faster than a packed batch there); it must be the packed LSTM exactly.
-    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
-
-    from recognition.engine.model import _padded_bilstm
-
     torch.manual_seed(3)
     lstm = torch.nn.LSTM(6, 5, num_layers=2, batch_first=True, bidirectional=True).eval()
     lengths = torch.tensor([9, 4, 1, 7])

@@ -71,20 +71,24 @@ def parse_label_mapping(text: str) -> dict[str, str | None]:
     return mapping
 
 
+# The engine's recipe is the one source of the defaults; the form's initial values read it too.
+_TRAIN_DEFAULTS = Recipe().train
+
+
 def recipe_build(
     *,
     features: str = "logmel",
     mean_norm: str = "speaker",
     model_size: str = "medium",
-    epochs: int = 50,
-    batch_size: int = 16,
-    lr: float = 3e-3,
+    epochs: int = _TRAIN_DEFAULTS.epochs,
+    batch_size: int = _TRAIN_DEFAULTS.batch_size,
+    lr: float = _TRAIN_DEFAULTS.lr,
     dropout: float | None = None,
     augment: bool = True,
-    patience: int = 15,
-    seed: int = 0,
-    members: int = Recipe().train.members,
-    rotate_validation: bool = Recipe().train.rotate_validation,
+    patience: int = _TRAIN_DEFAULTS.patience,
+    seed: int = _TRAIN_DEFAULTS.seed,
+    members: int = _TRAIN_DEFAULTS.members,
+    rotate_validation: bool = _TRAIN_DEFAULTS.rotate_validation,
 ) -> Recipe:
     """The engine's default recipe with the form's choices applied; engine errors become RunError."""
     try:

@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recognition.engine.model import MODEL_SIZES, EmotionNet, ModelConfig, _padded_bilstm
+from recognition.engine.model import (
+    MODEL_SIZES,
+    EmotionNet,
+    ModelConfig,
+    _padded_bilstm,
+    _SlicePool,
+)
 
 N_FEATURES = 16
 
@@ -224,6 +230,24 @@ def test_fused_copy_answers_a_batch_of_one_alike():
             torch.testing.assert_close(alone_logits[0], batched_logits[i], atol=1e-5, rtol=1e-5)
             steps = alone_attention.shape[1]
             torch.testing.assert_close(alone_attention[0], batched_attention[i, :steps], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pool", [(2, 2), (1, 2), (2, 1), (3, 2)])
+@pytest.mark.parametrize("shape", [(3, 16, 64, 331), (1, 4, 9, 8), (2, 3, 5, 2)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_fused_copys_pooling_equals_max_pooling_exactly(pool, shape, channels_last):
+    x = torch.randn(*shape)
+    x[0, 0, :2, :2] = 0.5  # ties inside one window
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = _SlicePool(pool)(x)
+    assert torch.equal(out, torch.nn.functional.max_pool2d(x, pool))  # odd sizes: the remainder dropped alike
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # the input's layout
+
+
+def test_the_fused_copy_pools_with_slices():
+    fused = trained_looking_model().fused()
+    assert all(isinstance(block.pool, _SlicePool) for block in fused.blocks)
 
 
 def test_the_padded_bilstm_matches_the_packed_one_in_values_and_gradients(needs_grad):

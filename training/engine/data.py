@@ -112,7 +112,7 @@ class AugmentConfig:
     speed: tuple[float, ...] = (0.9, 1.0, 1.1)
     noise_prob: float = 0.1
     noise_snr_db: tuple[float, float] = (15.0, 40.0)
-    # Light masking: with ~50 epochs on a 2-core CPU, heavier regularisation only slows learning.
+    # Light masking: with at most 80 epochs on a 2-core CPU, heavier regularisation only slows learning.
     freq_masks: int = 1
     freq_mask_width: int = 8
     time_masks: int = 1

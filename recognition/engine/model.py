@@ -103,7 +103,6 @@ class ConvBlock(nn.Module):
         self.norm = nn.BatchNorm2d(c_out)
         self.act = nn.ReLU(inplace=True)
         self.pool = nn.MaxPool2d(pool) if pool != (1, 1) else nn.Identity()
-        self.pool_size = pool
         self.time_pool = pool[1]
         self.drop = nn.Dropout2d(dropout)
 
@@ -162,10 +161,9 @@ class _SlicePool(nn.Module):
                 continue
             kept = x.narrow(dim, 0, x.shape[dim] // k * k)  # the rest is dropped, as pooling does
             views = [kept[(slice(None),) * dim + (slice(i, None, k),)] for i in range(k)]
-            out = torch.maximum(views[0], views[1])
-            for view in views[2:]:
-                out = torch.maximum(out, view)
-            x = out
+            x = views[0]
+            for view in views[1:]:
+                x = torch.maximum(x, view)
         return x
 
 
@@ -267,8 +265,9 @@ class EmotionNet(nn.Module):
         self.classifier = nn.Linear(2 * config.lstm_hidden, config.n_classes)
 
     def fused(self) -> EmotionNet:
-        """An inference-only copy (eval mode) with each BatchNorm folded into its convolution:
-        the same outputs up to float rounding, one pass over the feature maps fewer per block."""
+        """An inference-only copy (eval mode) with each BatchNorm folded into its convolution
+        (the same outputs up to float rounding, one pass over the feature maps fewer per block)
+        and max-pooling taken as maxima of strided views (:class:`_SlicePool`, exactly equal)."""
         copy = EmotionNet(self.config)
         copy.load_state_dict(self.state_dict())
         copy.eval()
@@ -277,7 +276,7 @@ class EmotionNet(nn.Module):
             block.conv = (_BatchOneConv(conv) if conv.in_channels == 1 else conv).to(memory_format=torch.channels_last)
             block.norm = nn.Identity()
             if isinstance(block.pool, nn.MaxPool2d):
-                block.pool = _SlicePool(block.pool_size)
+                block.pool = _SlicePool(block.pool.kernel_size)
         return copy.to(next(self.parameters()).device)
 
     def output_lengths(self, lengths: Tensor) -> Tensor:

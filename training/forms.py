@@ -38,7 +38,13 @@ class RunForm(forms.Form):
         "page centres on the speech it has heard so far.",
     )
     model_size = forms.ChoiceField(choices=[(k, k) for k in MODEL_SIZES], initial="medium")
-    epochs = forms.IntegerField(min_value=1, max_value=500, initial=_defaults.epochs)
+    epochs = forms.IntegerField(
+        min_value=1,
+        max_value=500,
+        initial=_defaults.epochs,
+        help_text="Early stopping usually ends each model sooner. With one or two speakers (TESS), about 30 scored "
+        "higher than 80 (UA 0.750 against 0.714).",
+    )
     batch_size = forms.IntegerField(min_value=1, max_value=512, initial=_defaults.batch_size)
     lr = forms.FloatField(min_value=1e-6, max_value=1.0, initial=_defaults.lr, label="Learning rate")
     dropout = forms.FloatField(min_value=0.0, max_value=0.9, initial=ModelConfig().dropout)

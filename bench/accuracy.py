@@ -42,10 +42,10 @@ SETUPS = {
 
 
 def brief(report: dict) -> dict:
-    keys = ("protocol", "labels", "utterances", "wa", "wa_std", "ua", "ua_std", "macro_f1", "macro_f1_std", "alone", "tta", "tta_all_pairs", "member_mean", "per_corpus", "confusion", "wall_seconds")
+    keys = ("protocol", "labels", "utterances", "wa", "wa_std", "ua", "ua_std", "macro_f1", "macro_f1_std", "alone", "tta", "member_mean", "per_corpus", "confusion", "wall_seconds")
     out = {k: report[k] for k in keys if k in report}
     out["folds"] = [
-        {k: f[k] for k in ("fold", "wa", "ua", "macro_f1", "validation_ua", "alone", "tta", "tta_all_pairs", "members", "best_epoch", "epochs_run", "train_seconds") if k in f}
+        {k: f[k] for k in ("fold", "wa", "ua", "macro_f1", "validation_ua", "alone", "tta", "members", "best_epoch", "epochs_run", "train_seconds") if k in f}
         | {"test_speakers": f["split"]["test_speakers"]}
         | ({"per_corpus": {c: {m: v[m] for m in ("wa", "ua", "macro_f1")} for c, v in f["per_corpus"].items()}} if f.get("per_corpus") else {})
         for f in report["folds"]

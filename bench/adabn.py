@@ -7,7 +7,7 @@ a seed ensemble) and every test speaker, each model's BatchNorm layers get that 
 statistics ("AdaBN"): layer by layer, the per-channel mean and variance of the layer's input
 over all of the speaker's utterances (unlabelled, each alone, so no padding enters them),
 blended with the training statistics as ``blend * speaker + (1 - blend) * training``. The
-adapted models are asked once each at speed 1.0, as the app asks a seed ensemble, and their
+adapted models are asked once each at speed 1.0 (the app's one-pass setting), and their
 probabilities averaged. ``blend`` 0 is the model as trained, so every blend is compared on
 the same models and the same utterances: the difference is the adaptation alone.
 """

@@ -1,6 +1,6 @@
 """Speed benchmark of the engine on the real corpora (synthetic audio when they are absent), printing JSON.
 
-    python bench/speed.py [--quick] [--only frontend classify batch train] [--model PATH] [--members N] [--tta-all-pairs]
+    python bench/speed.py [--quick] [--only frontend classify batch train] [--model PATH] [--members N] [--no-tta]
 
 - frontend: the engine's log-Mel front end (``FeatureExtractor.raw``, trim="none") against
   librosa's ``melspectrogram`` + ``power_to_db`` with equal parameters, on the same decoded
@@ -8,10 +8,10 @@
   batches of 32 zero-padded utterances. Also checks that both give the same dB values.
 - classify: end-to-end latency of ``Predictor.predict_file`` on a 3.0 s 16 kHz WAV file
   (decode + trim + features + model) on one CPU thread, with the decode / predict split,
-  asked as the app asks it (a single model at its three trained speeds, a seed ensemble's
-  models once each), and the one-speed predict time. Without ``--model`` the model has the
-  default recipe's shape (a seed ensemble of three); ``--members N`` changes the number of
-  models, ``--tta-all-pairs`` asks each at every speed.
+  asked as the app asks it (every model at each of its three trained speeds), and the same
+  with each model asked once at 1.0 (``SER_TEST_TIME_AUGMENTATION=0``). Without ``--model``
+  the model has the default recipe's shape (a seed ensemble of three); ``--members N``
+  changes the number of models, ``--no-tta`` asks each model once (classify and batch).
 - batch: ``Predictor.predict_batch`` throughput over decoded RAVDESS waveforms, with all
   cores and with one thread.
 - train: one training epoch of the default recipe over all of RAVDESS (1440 utterances,
@@ -253,11 +253,11 @@ def bench_frontend(counts: dict) -> dict:
 # -- predictor helpers -------------------------------------------------------------------
 
 
-def build_predictor(model: str | None, work: Path, members: int | None = None, all_pairs: bool = False) -> tuple[Predictor, dict]:
+def build_predictor(model: str | None, work: Path, members: int | None = None, tta: bool = True) -> tuple[Predictor, dict]:
     """The checkpoint ``model``, or random weights shaped as the default recipe trains them
     (``members`` models, default the recipe's)."""
     if model:
-        predictor = Predictor.from_checkpoint(model, device="cpu", tta_all_pairs=all_pairs)
+        predictor = Predictor.from_checkpoint(model, device="cpu", tta=tta)
         info = {"checkpoint": str(model), "default_model": False}
     else:
         torch.manual_seed(0)
@@ -269,7 +269,7 @@ def build_predictor(model: str | None, work: Path, members: int | None = None, a
                         stats=FeatureStats.identity(mc.n_features), state_dict=states[0], member_states=states[1:],
                         extra={"train_config": TrainConfig(members=members).to_dict()})
         path = save_checkpoint(work / "random.pt", ck)
-        predictor = Predictor.from_checkpoint(path, device="cpu", tta_all_pairs=all_pairs)
+        predictor = Predictor.from_checkpoint(path, device="cpu", tta=tta)
         info = {"checkpoint": "random weights, default ModelConfig(n_features=64, n_classes=8), FeatureConfig() and "
                 f"TrainConfig(members={members})", "default_model": members == Recipe().train.members}
     n_params = sum(p.numel() for p in EmotionNet(predictor.model_config).parameters()) * predictor.checkpoint.n_members
@@ -322,24 +322,27 @@ def dist(values: list[float]) -> dict:
 # -- 2. classify a 3 s file ------------------------------------------------------------------
 
 
-def bench_classify(counts: dict, model: str | None, members: int | None = None, all_pairs: bool = False) -> dict:
+def bench_classify(counts: dict, model: str | None, members: int | None = None, tta: bool = True) -> dict:
     runs, warmup = counts["classify_runs"], counts["classify_warmup"]
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
         work = Path(tmp)
         path, source = three_second_file(work)
         with single_thread() as limit:
-            predictor, info = build_predictor(model, work, members, all_pairs)
+            predictor, info = build_predictor(model, work, members, tta)
             one_speed = Predictor(predictor.checkpoint, device="cpu", tta=False)
             log(f"classify: warm-up {warmup} runs ...")
             for _ in range(warmup):
                 predictor.predict_file(path)
                 one_speed.predict_file(path)
-            end_to_end, decode, predict, predict_one = [], [], [], []
+            end_to_end, end_to_end_one, decode, predict, predict_one = [], [], [], [], []
             for _ in range(runs):
-                # Interleaved, so a load change on the machine hits all three alike.
+                # Interleaved, so a load change on the machine hits all of them alike.
                 started = time.perf_counter()
                 predictor.predict_file(path)
                 end_to_end.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                one_speed.predict_file(path)
+                end_to_end_one.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 waveform = decode_audio(path, sample_rate=predictor.sample_rate)
                 decode.append(time.perf_counter() - started)
@@ -359,6 +362,8 @@ def bench_classify(counts: dict, model: str | None, members: int | None = None, 
         "runs": runs,
         "warmup_runs": warmup,
         "end_to_end": dist(end_to_end),
+        "end_to_end_one_speed": {"call": "Predictor(..., tta=False).predict_file(path): each model once, at 1.0",
+                                 "passes": one_speed.passes, **dist(end_to_end_one)},
         "split": {"decode": {"call": "decode_audio(path)", **dist(decode)},
                   "predict": {"call": "Predictor.predict(waveform) (trim + features + model at each TTA speed)", **dist(predict)},
                   "predict_one_speed": {"call": "Predictor(..., tta=False).predict(waveform)", **dist(predict_one)}},
@@ -370,13 +375,13 @@ def bench_classify(counts: dict, model: str | None, members: int | None = None, 
 # -- 3. batch throughput ------------------------------------------------------------------------
 
 
-def bench_batch(counts: dict, model: str | None, default_threads: int) -> dict:
+def bench_batch(counts: dict, model: str | None, default_threads: int, tta: bool = True) -> dict:
     waves, source = load_waveforms(counts["batch_files"])
     audio_s = source["audio_seconds"]
     out = {**source, "call": "Predictor.predict_batch(waveforms, batch_size=32)",
            "repeats": counts["batch_repeats"], "statistic": "median over repeats; warm-up before", "runs": {}}
     with tempfile.TemporaryDirectory(prefix="bench-speed-") as tmp:
-        predictor, info = build_predictor(model, Path(tmp))
+        predictor, info = build_predictor(model, Path(tmp), tta=tta)
         out["model"] = info
         settings = (("all_cores", default_threads), ("one_thread", 1))
         for _, threads in settings:
@@ -506,7 +511,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts, to check the script")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--model", default=None, help="checkpoint for classify/batch (default: random weights)")
-    parser.add_argument("--tta-all-pairs", action="store_true", help="classify: a seed ensemble asks every model at every speed")
+    parser.add_argument("--no-tta", action="store_true", help="classify and batch: each model once, at 1.0 (no test-time augmentation)")
     parser.add_argument("--members", type=int, default=None,
                         help="classify: without --model, a random seed ensemble of this many models (default: the recipe's)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 2, --quick 1)")
@@ -527,9 +532,9 @@ def main() -> None:
         if section == "frontend":
             results["results"]["frontend"] = bench_frontend(counts)
         elif section == "classify":
-            results["results"]["classify_3s"] = bench_classify(counts, args.model, args.members, args.tta_all_pairs)
+            results["results"]["classify_3s"] = bench_classify(counts, args.model, args.members, not args.no_tta)
         elif section == "batch":
-            results["results"]["batch_throughput"] = bench_batch(counts, args.model, default_threads)
+            results["results"]["batch_throughput"] = bench_batch(counts, args.model, default_threads, not args.no_tta)
         else:
             epochs = args.epochs or counts["train_epochs"]
             cache_dir = Path(args.cache_dir) if args.cache_dir else ROOT / "var" / "cache" / "bench"

@@ -112,9 +112,7 @@ def predictor_load(version: ModelVersion) -> Predictor:
         try:
             # The CPU is the right place for interactive inference of this small model even on
             # a GPU host: no transfer latency, and the GPU stays free for training.
-            predictor = Predictor.from_checkpoint(
-                path, device="cpu", tta=settings.SER_TEST_TIME_AUGMENTATION, tta_all_pairs=settings.SER_TTA_ALL_PAIRS
-            )
+            predictor = Predictor.from_checkpoint(path, device="cpu", tta=settings.SER_TEST_TIME_AUGMENTATION)
         except CheckpointError as exc:
             raise NoModelError(f"Model {version} cannot be loaded: {exc}") from exc
         with _cache_lock:

@@ -65,7 +65,7 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
                    f"as a lone recording is at inference (default {t.own_centre_share})")
     g.add_argument("--members", type=int, default=t.members, metavar="N",
                    help="train a seed ensemble of N models (seeds SEED..SEED+N-1) and average them; "
-                   f"N times the training time; classifying takes one pass per model (default {t.members})")
+                   f"N times the training time; classifying takes one pass per model and speed (default {t.members})")
     g.add_argument("--rotate-validation", action=BooleanOptionalAction, default=t.rotate_validation,
                    help="seed ensembles: each model after the first validates on other training speakers, so "
                    "together they learn from every speaker outside the test set")
@@ -223,7 +223,6 @@ def summary_line(report: dict) -> str:
     line = f"{report['protocol']}\nWA {fmt('wa')}  UA {fmt('ua')}  macro-F1 {fmt('macro_f1')}"
     for key, name in (
         ("tta", "with test-time augmentation (as the app classifies)"),
-        ("tta_all_pairs", "every model of the ensemble at every speed"),
         ("alone", "each recording alone (no speaker mean)"),
         ("member_mean", "the ensemble's models alone, mean"),
     ):

@@ -55,7 +55,7 @@ class RunForm(forms.Form):
     members = forms.IntegerField(
         min_value=1, max_value=MAX_MEMBERS, initial=_defaults.members, label="Models in the ensemble",
         help_text="Each model trains from its own random start; predictions average them. Three (the default) raised "
-        "RAVDESS six-fold UA from 0.598 to 0.621; N models take N times as long to train, and one pass each to classify.",
+        "RAVDESS six-fold UA from 0.598 to 0.621; N models take N times as long to train, and N times the passes to classify.",
     )
     rotate_validation = forms.BooleanField(
         required=False, initial=_defaults.rotate_validation, label="Rotate validation speakers",

@@ -9,10 +9,9 @@ with the checkpoint's statistics, the model and a softmax.
 Test-time augmentation (on by default): each utterance is also classified at the other
 playback speeds the model was trained with (``0.9``/``1.1`` for the default recipe, see
 :func:`~recognition.engine.tta.tta_speeds`) and the probabilities are averaged; this costs
-one forward pass per speed. A seed ensemble averages its models at speed 1.0, and asks
-every model at every speed only with ``tta_all_pairs`` (see
-:func:`~recognition.engine.tta.inference_speeds`). The attention is the speed-1.0 pass's
-(the mean of the models' for an ensemble).
+one forward pass per speed. A seed ensemble asks every model at every speed and averages
+all of them (see :func:`~recognition.engine.tta.inference_speeds`). The attention is the
+speed-1.0 pass's (the mean of the models' for an ensemble).
 
 Thread safety: one Predictor may be shared by the threads of a web server's pool. Every
 call works on its own local tensors under ``torch.inference_mode()`` (a thread-local
@@ -125,15 +124,11 @@ class Predictor:
     Args:
         checkpoint: a validated checkpoint (see :func:`load_checkpoint`).
         device: torch device; ``None`` picks CUDA when available, else the CPU.
-        tta: average over the speeds the model was trained at (one pass per speed);
-            False classifies at speed 1.0 only.
-        tta_all_pairs: a seed ensemble, asked at speed 1.0 only otherwise, asks every
-            member at every speed (members × speeds passes).
+        tta: average over the speeds the model was trained at (one pass per speed and
+            model of a seed ensemble); False asks each model once, at speed 1.0.
     """
 
-    def __init__(
-        self, checkpoint: Checkpoint, device: str | torch.device | None = None, tta: bool = True, tta_all_pairs: bool = False
-    ) -> None:
+    def __init__(self, checkpoint: Checkpoint, device: str | torch.device | None = None, tta: bool = True) -> None:
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self._device = torch.device(device)
@@ -144,17 +139,15 @@ class Predictor:
         cfg = checkpoint.feature_config
         self._hop_s = cfg.hop_length * checkpoint.model_config.time_stride / cfg.sample_rate
         trained = tta_speeds(checkpoint.extra.get("train_config"))
-        self._speeds = inference_speeds(trained, checkpoint.n_members, tta=tta, all_pairs=tta_all_pairs)
+        self._speeds = inference_speeds(trained, tta=tta)
         # Warm-up: lets torch finish any lazy set-up (LSTM flat weights, CUDA kernels)
         # here, single-threaded, instead of inside the first concurrent calls.
         self._forward([np.zeros(cfg.n_fft, np.float32)])
 
     @classmethod
-    def from_checkpoint(
-        cls, path: str | os.PathLike, device: str | torch.device | None = None, tta: bool = True, tta_all_pairs: bool = False
-    ) -> Predictor:
+    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None, tta: bool = True) -> Predictor:
         """Load ``path`` with :func:`load_checkpoint` (its CheckpointError propagates)."""
-        return cls(load_checkpoint(path, map_location="cpu"), device=device, tta=tta, tta_all_pairs=tta_all_pairs)
+        return cls(load_checkpoint(path, map_location="cpu"), device=device, tta=tta)
 
     # -- read-only views -----------------------------------------------------------------
 

@@ -117,15 +117,14 @@ def _answers(version: ModelVersion) -> str:
     members, trained = version.inference.get("members"), version.inference.get("speeds")
     if not members or not trained:
         return ""
-    speeds = inference_speeds(trained, members, tta=settings.SER_TEST_TIME_AUGMENTATION, all_pairs=settings.SER_TTA_ALL_PAIRS)
+    speeds = inference_speeds(trained, tta=settings.SER_TEST_TIME_AUGMENTATION)
     text = f"{members} models (seed ensemble)" if members > 1 else "one model"
     if len(speeds) > 1:
         text += f" at speeds {', '.join(_speed(s) for s in speeds)} (test-time augmentation)"
     passes = members * len(speeds)
     text += f": {passes} passes, probabilities averaged" if passes > 1 else ", one pass"
     if len(speeds) < len(trained):
-        why = "test-time augmentation is off on this server" if not settings.SER_TEST_TIME_AUGMENTATION else "SER_TTA_ALL_PAIRS=1 asks each model at every speed"
-        text += f" ({why})"
+        text += " (test-time augmentation is off on this server)"
     return text
 
 

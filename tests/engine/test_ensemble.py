@@ -182,8 +182,8 @@ def test_predictor_answers_with_the_mean_of_its_members(tmp_path, ensemble_run):
     result, _ = ensemble_run
     ck = load_checkpoint(result.best_path)
     wave = speech_like("angry", 0.6, seed=3)
-    plain, every = Predictor(ck, device="cpu"), Predictor(ck, device="cpu", tta_all_pairs=True)
-    # An ensemble is asked at 1.0 (one pass per model) unless told to ask every model at every speed.
+    every, plain = Predictor(ck, device="cpu"), Predictor(ck, device="cpu", tta=False)
+    # By default every model is asked at every speed; without test-time augmentation each once, at 1.0.
     assert (plain.speeds, plain.passes) == ((1.0,), 2)
     assert (every.speeds, every.passes) == ((0.9, 1.0, 1.1), 6)
     singles = [dataclasses.replace(ck, state_dict=s, member_states=[]) for s in (ck.state_dict, *ck.member_states)]
@@ -202,13 +202,11 @@ def test_predictor_answers_with_the_mean_of_its_members(tmp_path, ensemble_run):
         np.testing.assert_allclose(probs[0].numpy(), list(got.probabilities.values()), atol=1e-5)
 
 
-def test_inference_speeds_ask_an_ensemble_at_one_speed_unless_told():
-    trained = tta_speeds(TrainConfig().to_dict())
-    assert inference_speeds(trained) == (0.9, 1.0, 1.1)  # one model: test-time augmentation
-    assert inference_speeds(trained, tta=False) == (1.0,)
-    assert inference_speeds(trained, 3) == (1.0,)
-    assert inference_speeds(trained, 3, all_pairs=True) == (0.9, 1.0, 1.1)
-    assert inference_speeds(trained, 3, tta=False, all_pairs=True) == (1.0,)
+def test_inference_speeds_are_the_trained_ones_unless_test_time_augmentation_is_off():
+    assert inference_speeds(tta_speeds(TrainConfig(members=3).to_dict())) == (0.9, 1.0, 1.1)
+    assert inference_speeds(tta_speeds(TrainConfig().to_dict()), tta=False) == (1.0,)
+    no_speed = TrainConfig(augment=AugmentConfig(speed=(1.0,))).to_dict()
+    assert inference_speeds(tta_speeds(no_speed)) == (1.0,)
 
 
 def test_reports_score_each_member_alone(tmp_path, scans):
@@ -221,9 +219,9 @@ def test_reports_score_each_member_alone(tmp_path, scans):
     assert report["member_mean"]["n"] == 2
     assert report["member_mean"]["ua"] == pytest.approx(np.mean([m["ua"] for m in fold["members"]]), abs=1e-4)
     assert "ensemble's models alone" in summary_line(report)
-    assert "tta" not in fold and fold["tta_all_pairs"]["speeds"] == [0.9, 1.0, 1.1]  # the app asks an ensemble at 1.0: ua
-    assert report["tta_all_pairs"]["ua"] == pytest.approx(fold["tta_all_pairs"]["ua"])
-    assert "every model of the ensemble at every speed" in summary_line(report)
+    assert fold["tta"]["speeds"] == [0.9, 1.0, 1.1]  # as the app asks: every model at every speed; ua at 1.0
+    assert report["tta"]["ua"] == pytest.approx(fold["tta"]["ua"])
+    assert "as the app classifies" in summary_line(report)
     assert load_checkpoint(tmp_path / "cv" / "fold1" / "best.pt").n_members == 2
 
     holdout = train_holdout(scans, tmp_path / "model.pt", recipe=recipe)

@@ -212,7 +212,7 @@ def test_reports_score_test_time_augmentation_when_the_model_was_trained_with_sp
     for fold in cv["folds"]:
         assert set(fold["tta"]) == {"wa", "ua", "macro_f1", "speeds"} and fold["tta"]["speeds"] == [0.9, 1.0, 1.1]
     assert cv["tta"]["ua"] == pytest.approx(np.mean([f["tta"]["ua"] for f in cv["folds"]]))
-    assert "averaged over the speeds" in cv["tta"]["note"]
+    assert "every model at every speed it was trained at" in cv["tta"]["note"]
     assert "with test-time augmentation" in summary_line(cv)
     merged = merge_fold_reports([{**cv, "folds": [f]} for f in cv["folds"]])
     assert merged["tta"] == cv["tta"]

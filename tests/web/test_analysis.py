@@ -79,10 +79,10 @@ def test_a_seed_ensemble_asks_every_pair_when_the_setting_says_so(db, tmp_path, 
     predictor_cache_clear()
     path = tiny_checkpoint(tmp_path / "duo.pt", train_config=TrainConfig(members=2).to_dict(), members=2)
     model_version_register(name="duo", checkpoint_path=path, activate=True)
-    assert predictor_for()[1].passes == 2  # each model once, at 1.0
+    assert predictor_for()[1].passes == 6  # every model at every speed
     predictor_cache_clear()
-    settings.SER_TTA_ALL_PAIRS = True
-    assert predictor_for()[1].passes == 6
+    settings.SER_TEST_TIME_AUGMENTATION = False
+    assert predictor_for()[1].passes == 2  # each model once, at 1.0
     predictor_cache_clear()
 
 

@@ -180,16 +180,15 @@ def test_lineage_links_to_its_run_and_survives_the_run(auth_client, tmp_path):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("members", "augment", "tta_on", "expected"), [
-    (3, True, True, "3 models (seed ensemble): 3 passes, probabilities averaged (SER_TTA_ALL_PAIRS=1 asks each model at every speed)"),
-    (3, True, "all pairs", "3 models (seed ensemble) at speeds 0.9, 1.0, 1.1 (test-time augmentation): 9 passes, probabilities averaged"),
+    (3, True, True, "3 models (seed ensemble) at speeds 0.9, 1.0, 1.1 (test-time augmentation): 9 passes, probabilities averaged"),
+    (3, True, False, "3 models (seed ensemble): 3 passes, probabilities averaged (test-time augmentation is off on this server)"),
     (1, True, True, "one model at speeds 0.9, 1.0, 1.1 (test-time augmentation): 3 passes, probabilities averaged"),
     (2, False, True, "2 models (seed ensemble): 2 passes, probabilities averaged"),
     (1, False, True, "one model, one pass"),
     (1, True, False, "one model, one pass (test-time augmentation is off on this server)"),
 ])
 def test_model_page_says_how_the_app_asks_the_model(auth_client, tmp_path, settings, members, augment, tta_on, expected):
-    settings.SER_TEST_TIME_AUGMENTATION = bool(tta_on)
-    settings.SER_TTA_ALL_PAIRS = tta_on == "all pairs"
+    settings.SER_TEST_TIME_AUGMENTATION = tta_on
     train = TrainConfig(members=members, augment=AugmentConfig(enabled=augment)).to_dict()
     path = write_checkpoint(tmp_path / "m.pt", members=members, train_config=train)
     version = model_version_register(name="trio", checkpoint_path=path)

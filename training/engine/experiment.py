@@ -203,16 +203,13 @@ def _headline(metrics: dict) -> dict:
 
 
 def _tta_scores(ck: Checkpoint, model: EmotionNet | EnsembleNet, extractor: FeatureExtractor, examples: list[Example], labels: list[str]) -> dict:
-    """A single model's ``{"tta": WA, UA, macro-F1 and speeds}`` as the Predictor answers by
-    default (the mean over the speeds it was trained at); a seed ensemble's
-    ``{"tta_all_pairs": ...}`` (every model at every speed, which the app does only when
-    told; by default it asks the models at 1.0, the report's ``ua``); {} for models trained
-    at one speed."""
+    """``{"tta": WA, UA, macro-F1 and speeds}`` as the Predictor answers by default: every model
+    (one, or a seed ensemble's) at every speed it was trained at, probabilities averaged; the
+    report's ``ua`` asks each model once, at 1.0. {} for models trained at one speed."""
     speeds = tta_speeds(ck.extra.get("train_config"))
     if speeds == (1.0,):
         return {}
-    scores = {**_headline(evaluate_examples(model, extractor, examples, labels, speeds=speeds)), "speeds": list(speeds)}
-    return {"tta_all_pairs" if ck.n_members > 1 else "tta": scores}
+    return {"tta": {**_headline(evaluate_examples(model, extractor, examples, labels, speeds=speeds)), "speeds": list(speeds)}}
 
 
 def _public(metrics: dict) -> dict:
@@ -222,10 +219,9 @@ def _public(metrics: dict) -> dict:
 
 ALONE_NOTE = "test recordings each centred on their own mean, as a lone recording is at inference (no speaker mean)"
 MEMBERS_NOTE = "each model of the seed ensembles alone, one pass: the mean over all folds' members"
-TTA_NOTE = "test-time augmentation, as the app classifies: probabilities averaged over the speeds the model was trained at"
-TTA_ALL_PAIRS_NOTE = (
-    "every model of the seed ensemble at every speed it was trained at (SER_TTA_ALL_PAIRS=1, classify --tta-all-pairs); "
-    "the app asks an ensemble at 1.0 by default (ua)"
+TTA_NOTE = (
+    "test-time augmentation, as the app classifies: every model at every speed it was trained at, probabilities "
+    "averaged; ua asks each model once, at 1.0 (SER_TEST_TIME_AUGMENTATION=0, classify --no-tta)"
 )
 
 
@@ -383,12 +379,10 @@ def _summarise(labels: Sequence[str], results: list[dict]) -> dict:
     pooled = scores(total, list(labels))
     alone = [r["alone"] for r in results if "alone" in r]
     tta = [r["tta"] for r in results if "tta" in r]
-    all_pairs = [r["tta_all_pairs"] for r in results if "tta_all_pairs" in r]
     return {
         **summarise_folds(results),
         **({"alone": {**summarise_folds(alone), "note": ALONE_NOTE}} if alone else {}),
         **({"tta": {**summarise_folds(tta), "note": TTA_NOTE}} if tta else {}),
-        **({"tta_all_pairs": {**summarise_folds(all_pairs), "note": TTA_ALL_PAIRS_NOTE}} if all_pairs else {}),
         **_members_summary(results),
         "confusion": total.tolist(),
         "pooled": {k: pooled[k] for k in ("wa", "ua", "macro_f1", "per_class")},
@@ -461,6 +455,6 @@ def evaluate_checkpoint(
         "dropped_labels": ds.dropped,
         **_public(result),
         "per_corpus": result.get("per_corpus", {}),
-        **{key: {**value, "note": TTA_NOTE if key == "tta" else TTA_ALL_PAIRS_NOTE} for key, value in tta.items()},
+        **{key: {**value, "note": TTA_NOTE} for key, value in tta.items()},
         "folds": [],
     }

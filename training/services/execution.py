@@ -247,7 +247,7 @@ def _other_scores(report: dict) -> dict:
     """The report's scores as the app classifies (``tta``: test-time augmentation) and of each
     test recording alone (``alone``), when it has them: ``{"tta": {"wa", "ua", "macro_f1", ...}}``."""
     keep = ("wa", "ua", "macro_f1", "wa_std", "ua_std", "macro_f1_std", "speeds")
-    return {key: {k: report[key][k] for k in keep if k in report[key]} for key in ("tta", "tta_all_pairs", "alone") if report.get(key)}
+    return {key: {k: report[key][k] for k in keep if k in report[key]} for key in ("tta", "alone") if report.get(key)}
 
 
 def _slim(report: dict) -> dict:

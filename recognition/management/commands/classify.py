@@ -35,20 +35,15 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--no-tta", action="store_true",
-            help="classify at the recorded speed only, not also at the other speeds the model was trained at "
-            "(test-time augmentation, on by default: more accurate, one model pass per speed)",
-        )
-        parser.add_argument(
-            "--tta-all-pairs", action="store_true",
-            help="a seed ensemble asks every one of its models at every speed it was trained at (models × speeds "
-            "passes) instead of each once at the recorded speed",
+            help="ask each model once, at the recorded speed, not also at the other speeds it was trained at "
+            "(test-time augmentation, on by default: more accurate, one pass per model and speed)",
         )
         parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
     def handle(self, *args, **options):
         model_name, predictor = self._model(options["model"])
-        if options["no_tta"] or options["tta_all_pairs"]:
-            predictor = Predictor(predictor.checkpoint, device="cpu", tta=not options["no_tta"], tta_all_pairs=options["tta_all_pairs"])
+        if options["no_tta"]:
+            predictor = Predictor(predictor.checkpoint, device="cpu", tta=False)
         vad = VadConfig(aggressiveness=options["aggressiveness"])
         results, waves = [], {}
         for i, path in enumerate(options["files"]):

@@ -1,11 +1,12 @@
 """Would more models help? Score the union of several kept runs' models, fold by fold, printing JSON.
 
-    python bench/combine.py DIR [DIR ...] [--setup ravdess] [--folds 1 2 ...] [--cache-dir DIR]
+    python bench/combine.py DIR [DIR ...] [--setup ravdess] [--folds 1 2 ...] [--speeds S ...] [--cache-dir DIR]
 
 Each DIR is a ``bench/accuracy.py --keep DIR`` folder. For every fold that all of them hold
 (``DIR/SETUP/foldN/best.pt``, one model or a seed ensemble), the models of all the runs are
-pooled (identical weights, such as two runs' shared first model, count once), asked once
-each at speed 1.0 as the app asks a seed ensemble, and their class probabilities averaged.
+pooled (identical weights, such as two runs' shared first model, count once), each asked
+at every speed it was trained at as the app asks (or at ``--speeds``: ``--speeds 1.0`` is
+the app's one-pass setting), and their class probabilities averaged.
 Each run's own ensemble and each model alone are scored on the same test speakers (taken
 from the checkpoints, which must agree), so the report shows what the larger ensemble adds
 without training anything again. Each model keeps its own checkpoint's feature statistics.
@@ -26,6 +27,7 @@ from common import ROOT, corpora_dir, machine  # adds the repo to sys.path
 
 from recognition.engine.checkpoint import Checkpoint, load_checkpoint
 from recognition.engine.model import EmotionNet
+from recognition.engine.tta import tta_speeds
 from training.engine.corpora import scan_corpus
 from training.engine.data import Example, WaveformCache
 from training.engine.evaluation import example_probabilities, score_probabilities
@@ -63,8 +65,9 @@ def _headline(result: dict) -> dict:
     return {key: round(result[key], 4) for key in ("ua", "wa", "macro_f1")}
 
 
-def combine_fold(paths: list[Path], scans: list, cache_dir: Path) -> dict:
-    """Scores of each run's ensemble, of each distinct model alone, and of all distinct models together."""
+def combine_fold(paths: list[Path], scans: list, cache_dir: Path, speeds: tuple[float, ...] | None = None) -> dict:
+    """Scores of each run's ensemble, of each distinct model alone, and of all distinct models
+    together; every model asked at ``speeds`` (None: the speeds its checkpoint was trained at)."""
     checkpoints = [load_checkpoint(p) for p in paths]
     first = checkpoints[0]
     speakers, examples = test_examples(paths[0], first, scans, cache_dir)
@@ -78,10 +81,11 @@ def combine_fold(paths: list[Path], scans: list, cache_dir: Path) -> dict:
     runs = []
     for path, ck in zip(paths, checkpoints, strict=True):
         extractor = ck.build_extractor()
+        asked = speeds or tta_speeds(ck.extra.get("train_config"))
         mine = []
         for fingerprint, model in _models(ck):
             if fingerprint not in probs:
-                probs[fingerprint] = example_probabilities(model, extractor, examples)
+                probs[fingerprint] = example_probabilities(model, extractor, examples, speeds=asked)
             mine.append(fingerprint)
         run_probs = torch.stack([probs[f] for f in mine]).mean(0)
         runs.append({"checkpoint": str(path), "models": len(mine), **_headline(score_probabilities(run_probs, examples, labels))})
@@ -101,8 +105,11 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="bench/accuracy.py --keep folders")
     parser.add_argument("--setup", choices=sorted(SETUPS), default="ravdess")
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="only these folds (1-based)")
+    parser.add_argument("--speeds", type=float, nargs="+", default=None,
+                        help="ask every model at these speeds (default: those it was trained at, as the app does)")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "cache" / "bench")
     args = parser.parse_args()
+    speeds = tuple(sorted(set(args.speeds))) if args.speeds else None
     root = corpora_dir()
     scans = [scan_corpus(root / name) for name in SETUPS[args.setup]["corpora"]]
     held = [kept_folds(run, args.setup) for run in args.runs]
@@ -114,7 +121,7 @@ def main() -> None:
     started = time.perf_counter()
     per_fold = []
     for fold in folds:
-        result = {"fold": fold, **combine_fold([run / args.setup / f"fold{fold}" / "best.pt" for run in args.runs], scans, args.cache_dir)}
+        result = {"fold": fold, **combine_fold([run / args.setup / f"fold{fold}" / "best.pt" for run in args.runs], scans, args.cache_dir, speeds)}
         run_uas = ", ".join(f"{r['ua']:.3f}" for r in result["runs"])
         print(f"[{args.setup}] fold {fold}: union of {result['distinct_models']} models UA {result['union']['ua']:.3f}; runs {run_uas}",
               file=sys.stderr, flush=True)
@@ -131,8 +138,9 @@ def main() -> None:
     }
     print(json.dumps({
         "benchmark": "combine", "machine": machine(), "setup": args.setup, "runs": [str(r) for r in args.runs],
-        "protocol": "each fold's test speakers as recorded in its checkpoints; every distinct model asked once at speed 1.0, "
-                    "class probabilities averaged; UA = mean per-class recall; mean and population std over folds",
+        "protocol": "each fold's test speakers as recorded in its checkpoints; every distinct model asked at "
+                    + (f"speeds {list(speeds)}" if speeds else "every speed it was trained at (as the app asks)")
+                    + ", class probabilities averaged; UA = mean per-class recall; mean and population std over folds",
         "folds": folds, **summary, "per_fold": per_fold, "wall_seconds": round(time.perf_counter() - started, 1),
     }, indent=2))
 

@@ -49,6 +49,9 @@ def _test_metrics(metrics: dict[str, Any]) -> tuple[dict, list]:
     kept["split"] = "test" if metrics.get("test") else ("validation" if metrics.get("validation") else "none")
     if metrics.get("protocol"):
         kept["protocol"] = metrics["protocol"]
+    # Scores as the app classifies (test-time augmentation) and of lone recordings, where
+    # the trainer recorded them: the model page shows them beside the one-pass scores.
+    kept.update({key: metrics[key] for key in ("tta", "alone") if isinstance(metrics.get(key), dict)})
     return kept, list(source.get("confusion") or [])
 
 

@@ -220,6 +220,8 @@ def test_reports_score_test_time_augmentation_when_the_model_was_trained_with_sp
     evaluation = evaluate_checkpoint(model, scans, speakers=cv["folds"][0]["split"]["test_speakers"])
     assert evaluation["tta"]["ua"] == pytest.approx(cv["folds"][0]["tta"]["ua"])
     assert evaluation["ua"] == pytest.approx(cv["folds"][0]["ua"])
+    # The checkpoint carries the scores as the app asks it, for the model registry.
+    assert load_checkpoint(model).metrics["tta"] == cv["folds"][0]["tta"]
     # Without speed augmentation there is nothing to average over.
     assert "tta" not in cross_validate(scans, tmp_path / "plain", folds=2, only_folds=[0], recipe=base, dataset=ds)
 

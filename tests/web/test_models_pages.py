@@ -16,7 +16,7 @@ import torch
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
-from recognition.engine.checkpoint import Checkpoint, save_checkpoint
+from recognition.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from recognition.engine.features import FeatureConfig, FeatureStats
 from recognition.engine.model import EmotionNet, ModelConfig
 from recognition.models import ModelVersion
@@ -176,6 +176,19 @@ def test_lineage_links_to_its_run_and_survives_the_run(auth_client, tmp_path):
     assert f'href="/runs/{run.pk}/"' not in html
     assert "(deleted)" in html and "ravdess, tess" in html
     assert "seed ensemble" not in html  # one model: nothing to say
+
+
+@pytest.mark.django_db
+def test_model_page_shows_the_scores_as_the_app_classifies_that_the_checkpoint_carries(auth_client, tmp_path):
+    path = write_checkpoint(tmp_path / "m.pt", members=3, train_config=TrainConfig(members=3).to_dict())
+    ck = load_checkpoint(path)
+    ck.metrics = {**ck.metrics, "tta": {"wa": 0.7, "ua": 0.6812, "macro_f1": 0.66, "speeds": [0.9, 1.0, 1.1]},
+                  "alone": {"wa": 0.6, "ua": 0.5934, "macro_f1": 0.58}}
+    save_checkpoint(path, ck)
+    version = model_version_register(name="trio", checkpoint_path=path)
+    assert version.metrics["tta"]["ua"] == 0.6812 and version.metrics["ua"] == 0.6389
+    html = auth_client.get(reverse("recognition:model", args=[version.pk])).content.decode()
+    assert '<dd id="ua-tta">0.681' in html and '<dd id="ua-alone">0.593' in html
 
 
 @pytest.mark.django_db

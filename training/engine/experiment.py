@@ -166,8 +166,13 @@ def _run_split(
     ck = load_checkpoint(result.best_path)
     model, extractor, test_examples = ck.build_model(), ck.build_extractor(), [examples[i] for i in split.test]
     test = evaluate_examples(model, extractor, test_examples, labels)
-    # The registered model carries its test metrics.
-    ck.metrics = {**ck.metrics, "test": _public(test), "protocol": split.protocol}
+    other = _tta_scores(ck, model, extractor, test_examples, labels)
+    if recipe.features.speaker_cmn:
+        # What a lone recording meets at inference (no speaker mean: centred on itself).
+        alone = evaluate_examples(model, extractor, [replace(e, centre=None) for e in test_examples], labels)
+        other["alone"] = _headline(alone)
+    # The registered model carries its test metrics, and the scores as the app asks it.
+    ck.metrics = {**ck.metrics, "test": _public(test), "protocol": split.protocol, **other}
     save_checkpoint(result.best_path, ck)
     fold = {
         "protocol": split.protocol,
@@ -178,12 +183,8 @@ def _run_split(
         "stopped": result.stopped,
         "validation_ua": result.best_metrics.get("ua"),
         "train_seconds": round(train_seconds, 1),
+        **other,
     }
-    if recipe.features.speaker_cmn:
-        # What a lone recording meets at inference (no speaker mean: centred on itself).
-        alone = evaluate_examples(model, extractor, [replace(e, centre=None) for e in test_examples], labels)
-        fold["alone"] = _headline(alone)
-    fold.update(_tta_scores(ck, model, extractor, test_examples, labels))
     if isinstance(model, EnsembleNet):
         fold["members"] = _member_scores(ck, model, extractor, test_examples, labels)
     return fold, result

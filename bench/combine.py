@@ -10,6 +10,10 @@ the app's one-pass setting), and their class probabilities averaged.
 Each run's own ensemble and each model alone are scored on the same test speakers (taken
 from the checkpoints, which must agree), so the report shows what the larger ensemble adds
 without training anything again. Each model keeps its own checkpoint's feature statistics.
+``first_k`` and ``first_k_one_pass`` score the first k distinct models (in the order given,
+members in their order), k = 1 .. all, as asked and once each at 1.0: how UA grows with the
+ensemble's size (the first three of one ``--recipe '{"train": {"members": 6}}'`` run are that
+seed's default ensemble).
 """
 
 from __future__ import annotations
@@ -77,27 +81,47 @@ def combine_fold(paths: list[Path], scans: list, cache_dir: Path, speeds: tuple[
         if ck.feature_config != first.feature_config:
             raise SystemExit(f"{path} has other features than {paths[0]}: speaker means would differ")
     labels = list(first.labels)
-    probs: dict[str, torch.Tensor] = {}
+    # Per distinct model: its probabilities at each speed asked, so any mix of models and
+    # speeds can be scored without another pass.
+    per_speed: dict[str, dict[float, torch.Tensor]] = {}
+    asked_of: dict[str, tuple[float, ...]] = {}
     runs = []
     for path, ck in zip(paths, checkpoints, strict=True):
         extractor = ck.build_extractor()
         asked = speeds or tta_speeds(ck.extra.get("train_config"))
         mine = []
         for fingerprint, model in _models(ck):
-            if fingerprint not in probs:
-                probs[fingerprint] = example_probabilities(model, extractor, examples, speeds=asked)
+            if fingerprint not in per_speed:
+                per_speed[fingerprint] = {
+                    s: example_probabilities(model, extractor, examples, speeds=(s,)) for s in sorted(set(asked) | {1.0})
+                }
+                asked_of[fingerprint] = asked
             mine.append(fingerprint)
-        run_probs = torch.stack([probs[f] for f in mine]).mean(0)
+        run_probs = torch.stack([_at(per_speed[f], asked_of[f]) for f in mine]).mean(0)
         runs.append({"checkpoint": str(path), "models": len(mine), **_headline(score_probabilities(run_probs, examples, labels))})
-    union = torch.stack(list(probs.values())).mean(0)
+    order = list(per_speed)
+    probs = [_at(per_speed[f], asked_of[f]) for f in order]
+    one_pass = [per_speed[f][1.0] for f in order]
+
+    def first(k: int, chosen: list[torch.Tensor]) -> float:
+        return round(score_probabilities(torch.stack(chosen[:k]).mean(0), examples, labels)["ua"], 4)
+
     return {
         "test_speakers": speakers,
         "utterances": len(examples),
         "runs": runs,
-        "models_alone": [_headline(score_probabilities(p, examples, labels))["ua"] for p in probs.values()],
-        "distinct_models": len(probs),
-        "union": _headline(score_probabilities(union, examples, labels)),
+        "models_alone": [_headline(score_probabilities(p, examples, labels))["ua"] for p in probs],
+        "distinct_models": len(order),
+        "union": _headline(score_probabilities(torch.stack(probs).mean(0), examples, labels)),
+        # UA of the first k distinct models (in the order given), k = 1 .. all: as asked, and once at 1.0.
+        "first_k": [first(k, probs) for k in range(1, len(order) + 1)],
+        "first_k_one_pass": [first(k, one_pass) for k in range(1, len(order) + 1)],
     }
+
+
+def _at(by_speed: dict[float, torch.Tensor], speeds: tuple[float, ...]) -> torch.Tensor:
+    """The mean of one model's probabilities over ``speeds``."""
+    return torch.stack([by_speed[s] for s in speeds]).mean(0)
 
 
 def main() -> None:
@@ -136,6 +160,9 @@ def main() -> None:
         "runs": [rounded(summarise_folds([f["runs"][i] for f in per_fold])) for i in range(len(args.runs))],
         "models_alone_ua": round(sum(alone) / len(alone), 4),
     }
+    counts = min(f["distinct_models"] for f in per_fold)
+    for key in ("first_k", "first_k_one_pass"):
+        summary[key] = [round(sum(f[key][k] for f in per_fold) / len(per_fold), 4) for k in range(counts)]
     print(json.dumps({
         "benchmark": "combine", "machine": machine(), "setup": args.setup, "runs": [str(r) for r in args.runs],
         "protocol": "each fold's test speakers as recorded in its checkpoints; every distinct model asked at "

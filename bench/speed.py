@@ -8,9 +8,10 @@
   batches of 32 zero-padded utterances. Also checks that both give the same dB values.
 - classify: end-to-end latency of ``Predictor.predict_file`` on a 3.0 s 16 kHz WAV file
   (decode + trim + features + model) on one CPU thread, with the decode / predict split,
-  asked as the app asks it (every model at each of its three trained speeds), and the same
-  with each model asked once at 1.0 (``SER_TEST_TIME_AUGMENTATION=0``). Without ``--model``
-  the model has the default recipe's shape (a seed ensemble of three); ``--members N``
+  asked as the app asks it (every model at each of its three trained speeds while that stays
+  within nine passes, else each model once), and the same with each model asked once at 1.0
+  (``SER_TEST_TIME_AUGMENTATION=0``). Without ``--model`` the model has the default recipe's
+  shape (a seed ensemble of five, asked once each); ``--members N``
   changes the number of models, ``--no-tta`` asks each model once (classify and batch).
 - batch: ``Predictor.predict_batch`` throughput over decoded RAVDESS waveforms, with all
   cores and with one thread.

@@ -103,7 +103,7 @@ def make_checkpoint(path: Path) -> Path:
                  for i, label in enumerate(["neutral", "happy", "sad", "angry", "fearful"] * 2)]
     # The default recipe's training settings, as a trained model stores them, and as many
     # models as its seed ensemble has: the app then classifies each segment as it would in use
-    # (every model at each of its three speeds: nine passes).
+    # (five models, each asked once: five passes).
     train = Recipe().train
     states = [EmotionNet(config).state_dict() for _ in range(train.members)]
     ckpt = Checkpoint(model_config=config, feature_config=features, labels=LABELS,
@@ -258,7 +258,7 @@ def main() -> None:
             "end time) -> segment message received; includes the 300 ms pause and the chunking wait",
             "stop_to_final": "stop message sent -> final result (whole recording + spectrogram) received",
         },
-        "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "the default recipe's shape with random weights: a seed ensemble of three medium EmotionNets, default features (per-speaker means), every model asked at each of its three speeds (nine passes)",
+        "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "the default recipe's shape with random weights: a seed ensemble of five medium EmotionNets, default features (per-speaker means), each model asked once (five passes)",
                   "container": "WebM/Opus", "server": "one Daphne process, SER_INFERENCE_THREADS default"},
         "machine": machine(),
         "scenarios": results,

@@ -9,9 +9,10 @@ with the checkpoint's statistics, the model and a softmax.
 Test-time augmentation (on by default): each utterance is also classified at the other
 playback speeds the model was trained with (``0.9``/``1.1`` for the default recipe, see
 :func:`~recognition.engine.tta.tta_speeds`) and the probabilities are averaged; this costs
-one forward pass per speed. A seed ensemble asks every model at every speed and averages
-all of them (see :func:`~recognition.engine.tta.inference_speeds`). The attention is the
-speed-1.0 pass's (the mean of the models' for an ensemble).
+one forward pass per speed. A seed ensemble asks every model at every speed while that
+stays within nine passes (three models), and each model once beyond, averaging all of them
+(see :func:`~recognition.engine.tta.inference_speeds`). The attention is the speed-1.0
+pass's (the mean of the models' for an ensemble).
 
 Thread safety: one Predictor may be shared by the threads of a web server's pool. Every
 call works on its own local tensors under ``torch.inference_mode()`` (a thread-local
@@ -125,7 +126,8 @@ class Predictor:
         checkpoint: a validated checkpoint (see :func:`load_checkpoint`).
         device: torch device; ``None`` picks CUDA when available, else the CPU.
         tta: average over the speeds the model was trained at (one pass per speed and
-            model of a seed ensemble); False asks each model once, at speed 1.0.
+            model of a seed ensemble, up to :data:`~recognition.engine.tta.MAX_PASSES`
+            passes); False asks each model once, at speed 1.0.
     """
 
     def __init__(self, checkpoint: Checkpoint, device: str | torch.device | None = None, tta: bool = True) -> None:
@@ -139,7 +141,7 @@ class Predictor:
         cfg = checkpoint.feature_config
         self._hop_s = cfg.hop_length * checkpoint.model_config.time_stride / cfg.sample_rate
         trained = tta_speeds(checkpoint.extra.get("train_config"))
-        self._speeds = inference_speeds(trained, tta=tta)
+        self._speeds = inference_speeds(trained, members=checkpoint.n_members, tta=tta)
         # Warm-up: lets torch finish any lazy set-up (LSTM flat weights, CUDA kernels)
         # here, single-threaded, instead of inside the first concurrent calls.
         self._forward([np.zeros(cfg.n_fft, np.float32)])

@@ -117,13 +117,13 @@ def _answers(version: ModelVersion) -> str:
     members, trained = version.inference.get("members"), version.inference.get("speeds")
     if not members or not trained:
         return ""
-    speeds = inference_speeds(trained, tta=settings.SER_TEST_TIME_AUGMENTATION)
+    speeds = inference_speeds(trained, members=members, tta=settings.SER_TEST_TIME_AUGMENTATION)
     text = f"{members} models (seed ensemble)" if members > 1 else "one model"
     if len(speeds) > 1:
         text += f" at speeds {', '.join(_speed(s) for s in speeds)} (test-time augmentation)"
     passes = members * len(speeds)
     text += f": {passes} passes, probabilities averaged" if passes > 1 else ", one pass"
-    if len(speeds) < len(trained):
+    if len(speeds) < len(inference_speeds(trained, members=members)):
         text += " (test-time augmentation is off on this server)"
     return text
 

@@ -12,7 +12,7 @@ import torch
 from recognition.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from recognition.engine.model import EmotionNet, EnsembleNet, ModelConfig
 from recognition.engine.predictor import Predictor
-from recognition.engine.tta import inference_speeds, tta_speeds
+from recognition.engine.tta import MAX_PASSES, inference_speeds, tta_speeds
 from tests.engine.test_experiment import tiny_recipe
 from tests.engine.test_trainer import (
     LABELS2,
@@ -186,6 +186,9 @@ def test_predictor_answers_with_the_mean_of_its_members(tmp_path, ensemble_run):
     # By default every model is asked at every speed; without test-time augmentation each once, at 1.0.
     assert (plain.speeds, plain.passes) == ((1.0,), 2)
     assert (every.speeds, every.passes) == ((0.9, 1.0, 1.1), 6)
+    # Four models at three speeds would be twelve passes, over the budget: each is asked once.
+    four = Predictor(dataclasses.replace(ck, member_states=[*ck.member_states] * 3), device="cpu")
+    assert (four.speeds, four.passes) == ((1.0,), 4)
     singles = [dataclasses.replace(ck, state_dict=s, member_states=[]) for s in (ck.state_dict, *ck.member_states)]
     for predictor, tta in ((plain, False), (every, True)):
         parts = [Predictor(single, device="cpu", tta=tta).predict(wave) for single in singles]
@@ -205,6 +208,11 @@ def test_predictor_answers_with_the_mean_of_its_members(tmp_path, ensemble_run):
 def test_inference_speeds_are_the_trained_ones_unless_test_time_augmentation_is_off():
     assert inference_speeds(tta_speeds(TrainConfig(members=3).to_dict())) == (0.9, 1.0, 1.1)
     assert inference_speeds(tta_speeds(TrainConfig().to_dict()), tta=False) == (1.0,)
+    # Within the pass budget every model is asked at every speed; beyond it each model once.
+    trained = tta_speeds(TrainConfig().to_dict())
+    assert [inference_speeds(trained, members=n) for n in (1, 2, 3, 4, 5)] == [trained] * 3 + [(1.0,)] * 2
+    assert MAX_PASSES == 9 and inference_speeds(trained, members=5, max_passes=15) == trained
+    assert inference_speeds(trained, members=3, tta=False) == (1.0,)
     no_speed = TrainConfig(augment=AugmentConfig(speed=(1.0,))).to_dict()
     assert inference_speeds(tta_speeds(no_speed)) == (1.0,)
 

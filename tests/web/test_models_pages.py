@@ -195,6 +195,8 @@ def test_model_page_shows_the_scores_as_the_app_classifies_that_the_checkpoint_c
 @pytest.mark.parametrize(("members", "augment", "tta_on", "expected"), [
     (3, True, True, "3 models (seed ensemble) at speeds 0.9, 1.0, 1.1 (test-time augmentation): 9 passes, probabilities averaged"),
     (3, True, False, "3 models (seed ensemble): 3 passes, probabilities averaged (test-time augmentation is off on this server)"),
+    (5, True, True, "5 models (seed ensemble): 5 passes, probabilities averaged"),  # over the pass budget: once each
+    (5, True, False, "5 models (seed ensemble): 5 passes, probabilities averaged"),
     (1, True, True, "one model at speeds 0.9, 1.0, 1.1 (test-time augmentation): 3 passes, probabilities averaged"),
     (2, False, True, "2 models (seed ensemble): 2 passes, probabilities averaged"),
     (1, False, True, "one model, one pass"),

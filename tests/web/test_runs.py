@@ -190,7 +190,7 @@ def test_run_form_offers_the_recipes_ensemble_size():
     from training.forms import RunForm
 
     field = RunForm().fields["members"]
-    assert field.initial == Recipe().train.members == 3 and (field.min_value, field.max_value) == (1, MAX_MEMBERS) == (1, 8)
+    assert field.initial == Recipe().train.members == 5 and (field.min_value, field.max_value) == (1, MAX_MEMBERS) == (1, 8)
     assert RunForm().fields["rotate_validation"].initial == Recipe().train.rotate_validation
 
 

@@ -78,7 +78,8 @@ class TrainConfig:
     own_centre_share: float = 0.3
     # Seed ensemble: train this many models one after another (seeds seed, seed + 1, ...) and
     # average their probabilities. Costs that many times the training time; the app asks
-    # every model at every trained speed (recognition.engine.tta.inference_speeds).
+    # every model at every trained speed up to nine passes, else each model once
+    # (recognition.engine.tta.inference_speeds).
     members: int = 1
     # Seed ensembles: each model after the first validates on other speakers (drawn from the
     # first model's training speakers) and trains on the rest, so the ensemble learns from

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from tests.synth import make_folder_corpus, speech_silence_speech, write_wav
+from training.engine.experiment import Recipe
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 FAST = ["--epochs", "3", "--batch-size", "8", "--model-size", "small", "--trim", "none", "--threads", "1", "--patience", "0"]
@@ -62,9 +63,11 @@ def test_train_resume_continues_from_the_work_dir(trained, corpus, tmp_path):
         "--resume", *FAST, stdout=stdout,
     )
     text = stdout.getvalue()
-    # Every model of the ensemble had finished: each resumes after its last epoch and trains no more.
-    assert [line for line in text.splitlines() if "resumed" in line] == [
-        f"model {m}/3 resumed from the last checkpoint after epoch 3" for m in (1, 2, 3)
+    # Every model of the ensemble (the default recipe's size) had finished: each resumes after
+    # its last epoch and trains no more.
+    n = Recipe().train.members
+    assert n > 1 and [line for line in text.splitlines() if "resumed" in line] == [
+        f"model {m}/{n} resumed from the last checkpoint after epoch 3" for m in range(1, n + 1)
     ]
     assert "epoch   1/3" not in text and "model written to" in text
 

@@ -51,12 +51,12 @@ def tta_speeds(train_config: Mapping[str, Any] | None) -> tuple[float, ...]:
     return tuple(sorted(valid | {1.0}))
 
 
-def inference_speeds(trained: Sequence[float], *, members: int = 1, tta: bool = True, max_passes: int = MAX_PASSES) -> tuple[float, ...]:
+def inference_speeds(trained: Sequence[float], *, members: int = 1, tta: bool = True) -> tuple[float, ...]:
     """The speeds the app asks a checkpoint of ``members`` models at, given those it was
     ``trained`` at (:func:`tta_speeds`): all of them with ``tta`` while ``members`` × speeds
-    stays within ``max_passes``, otherwise ``(1.0,)``. Every model of a seed ensemble is asked
-    at every speed returned."""
+    stays within :data:`MAX_PASSES`, otherwise ``(1.0,)``. Every model of a seed ensemble is
+    asked at every speed returned."""
     speeds = tuple(float(s) for s in trained)
-    if not tta or max(1, members) * len(speeds) > max_passes:
+    if not tta or max(1, members) * len(speeds) > MAX_PASSES:
         return (1.0,)
     return speeds

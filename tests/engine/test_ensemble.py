@@ -211,7 +211,7 @@ def test_inference_speeds_are_the_trained_ones_unless_test_time_augmentation_is_
     # Within the pass budget every model is asked at every speed; beyond it each model once.
     trained = tta_speeds(TrainConfig().to_dict())
     assert [inference_speeds(trained, members=n) for n in (1, 2, 3, 4, 5)] == [trained] * 3 + [(1.0,)] * 2
-    assert MAX_PASSES == 9 and inference_speeds(trained, members=5, max_passes=15) == trained
+    assert MAX_PASSES == 9
     assert inference_speeds(trained, members=3, tta=False) == (1.0,)
     no_speed = TrainConfig(augment=AugmentConfig(speed=(1.0,))).to_dict()
     assert inference_speeds(tta_speeds(no_speed)) == (1.0,)

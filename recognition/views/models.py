@@ -95,6 +95,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
     context = {
         "version": version,
         "metrics": version.metrics or {},
+        "tta_as_asked": selectors.tta_is_as_asked(version.metrics or {}, version.inference.get("members") or 1),
         "per_class": per_class_rows(version),
         "has_confusion": _square(version.confusion, len(version.labels)),
         "confusion_data": {"labels": list(version.labels), "matrix": version.confusion},

@@ -188,7 +188,22 @@ def test_model_page_shows_the_scores_as_the_app_classifies_that_the_checkpoint_c
     version = model_version_register(name="trio", checkpoint_path=path)
     assert version.metrics["tta"]["ua"] == 0.6812 and version.metrics["ua"] == 0.6389
     html = auth_client.get(reverse("recognition:model", args=[version.pk])).content.decode()
-    assert '<dd id="ua-tta">0.681' in html and '<dd id="ua-alone">0.593' in html
+    assert '<dd id="ua-tta">0.681' in html and '<dd id="ua-alone">0.593' in html and "ua-tta-every" not in html
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("members", "tta_on"), [(5, True), (3, False)])
+def test_model_page_does_not_call_scores_at_every_speed_the_apps_answer_when_it_asks_once(auth_client, tmp_path, settings, members, tta_on):
+    # Five models scored at every speed before the pass budget existed; or test-time augmentation off here.
+    settings.SER_TEST_TIME_AUGMENTATION = tta_on
+    path = write_checkpoint(tmp_path / "m.pt", members=members, train_config=TrainConfig(members=members).to_dict())
+    ck = load_checkpoint(path)
+    ck.metrics = {**ck.metrics, "tta": {"wa": 0.7, "ua": 0.6812, "macro_f1": 0.66, "speeds": [0.9, 1.0, 1.1]}}
+    save_checkpoint(path, ck)
+    version = model_version_register(name="big", checkpoint_path=path)
+    html = auth_client.get(reverse("recognition:model", args=[version.pk])).content.decode()
+    assert 'id="ua-tta"' not in html and "UA as the app classifies" not in html
+    assert '<dd id="ua-tta-every">0.681' in html and "not how this server asks it" in html
 
 
 @pytest.mark.django_db

@@ -310,6 +310,17 @@ def test_epoch_payload_carries_the_member():
     assert selectors.epoch_payload({**epoch_event(1, 0.5), "fold": 1, "member": 1})["member"] == 1
 
 
+@pytest.mark.parametrize(("members", "label"), [(3, b'<dd id="ua-tta">0.681'), (5, b'<dd id="ua-tta-every">0.681')])
+def test_run_page_names_the_score_at_every_speed_by_how_this_server_asks(auth_client, members, label):
+    # A five-model run scored at every speed before the pass budget: the app now asks each model once.
+    tta = {"wa": 0.7, "ua": 0.6812, "macro_f1": 0.66, "speeds": [0.9, 1.0, 1.1]}
+    run = TrainingRun.objects.create(name="big", labels=["happy", "sad"], status="succeeded",
+                                     hyperparameters=services.recipe_build(members=members).to_dict(),
+                                     test_metrics={"wa": 0.6, "ua": 0.6, "macro_f1": 0.6, "tta": tta})
+    html = auth_client.get(reverse("runs:detail", args=[run.pk])).content
+    assert label in html and (b"UA as the app classifies" in html) == (members == 3)
+
+
 def test_run_page_shows_a_seed_ensemble(auth_client, corpus):
     recipe = services.recipe_build(model_size="small", epochs=2, batch_size=8, augment=False, members=3)
     run = TrainingRun.objects.create(name="trio", labels=["happy", "sad", "angry"], hyperparameters=recipe.to_dict(), status="running")

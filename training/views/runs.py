@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from recognition.selectors import tta_is_as_asked
 from training import selectors
 from training.forms import RunForm
 from training.models import TrainingRun
@@ -51,6 +52,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run": run,
         "can_change": may_change(request.user, run.created_by_id),
         "snapshot": snapshot,
+        "tta_as_asked": tta_is_as_asked(run.test_metrics or {}, run.members),
         "config": {
             "run": run.pk, "epochs": run.total_epochs, "labels": run.labels,
             "folds": run.folds if run.protocol == TrainingRun.Protocol.KFOLD else 1,

@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from recognition.engine.checkpoint import load_checkpoint
-from recognition.engine.features import FeatureConfig
+from recognition.engine.features import FeatureConfig, FeatureExtractor
 from recognition.engine.model import ModelConfig
+from recognition.engine.tta import change_speed
 from tests.synth import speech_like
 from training.engine import trainer as trainer_module
 from training.engine.data import AugmentConfig, Example, assign_speaker_centres, collate
@@ -351,3 +352,30 @@ def test_own_centre_share_changes_speaker_normalised_training_and_resumes_exactl
     plain = small_trainer(tmp_path / "plain", epochs=3, features=features, own_centre_share=0.0).fit(*data)
     assert [h["train_loss"] for h in reference.history] != [h["train_loss"] for h in plain.history]
     assert_resume_after_one_epoch_matches(tmp_path / "cut", data, reference, features=features, own_centre_share=0.5)
+
+
+def test_speed_centres_centre_each_speed_on_the_speaker_at_that_speed(tmp_path, small_data):
+    """With ``speed_centres`` a speed-changed example is centred on its speaker's mean at that speed."""
+    features = dataclasses.replace(SMALL_FEATURES, speaker_cmn=True)
+    train, valid = (copy.deepcopy(part) for part in small_data)
+    assign_speaker_centres(train + valid, features)
+    augment = AugmentConfig(speed=(0.9, 1.0, 1.1))
+    trainer = small_trainer(tmp_path / "unit", features=features, augment=augment)
+    centres = trainer._speed_centres(FeatureExtractor(features), train)
+    speakers = {(e.corpus, e.speaker) for e in train}
+    assert set(centres) == {(*key, speed) for key in speakers for speed in (0.9, 1.1)}
+    corpus, speaker = sorted(speakers)[0]
+    own = [e.waveform for e in train if (e.corpus, e.speaker) == (corpus, speaker)]
+    slow = FeatureExtractor(features).speaker_mean([change_speed(w, 0.9) for w in own])
+    torch.testing.assert_close(centres[(corpus, speaker, 0.9)], slow)
+    assert not torch.allclose(centres[(corpus, speaker, 0.9)], centres[(corpus, speaker, 1.1)])
+    # No speed but 1.0, or no augmentation: nothing to centre differently.
+    assert small_trainer(tmp_path / "flat", features=features, augment=AugmentConfig(speed=(1.0,)))._speed_centres(
+        FeatureExtractor(features), train
+    ) == {}
+
+    data = (train, valid)
+    reference = small_trainer(tmp_path / "ref", epochs=3, features=features, augment=augment, speed_centres=True).fit(*data)
+    plain = small_trainer(tmp_path / "plain", epochs=3, features=features, augment=augment).fit(*data)
+    assert [h["train_loss"] for h in reference.history] != [h["train_loss"] for h in plain.history]
+    assert_resume_after_one_epoch_matches(tmp_path / "cut", data, reference, features=features, augment=augment, speed_centres=True)

@@ -133,10 +133,13 @@ class AugmentConfig:
         return cls(**data)
 
 
-def augment_waveform(wav: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Random speed (resampling: tempo and pitch together), gain and additive noise. ``(samples,)``."""
+def augment_waveform(wav: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Random speed (resampling: tempo and pitch together), gain and additive noise.
+
+    Returns the augmented ``(samples,)`` waveform and the speed it was played at.
+    """
     if not config.enabled:
-        return wav
+        return wav, 1.0
     factor = float(rng.choice(config.speed)) if config.speed else 1.0
     wav = change_speed(wav, factor)
     if config.gain_db > 0:
@@ -145,7 +148,7 @@ def augment_waveform(wav: np.ndarray, config: AugmentConfig, rng: np.random.Gene
         power = float(np.mean(wav * wav)) + 1e-12
         snr = rng.uniform(*config.noise_snr_db)
         wav = wav + rng.normal(0, np.sqrt(power / 10 ** (snr / 10)), wav.size).astype(np.float32)
-    return wav.astype(np.float32, copy=False)
+    return wav.astype(np.float32, copy=False), factor
 
 
 def spec_augment(feats: Tensor, lengths: Tensor, config: AugmentConfig, generator: torch.Generator) -> Tensor:

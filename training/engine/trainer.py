@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from recognition.engine import ENGINE_VERSION
 from recognition.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from recognition.engine.config import known_fields
-from recognition.engine.features import FeatureConfig, FeatureExtractor, FeatureStats
+from recognition.engine.features import FeatureConfig, FeatureExtractor, FeatureStats, SpeakerCentre
 from recognition.engine.model import EmotionNet, ModelConfig
 
 from .data import (
@@ -76,6 +76,10 @@ class TrainConfig:
     # at inference (no speaker mean yet). On RAVDESS folds 1-2 0.3 raised UA with speaker
     # means from 0.617 to 0.660 and for lone recordings from 0.516 to 0.607 (README).
     own_centre_share: float = 0.3
+    # Speaker-normalised features only: centre a speed-changed training example on its
+    # speaker's mean at that speed (the speaker as the augmentation makes them sound), as a
+    # test speaker is centred on their own mean, instead of on the mean at 1.0.
+    speed_centres: bool = False
     # Seed ensemble: train this many models one after another (seeds seed, seed + 1, ...) and
     # average their probabilities. Costs that many times the training time; the app asks
     # every model at every trained speed up to nine passes, else each model once
@@ -342,6 +346,24 @@ class Trainer:
 
         return forward
 
+    def _speed_centres(self, extractor: FeatureExtractor, train: Sequence[Example]) -> dict[tuple[str, str, float], Tensor]:
+        """Each training speaker's mean ``(n_features,)`` at every augmentation speed but 1.0,
+        keyed ``(corpus, speaker, speed)``; empty unless features are speaker-normalised."""
+        speeds = tuple(s for s in self.config.augment.speed if s != 1.0) if self.config.augment.enabled else ()
+        if not self.feature_config.speaker_cmn or not speeds:
+            return {}
+        groups: dict[tuple[str, str], list[np.ndarray]] = {}
+        for e in train:
+            if e.speaker is not None and e.centre is not None:
+                groups.setdefault((e.corpus, e.speaker), []).append(e.waveform)
+        out: dict[tuple[str, str, float], Tensor] = {}
+        for (corpus, speaker), waves in groups.items():
+            centre = SpeakerCentre(extractor, speeds)
+            centre.add(waves)
+            for speed, row in zip(speeds, centre.value.reshape(len(speeds), -1), strict=True):
+                out[(corpus, speaker, speed)] = row
+        return out
+
     def _fit(self, train: Sequence[Example], valid: list[Example], resume: bool, stats_from: Sequence[Example] | None = None) -> TrainResult:
         # No validation set: model selection falls back to the training data (see fit()).
         cfg = self.config
@@ -392,6 +414,7 @@ class Trainer:
             self.last_path.unlink(missing_ok=True)
             extractor.set_stats(self._feature_stats(extractor, train if stats_from is None else stats_from))
         stats = extractor.stats
+        speed_centres = self._speed_centres(extractor, train) if cfg.speed_centres else {}
 
         steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
         total_steps = steps_per_epoch * cfg.epochs
@@ -432,7 +455,8 @@ class Trainer:
             )
             model.train()
             order = self._epoch_indices(train, rng)
-            waves = [augment_waveform(train[i].waveform, cfg.augment, rng) for i in order]
+            augmented = [augment_waveform(train[i].waveform, cfg.augment, rng) for i in order]
+            waves = [wave for wave, _ in augmented]
             targets = [train[i].label for i in order]
             batches = bucket_batches([w.size for w in waves], cfg.batch_size, rng, drop_singletons=True)
             loss_sum, correct, seen, cancelled = 0.0, 0, 0, False
@@ -445,6 +469,11 @@ class Trainer:
                 x, lengths = collate([waves[i] for i in idx])
                 y = torch.tensor([targets[i] for i in idx], device=self.device)
                 centres = collate_centres([train[order[i]] for i in idx], self.feature_config)
+                for row, i in enumerate(idx if speed_centres else ()):
+                    example = train[order[i]]
+                    at_speed = speed_centres.get((example.corpus, example.speaker, augmented[i][1]))
+                    if at_speed is not None:
+                        centres[row] = at_speed
                 if centres is not None and cfg.own_centre_share > 0:
                     centres[torch.from_numpy(rng.random(len(idx)) < cfg.own_centre_share)] = float("nan")
                 with torch.no_grad():

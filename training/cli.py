@@ -63,6 +63,9 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--own-centre-share", type=float, default=t.own_centre_share, metavar="SHARE",
                    help="with --mean-norm speaker: share of training examples centred on their own mean, "
                    f"as a lone recording is at inference (default {t.own_centre_share})")
+    g.add_argument("--speed-centres", action=BooleanOptionalAction, default=t.speed_centres,
+                   help="with --mean-norm speaker: centre a speed-changed training example on its speaker's mean "
+                   "at that speed instead of at 1.0")
     g.add_argument("--members", type=int, default=t.members, metavar="N",
                    help="train a seed ensemble of N models (seeds SEED..SEED+N-1) and average them; "
                    f"N times the training time; classifying takes one pass per model and speed (default {t.members})")
@@ -91,7 +94,8 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
             class_weighting=not options["no_class_weights"], balanced_sampling=options["balanced"],
             seed=options["seed"], device=options["device"], num_threads=options["threads"], ema_decay=options["ema"],
             mixup_alpha=options["mixup"], label_smoothing=options["label_smoothing"],
-            own_centre_share=options["own_centre_share"], members=options["members"],
+            own_centre_share=options["own_centre_share"], speed_centres=options["speed_centres"],
+            members=options["members"],
             rotate_validation=options["rotate_validation"], augment=AugmentConfig(enabled=not options["no_augment"]),
         )
     except ValueError as exc:

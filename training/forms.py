@@ -56,8 +56,7 @@ class RunForm(forms.Form):
         min_value=1, max_value=MAX_MEMBERS, initial=_defaults.members, label="Models in the ensemble",
         help_text="Each model trains from its own random start; predictions average them. Five (the default) scored "
         "RAVDESS six-fold UA 0.646 over two seeds, against 0.637 for three on the same seeds; N models take N times as "
-        "long to train. "
-        "Up to three are each asked at three speeds, more once each.",
+        "long to train. Up to three are each asked at three speeds, more once each.",
     )
     rotate_validation = forms.BooleanField(
         required=False, initial=_defaults.rotate_validation, label="Rotate validation speakers",

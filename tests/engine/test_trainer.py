@@ -18,7 +18,13 @@ from recognition.engine.model import ModelConfig
 from recognition.engine.tta import change_speed
 from tests.synth import speech_like
 from training.engine import trainer as trainer_module
-from training.engine.data import AugmentConfig, Example, assign_speaker_centres, collate
+from training.engine.data import (
+    AugmentConfig,
+    Example,
+    assign_speaker_centres,
+    collate,
+    speaker_centres_at_speeds,
+)
 from training.engine.trainer import TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -359,9 +365,7 @@ def test_speed_centres_centre_each_speed_on_the_speaker_at_that_speed(tmp_path, 
     features = dataclasses.replace(SMALL_FEATURES, speaker_cmn=True)
     train, valid = (copy.deepcopy(part) for part in small_data)
     assign_speaker_centres(train + valid, features)
-    augment = AugmentConfig(speed=(0.9, 1.0, 1.1))
-    trainer = small_trainer(tmp_path / "unit", features=features, augment=augment)
-    centres = trainer._speed_centres(FeatureExtractor(features), train)
+    centres = speaker_centres_at_speeds(train, FeatureExtractor(features), (0.9, 1.1))
     speakers = {(e.corpus, e.speaker) for e in train}
     assert set(centres) == {(*key, speed) for key in speakers for speed in (0.9, 1.1)}
     corpus, speaker = sorted(speakers)[0]
@@ -369,13 +373,16 @@ def test_speed_centres_centre_each_speed_on_the_speaker_at_that_speed(tmp_path, 
     slow = FeatureExtractor(features).speaker_mean([change_speed(w, 0.9) for w in own])
     torch.testing.assert_close(centres[(corpus, speaker, 0.9)], slow)
     assert not torch.allclose(centres[(corpus, speaker, 0.9)], centres[(corpus, speaker, 1.1)])
-    # No speed but 1.0, or no augmentation: nothing to centre differently.
-    assert small_trainer(tmp_path / "flat", features=features, augment=AugmentConfig(speed=(1.0,)))._speed_centres(
-        FeatureExtractor(features), train
-    ) == {}
+    assert speaker_centres_at_speeds(train, FeatureExtractor(features), ()) == {}
 
+    augment = AugmentConfig(speed=(0.9, 1.0, 1.1))
     data = (train, valid)
     reference = small_trainer(tmp_path / "ref", epochs=3, features=features, augment=augment, speed_centres=True).fit(*data)
     plain = small_trainer(tmp_path / "plain", epochs=3, features=features, augment=augment).fit(*data)
     assert [h["train_loss"] for h in reference.history] != [h["train_loss"] for h in plain.history]
     assert_resume_after_one_epoch_matches(tmp_path / "cut", data, reference, features=features, augment=augment, speed_centres=True)
+    # Only speed 1.0 in training: nothing to centre differently, the same run as without the option.
+    flat = AugmentConfig(speed=(1.0,))
+    same = small_trainer(tmp_path / "flat", epochs=2, features=features, augment=flat, speed_centres=True).fit(*data)
+    base = small_trainer(tmp_path / "flat0", epochs=2, features=features, augment=flat).fit(*data)
+    assert [h["train_loss"] for h in same.history] == [h["train_loss"] for h in base.history]

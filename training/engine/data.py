@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,7 +17,12 @@ from torch import Tensor
 
 from recognition.engine.audio import decode_audio
 from recognition.engine.config import known_fields
-from recognition.engine.features import FeatureConfig, FeatureExtractor, prepare_waveform
+from recognition.engine.features import (
+    FeatureConfig,
+    FeatureExtractor,
+    SpeakerCentre,
+    prepare_waveform,
+)
 from recognition.engine.tta import change_speed
 
 __all__ = [
@@ -28,6 +33,7 @@ __all__ = [
     "collate",
     "collate_centres",
     "assign_speaker_centres",
+    "speaker_centres_at_speeds",
     "augment_waveform",
     "spec_augment",
 ]
@@ -212,14 +218,33 @@ def assign_speaker_centres(examples: Sequence[Example], feature_config: FeatureC
     if not feature_config.speaker_cmn:
         return
     extractor = FeatureExtractor(feature_config)
-    groups: dict[tuple[str, str], list[Example]] = {}
-    for e in examples:
-        if e.speaker is not None:
-            groups.setdefault((e.corpus, e.speaker), []).append(e)
-    for members in groups.values():
+    for members in _by_speaker(e for e in examples if e.speaker is not None).values():
         centre = extractor.speaker_mean([e.waveform for e in members]).numpy()
         for e in members:
             e.centre = centre
+
+
+def speaker_centres_at_speeds(
+    examples: Sequence[Example], extractor: FeatureExtractor, speeds: Sequence[float]
+) -> dict[tuple[str, str, float], Tensor]:
+    """Each speaker's mean ``(n_features,)`` over their audio changed to each of ``speeds``,
+    keyed ``(corpus, speaker, speed)``, for the examples that have a speaker mean (``centre``)."""
+    out: dict[tuple[str, str, float], Tensor] = {}
+    if not speeds:
+        return out
+    for (corpus, speaker), members in _by_speaker(e for e in examples if e.centre is not None).items():
+        centre = SpeakerCentre(extractor, speeds)
+        centre.add([e.waveform for e in members])
+        for speed, row in zip(speeds, centre.value.reshape(len(speeds), -1), strict=True):
+            out[(corpus, speaker, float(speed))] = row
+    return out
+
+
+def _by_speaker(examples: Iterable[Example]) -> dict[tuple[str, str | None], list[Example]]:
+    groups: dict[tuple[str, str | None], list[Example]] = {}
+    for e in examples:
+        groups.setdefault((e.corpus, e.speaker), []).append(e)
+    return groups
 
 
 def collate_centres(examples: Sequence[Example], feature_config: FeatureConfig) -> Tensor | None:

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from recognition.engine import ENGINE_VERSION
 from recognition.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from recognition.engine.config import known_fields
-from recognition.engine.features import FeatureConfig, FeatureExtractor, FeatureStats, SpeakerCentre
+from recognition.engine.features import FeatureConfig, FeatureExtractor, FeatureStats
 from recognition.engine.model import EmotionNet, ModelConfig
 
 from .data import (
@@ -37,6 +37,7 @@ from .data import (
     bucket_batches,
     collate,
     collate_centres,
+    speaker_centres_at_speeds,
     spec_augment,
 )
 from .evaluation import evaluate_examples, example_probabilities, score_probabilities
@@ -346,24 +347,6 @@ class Trainer:
 
         return forward
 
-    def _speed_centres(self, extractor: FeatureExtractor, train: Sequence[Example]) -> dict[tuple[str, str, float], Tensor]:
-        """Each training speaker's mean ``(n_features,)`` at every augmentation speed but 1.0,
-        keyed ``(corpus, speaker, speed)``; empty unless features are speaker-normalised."""
-        speeds = tuple(s for s in self.config.augment.speed if s != 1.0) if self.config.augment.enabled else ()
-        if not self.feature_config.speaker_cmn or not speeds:
-            return {}
-        groups: dict[tuple[str, str], list[np.ndarray]] = {}
-        for e in train:
-            if e.speaker is not None and e.centre is not None:
-                groups.setdefault((e.corpus, e.speaker), []).append(e.waveform)
-        out: dict[tuple[str, str, float], Tensor] = {}
-        for (corpus, speaker), waves in groups.items():
-            centre = SpeakerCentre(extractor, speeds)
-            centre.add(waves)
-            for speed, row in zip(speeds, centre.value.reshape(len(speeds), -1), strict=True):
-                out[(corpus, speaker, speed)] = row
-        return out
-
     def _fit(self, train: Sequence[Example], valid: list[Example], resume: bool, stats_from: Sequence[Example] | None = None) -> TrainResult:
         # No validation set: model selection falls back to the training data (see fit()).
         cfg = self.config
@@ -414,7 +397,10 @@ class Trainer:
             self.last_path.unlink(missing_ok=True)
             extractor.set_stats(self._feature_stats(extractor, train if stats_from is None else stats_from))
         stats = extractor.stats
-        speed_centres = self._speed_centres(extractor, train) if cfg.speed_centres else {}
+        # Speed-matched centres: each training speaker's mean at every augmentation speed but 1.0.
+        changed = [s for s in cfg.augment.speed if s != 1.0] if cfg.augment.enabled else []
+        speaker_normalised = cfg.speed_centres and self.feature_config.speaker_cmn
+        speed_centres = speaker_centres_at_speeds(train, extractor, changed) if speaker_normalised else {}
 
         steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
         total_steps = steps_per_epoch * cfg.epochs
@@ -469,11 +455,12 @@ class Trainer:
                 x, lengths = collate([waves[i] for i in idx])
                 y = torch.tensor([targets[i] for i in idx], device=self.device)
                 centres = collate_centres([train[order[i]] for i in idx], self.feature_config)
-                for row, i in enumerate(idx if speed_centres else ()):
-                    example = train[order[i]]
-                    at_speed = speed_centres.get((example.corpus, example.speaker, augmented[i][1]))
-                    if at_speed is not None:
-                        centres[row] = at_speed
+                if speed_centres:
+                    for row, i in enumerate(idx):
+                        example = train[order[i]]
+                        at_speed = speed_centres.get((example.corpus, example.speaker, augmented[i][1]))
+                        if at_speed is not None:
+                            centres[row] = at_speed
                 if centres is not None and cfg.own_centre_share > 0:
                     centres[torch.from_numpy(rng.random(len(idx)) < cfg.own_centre_share)] = float("nan")
                 with torch.no_grad():

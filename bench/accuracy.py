@@ -42,10 +42,10 @@ SETUPS = {
 
 
 def brief(report: dict) -> dict:
-    keys = ("protocol", "labels", "utterances", "wa", "wa_std", "ua", "ua_std", "macro_f1", "macro_f1_std", "alone", "tta", "member_mean", "per_corpus", "confusion", "wall_seconds")
+    keys = ("protocol", "labels", "utterances", "wa", "wa_std", "ua", "ua_std", "macro_f1", "macro_f1_std", "alone", "tta", "teacher", "member_mean", "per_corpus", "confusion", "wall_seconds")
     out = {k: report[k] for k in keys if k in report}
     out["folds"] = [
-        {k: f[k] for k in ("fold", "wa", "ua", "macro_f1", "validation_ua", "alone", "tta", "members", "best_epoch", "epochs_run", "train_seconds") if k in f}
+        {k: f[k] for k in ("fold", "wa", "ua", "macro_f1", "validation_ua", "alone", "tta", "teacher", "members", "best_epoch", "epochs_run", "train_seconds") if k in f}
         | {"test_speakers": f["split"]["test_speakers"]}
         | ({"per_corpus": {c: {m: v[m] for m in ("wa", "ua", "macro_f1")} for c, v in f["per_corpus"].items()}} if f.get("per_corpus") else {})
         for f in report["folds"]
@@ -74,6 +74,8 @@ def _run_in_processes(args: argparse.Namespace, name: str, chosen: list[int]) ->
                                 ("--keep", args.keep)):
                 if value is not None:
                     command += [flag, str(value)]
+            if args.resume:
+                command.append("--resume")
             children.append((subprocess.Popen(command, stdout=subprocess.DEVNULL), out))
         codes = [child.wait() for child, _ in children]
         if any(codes):
@@ -93,6 +95,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1, help="train the folds in this many processes at once")
     parser.add_argument("--report", default=None, help="also write the full reports (confusions, per class, per fold) here")
     parser.add_argument("--keep", default=None, help="keep the fold checkpoints under this folder (default: a temporary one)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the folds kept under --keep: finished models are reloaded, unfinished ones continue "
+                        "from their last.pt, so a recipe that adds to a run (distil_weight) trains only what is new")
     args = parser.parse_args()
     if args.jobs > 1 and not args.threads:
         args.threads = max(1, (os.cpu_count() or 1) // args.jobs)
@@ -122,8 +127,12 @@ def main() -> None:
             ds = build_dataset(scans, mode=setup["mode"])
             with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as tmp:
                 work = Path(args.keep) / name if args.keep else Path(tmp)
-                report = cross_validate(scans, work, folds=setup["folds"], only_folds=[f - 1 for f in chosen], recipe=recipe, dataset=ds, cache=cache,
-                                        on_fold=lambda i, f, name=name: print(f"[{name}] fold {i + 1}: UA {f['ua']:.3f} WA {f['wa']:.3f} ({f['train_seconds']:.0f}s)", file=sys.stderr, flush=True))
+                kwargs = {"folds": setup["folds"], "recipe": recipe, "dataset": ds, "cache": cache,
+                          "on_fold": lambda i, f, name=name: print(f"[{name}] fold {i + 1}: UA {f['ua']:.3f} WA {f['wa']:.3f} ({f['train_seconds']:.0f}s)", file=sys.stderr, flush=True)}
+                if args.resume:  # cross_validate resumes only the first fold it runs (an interrupted run's): continue each
+                    report = merge_fold_reports([cross_validate(scans, work, only_folds=[f - 1], resume=True, **kwargs) for f in chosen])
+                else:
+                    report = cross_validate(scans, work, only_folds=[f - 1 for f in chosen], **kwargs)
         report["wall_seconds"] = round(time.perf_counter() - started, 1)
         results["results"][name] = brief(report)
         full[name] = report

@@ -132,6 +132,21 @@ def test_crossval_two_folds(corpus, tmp_path):
     assert "ua_std" in data and sum(map(sum, data["confusion"])) == 48
 
 
+def test_crossval_distils_an_ensemble_into_one_model(corpus, tmp_path):
+    out, work = tmp_path / "cv.json", tmp_path / "work"
+    stdout = StringIO()
+    call_command("crossval", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--folds", "2", "--fold", "1",
+                 "--members", "2", "--distil", "0.9", "--distil-temperature", "3", "--work-dir", str(work),
+                 "--report", str(out), "--cache-dir", str(tmp_path / "c"), *FAST, stdout=stdout)
+    data = json.loads(out.read_text())
+    assert data["recipe"]["train"]["distil_weight"] == 0.9 and data["recipe"]["train"]["distil_temperature"] == 3.0
+    assert set(data["teacher"]) >= {"wa", "ua", "macro_f1"} and data["member_mean"]["n"] == 2
+    assert "the ensemble the model was distilled from" in stdout.getvalue()
+    assert (work / "fold1" / "teacher.pt").is_file() and (work / "fold1" / "student" / "best.pt").is_file()
+    with pytest.raises(CommandError, match="distil_weight"):
+        call_command("crossval", "--corpus", str(corpus), "--folds", "2", "--distil", "2", *FAST, stdout=StringIO())
+
+
 def test_bad_corpus_path_is_a_clear_error(tmp_path):
     with pytest.raises(CommandError):
         call_command("train", "--corpus", str(tmp_path / "missing"), "--out", str(tmp_path / "m.pt"), *FAST, stdout=StringIO())

@@ -72,6 +72,11 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--rotate-validation", action=BooleanOptionalAction, default=t.rotate_validation,
                    help="seed ensembles: each model after the first validates on other training speakers, so "
                    "together they learn from every speaker outside the test set")
+    g.add_argument("--distil", type=float, default=t.distil_weight, metavar="WEIGHT",
+                   help="seed ensembles: then train one model on the ensemble's class probabilities (this weight; the "
+                   "labels the rest) and save it alone, one pass per speed to classify (e.g. 0.9; default 0 = off)")
+    g.add_argument("--distil-temperature", type=float, default=t.distil_temperature, metavar="T",
+                   help=f"softening of both models' probabilities when distilling (default {t.distil_temperature})")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")
@@ -96,7 +101,8 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
             mixup_alpha=options["mixup"], label_smoothing=options["label_smoothing"],
             own_centre_share=options["own_centre_share"], speed_centres=options["speed_centres"],
             members=options["members"],
-            rotate_validation=options["rotate_validation"], augment=AugmentConfig(enabled=not options["no_augment"]),
+            rotate_validation=options["rotate_validation"], distil_weight=options["distil"],
+            distil_temperature=options["distil_temperature"], augment=AugmentConfig(enabled=not options["no_augment"]),
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
@@ -229,6 +235,7 @@ def summary_line(report: dict) -> str:
         ("tta", "with test-time augmentation (as the app classifies)"),
         ("alone", "each recording alone (no speaker mean)"),
         ("member_mean", "the ensemble's models alone, mean"),
+        ("teacher", "the ensemble the model was distilled from"),
     ):
         part = report.get(key)
         if part:

@@ -187,6 +187,12 @@ def _run_split(
     }
     if isinstance(model, EnsembleNet):
         fold["members"] = _member_scores(ck, model, extractor, test_examples, labels)
+    if result.teacher_path is not None and result.stopped != "cancelled":
+        # A distilled run: the saved model is the student; score the ensemble that taught it too.
+        teacher = load_checkpoint(result.teacher_path)
+        ensemble, teacher_extractor = teacher.build_model(), teacher.build_extractor()
+        fold["teacher"] = {**_headline(evaluate_examples(ensemble, teacher_extractor, test_examples, labels)), "note": TEACHER_NOTE}
+        fold["members"] = _member_scores(teacher, ensemble, teacher_extractor, test_examples, labels)
     return fold, result
 
 
@@ -221,6 +227,7 @@ def _public(metrics: dict) -> dict:
 
 ALONE_NOTE = "test recordings each centred on their own mean, as a lone recording is at inference (no speaker mean)"
 MEMBERS_NOTE = "each model of the seed ensembles alone, one pass: the mean over all folds' members"
+TEACHER_NOTE = "the ensemble the saved model (its student) was distilled from, each of its models once, at 1.0"
 TTA_NOTE = (
     "test-time augmentation, as the app classifies: every model at every speed it was trained at, probabilities "
     "averaged; ua asks each model once, at 1.0 (SER_TEST_TIME_AUGMENTATION=0, classify --no-tta)"
@@ -381,10 +388,12 @@ def _summarise(labels: Sequence[str], results: list[dict]) -> dict:
     pooled = scores(total, list(labels))
     alone = [r["alone"] for r in results if "alone" in r]
     tta = [r["tta"] for r in results if "tta" in r]
+    teacher = [r["teacher"] for r in results if "teacher" in r]
     return {
         **summarise_folds(results),
         **({"alone": {**summarise_folds(alone), "note": ALONE_NOTE}} if alone else {}),
         **({"tta": {**summarise_folds(tta), "note": TTA_NOTE}} if tta else {}),
+        **({"teacher": {**summarise_folds(teacher), "note": TEACHER_NOTE}} if teacher else {}),
         **_members_summary(results),
         "confusion": total.tolist(),
         "pooled": {k: pooled[k] for k in ("wa", "ua", "macro_f1", "per_class")},

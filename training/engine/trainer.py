@@ -93,6 +93,14 @@ class TrainConfig:
     # every speaker outside the test set (splits.member_validation_splits). Its validation
     # scores are then out of bag: each utterance scored by the models that did not train on it.
     rotate_validation: bool = False
+    # Seed ensembles: after the models, train one more (the student) on their averaged class
+    # probabilities as soft targets, and save it alone as the run's model (one pass per speed
+    # instead of one per model); the ensemble stays beside it as teacher.pt. The weight of
+    # the soft targets in the loss (0 = off); the hard labels get the rest.
+    distil_weight: float = 0.0
+    # Softens the teacher's and the student's distributions alike before they are compared
+    # (the soft-target loss is scaled by its square, so its gradients keep their size).
+    distil_temperature: float = 2.0
     class_weighting: bool = True
     balanced_sampling: bool = False
     patience: int = 15
@@ -106,6 +114,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.members <= MAX_MEMBERS:
             raise ValueError(f"members must be between 1 and {MAX_MEMBERS}")
+        if not 0.0 <= self.distil_weight <= 1.0:
+            raise ValueError("distil_weight must be between 0 and 1")
+        if self.distil_temperature <= 0:
+            raise ValueError("distil_temperature must be positive")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -129,6 +141,7 @@ class TrainResult:
     history: list[dict]
     stopped: str  # "completed" | "early_stopping" | "cancelled"
     members: list[TrainResult] = field(default_factory=list)  # a seed ensemble's, in order
+    teacher_path: Path | None = None  # a distilled ensemble's teacher (best_path is the student)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -224,8 +237,13 @@ class Trainer:
         )
 
     # -- training ----------------------------------------------------------------------
-    def fit(self, train: Sequence[Example], valid: Sequence[Example], *, resume: bool = False) -> TrainResult:
+    def fit(self, train: Sequence[Example], valid: Sequence[Example], *, resume: bool = False,
+            teacher: Checkpoint | None = None) -> TrainResult:
         """Train, validating after every epoch.
+
+        ``teacher`` (one model, ``distil_weight`` > 0): distil that checkpoint, trained on the
+        same labels and front end, into this model. Seed ensembles with ``distil_weight`` > 0
+        distil themselves (see :class:`TrainConfig`).
 
         Callback events:
             progress: ``epoch``, ``epochs``, ``batch``, ``batches``, ``progress`` (0–1 over the
@@ -243,6 +261,8 @@ class Trainer:
         """
         if not train:
             raise ValueError("no training examples")
+        if teacher is not None and (self.config.members > 1 or self.config.distil_weight <= 0):
+            raise ValueError("a teacher needs a one-model run with distil_weight above 0")
         previous_threads = torch.get_num_threads()
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
@@ -250,7 +270,7 @@ class Trainer:
             valid = list(valid) if valid else list(train)
             if self.config.members > 1:
                 return self._fit_ensemble(train, valid, resume)
-            return self._fit(train, valid, resume)
+            return self._fit(train, valid, resume, teacher=teacher)
         finally:
             torch.set_num_threads(previous_threads)
 
@@ -261,6 +281,7 @@ class Trainer:
         cfg = self.config
         if not resume:
             self.best_path.unlink(missing_ok=True)
+            (self.out_dir / "teacher.pt").unlink(missing_ok=True)
         splits = self._member_splits(train, valid)
         results: list[TrainResult] = []
         for index in range(cfg.members):
@@ -299,10 +320,51 @@ class Trainer:
         best_metrics = {**_brief(metrics), "members": len(results)}
         combined.metrics = {"validation": best_metrics}
         combined.extra = {"train_config": cfg.to_dict(), **self.metadata, "members": members}
-        save_checkpoint(self.best_path, combined)
-        history = [{**record, "member": i + 1, "members": cfg.members} for i, r in enumerate(results) for record in r.history]
-        stopped = "cancelled" if results[-1].stopped == "cancelled" else "completed"
-        return TrainResult(self.best_path, results[-1].last_path, results[0].best_epoch, best_metrics, history, stopped, results)
+        history = [{**record, "member": i + 1, "members": self._trainees} for i, r in enumerate(results) for record in r.history]
+        cancelled = results[-1].stopped == "cancelled"
+        if cfg.distil_weight <= 0 or cancelled:
+            save_checkpoint(self.best_path, combined)
+            return TrainResult(self.best_path, results[-1].last_path, results[0].best_epoch, best_metrics, history,
+                               "cancelled" if cancelled else "completed", results)
+        return self._distil(combined, splits[0], resume, history, results)
+
+    @property
+    def _trainees(self) -> int:
+        """Models this run trains: the ensemble's, plus the student when it distils."""
+        cfg = self.config
+        return cfg.members + (1 if cfg.members > 1 and cfg.distil_weight > 0 else 0)
+
+    def _distil(self, teacher: Checkpoint, split: tuple[list[Example], list[Example]], resume: bool,
+                history: list[dict], results: list[TrainResult]) -> TrainResult:
+        """Train the student on the ensemble ``teacher``'s soft targets (the first model's split
+        and statistics) and save it alone as ``best.pt``; the ensemble goes to ``teacher.pt``.
+        Cancelled, the run keeps the ensemble as ``best.pt``; resume continues the student."""
+        cfg = self.config
+        teacher_path = self.out_dir / "teacher.pt"
+        save_checkpoint(teacher_path, teacher)
+        index = cfg.members
+        student = Trainer(
+            labels=self.labels,
+            feature_config=self.feature_config,
+            model_config=self.model_config,
+            train_config=replace(cfg, seed=cfg.seed + index, members=1),
+            out_dir=self.out_dir / "student",
+            callback=self._member_callback(index),
+            should_stop=self.should_stop,
+            metadata=self.metadata,
+        )
+        result = student._fit(*split, resume, stats_from=split[0], teacher=teacher)
+        history = history + [{**record, "member": index + 1, "members": self._trainees} for record in result.history]
+        if result.stopped == "cancelled":
+            save_checkpoint(self.best_path, teacher)
+            return TrainResult(self.best_path, result.last_path, results[0].best_epoch, teacher.metrics["validation"], history,
+                               "cancelled", results, teacher_path)
+        ck = load_checkpoint(result.best_path)
+        ck.extra = {**ck.extra, "train_config": cfg.to_dict(), "student": {"seed": cfg.seed + index},
+                    "teacher": {"members": teacher.extra["members"], "validation": teacher.metrics["validation"]}}
+        save_checkpoint(self.best_path, ck)
+        return TrainResult(self.best_path, result.last_path, result.best_epoch, result.best_metrics, history, result.stopped,
+                           results, teacher_path)
 
     def _member_splits(self, train: Sequence[Example], valid: list[Example]) -> list[tuple[list[Example], list[Example]]]:
         """Each member's (train, valid): the given split for all, or rotated validation speakers."""
@@ -337,9 +399,25 @@ class Trainer:
             count[rows] += 1
         return score_probabilities(total / count, pool, self.labels)
 
+    def _soft_targets(self, teacher: Checkpoint) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]:
+        """``(waves, lengths, centres) -> (batch, classes)``: the teacher's class probabilities,
+        softened by the distillation temperature, on a batch of padded waveforms."""
+        if teacher.labels != self.labels or teacher.feature_config != self.feature_config:
+            raise ValueError("the teacher was trained on other labels or features; it cannot teach this model")
+        model = teacher.build_model(self.device).fused()
+        extractor = teacher.build_extractor(self.device)
+        temperature = self.config.distil_temperature
+
+        def targets(waves: torch.Tensor, lengths: torch.Tensor, centres: torch.Tensor | None) -> torch.Tensor:
+            feats, flen = extractor(waves.to(self.device), lengths.to(self.device), centres)
+            logits, _ = model(feats, flen)  # an ensemble's: the log of its mean probabilities
+            return torch.softmax(logits.float() / temperature, dim=1)
+
+        return targets
+
     def _member_callback(self, index: int) -> Callback:
-        """Tags a member's events with its index; progress spans all members."""
-        count = self.config.members
+        """Tags a member's events with its index; progress spans all members (and the student)."""
+        count = self._trainees
 
         def forward(event: dict[str, Any]) -> None:
             event = {**event, "member": index + 1, "members": count}
@@ -349,7 +427,10 @@ class Trainer:
 
         return forward
 
-    def _fit(self, train: Sequence[Example], valid: list[Example], resume: bool, stats_from: Sequence[Example] | None = None) -> TrainResult:
+    def _fit(self, train: Sequence[Example], valid: list[Example], resume: bool, stats_from: Sequence[Example] | None = None,
+             teacher: Checkpoint | None = None) -> TrainResult:
+        """One model; with ``teacher`` (a checkpoint of the same labels and front end) its loss
+        also matches the teacher's class probabilities on every training batch."""
         # No validation set: model selection falls back to the training data (see fit()).
         cfg = self.config
         torch.manual_seed(cfg.seed)
@@ -369,6 +450,7 @@ class Trainer:
         loss_fn = nn.CrossEntropyLoss(
             weight=None if class_weights is None else class_weights.to(self.device), label_smoothing=cfg.label_smoothing
         )
+        soft_targets = None if teacher is None else self._soft_targets(teacher)
         history: list[dict] = []
         start_epoch, step, best_ua, best_epoch, bad_epochs = 0, 0, -1.0, 0, 0
         best_metrics: dict = {}
@@ -467,14 +549,22 @@ class Trainer:
                     centres[torch.from_numpy(rng.random(len(idx)) < cfg.own_centre_share)] = float("nan")
                 with torch.no_grad():
                     feats, flen = extractor(x.to(self.device), lengths.to(self.device), centres)
+                    # The teacher hears the same (speed-, gain- and noise-changed) audio, centred
+                    # alike, but without SpecAugment's masks.
+                    soft = None if soft_targets is None else soft_targets(x, lengths, centres)
                     feats = spec_augment(feats, flen, cfg.augment, gen)
                 if cfg.mixup_alpha > 0 and len(idx) > 1:
                     feats, flen, partner, lam = _mixup(feats, flen, cfg.mixup_alpha, rng, gen)
                     logits, _ = model(feats, flen)
                     loss = lam * loss_fn(logits, y) + (1.0 - lam) * loss_fn(logits, y[partner])
+                    if soft is not None:
+                        soft = lam * soft + (1.0 - lam) * soft[partner]
                 else:
                     logits, _ = model(feats, flen)
                     loss = loss_fn(logits, y)
+                if soft is not None:
+                    distilled = _distillation_loss(logits, soft, cfg.distil_temperature, None if class_weights is None else class_weights.to(self.device)[y])
+                    loss = (1.0 - cfg.distil_weight) * loss + cfg.distil_weight * distilled
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -548,6 +638,17 @@ class Trainer:
         if stopped == "completed" and bad_epochs >= cfg.patience > 0 and epoch < cfg.epochs:
             stopped = "early_stopping"
         return TrainResult(self.best_path, self.last_path, best_epoch, best_metrics, history, stopped)
+
+
+def _distillation_loss(logits: torch.Tensor, soft: torch.Tensor, temperature: float, weights: torch.Tensor | None) -> torch.Tensor:
+    """KL divergence from the teacher's softened probabilities ``soft`` ``(batch, classes)`` to
+    the student's ``logits`` ``(batch, classes)`` softened alike, times the temperature squared;
+    averaged over the batch with the same class weights as the cross-entropy (by hard label)."""
+    log_student = torch.log_softmax(logits.float() / temperature, dim=1)
+    per_example = (soft * (soft.clamp_min(1e-12).log() - log_student)).sum(dim=1) * temperature**2
+    if weights is None:
+        return per_example.mean()
+    return (weights * per_example).sum() / weights.sum()
 
 
 def _ema_with_warmup(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:

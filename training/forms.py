@@ -65,6 +65,19 @@ class RunForm(forms.Form):
         "folds it gave UA 0.617 against the default's 0.608 on the same machine, within the noise.",
     )
 
+    distil = forms.BooleanField(
+        required=False, initial=False, label="Distil into one model",
+        help_text="With several models: then train one more on their averaged answers and save it alone, so "
+        "classifying takes one model's time (about a fifth of five models'). The ensemble's own test scores are "
+        "shown beside it.",
+    )
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if data.get("distil") and (data.get("members") or 1) < 2:
+            self.add_error("distil", "Distilling needs at least two models in the ensemble.")
+        return data
+
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.fields["corpora"].queryset = corpus_ready_list()

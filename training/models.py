@@ -120,6 +120,21 @@ class TrainingRun(models.Model):
         """Models in the seed ensemble (1 for runs recorded before ensembles existed)."""
         return int(self.hyperparameters.get("train", {}).get("members", 1))
 
+    @property
+    def distilled(self) -> bool:
+        """Whether the ensemble teaches one more model (the student), which is what the run saves."""
+        return self.members > 1 and float(self.hyperparameters.get("train", {}).get("distil_weight", 0.0)) > 0
+
+    @property
+    def trained_models(self) -> int:
+        """Models that train one after another: the ensemble's, and the student's."""
+        return self.members + int(self.distilled)
+
+    @property
+    def saved_models(self) -> int:
+        """Models in the checkpoint the run registers."""
+        return 1 if self.distilled else self.members
+
 
 class EpochMetric(models.Model):
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="epochs")

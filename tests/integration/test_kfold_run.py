@@ -104,3 +104,27 @@ def test_a_run_with_speed_augmentation_records_and_shows_the_scores_as_the_app_c
         page = auth_client.get(url).content.decode()
         assert "UA as the app classifies" in page and f"{run.test_metrics['tta']['ua']:.3f}" in page
         assert "UA, recording alone" in page
+
+
+def test_a_distilled_run_registers_the_student_and_shows_its_teacher(kfold_run, auth_client):
+    from django.urls import reverse
+
+    recipe = services.recipe_build(model_size="small", epochs=1, batch_size=8, augment=False, patience=0, members=2, distil=True)
+    TrainingRun.objects.filter(pk=kfold_run.pk).update(hyperparameters=recipe.to_dict())
+    assert execution.run_execute(kfold_run.pk) == "succeeded"
+    run = TrainingRun.objects.get(pk=kfold_run.pk)
+    # Each fold: two models, then the student (model 3), each with its epoch stored.
+    assert list(EpochMetric.objects.filter(run=run).values_list("fold", "member", "epoch")) == [
+        (f, m, 1) for f in (1, 2) for m in (1, 2, 3)
+    ]
+    assert run.distilled and run.trained_models == 3 and run.saved_models == 1
+    assert run.test_metrics["teacher"]["ua"] == pytest.approx(sum(f["teacher"]["ua"] for f in run.report["folds"]) / 2)
+    version = ModelVersion.objects.get()
+    assert version.inference["members"] == 1 and version.metrics["teacher"] == run.test_metrics["teacher"]
+    run_page = auth_client.get(reverse("runs:detail", args=[run.pk]))
+    assert run_page.context["config"]["members"] == 3  # the student's epochs draw as a third series
+    html = run_page.content.decode()
+    assert "2 models (seed ensemble), distilled into one model (the one saved)" in html and "(the distilled model)" in html
+    for url in (reverse("runs:detail", args=[run.pk]), reverse("recognition:model", args=[version.pk])):
+        page = auth_client.get(url).content.decode()
+        assert "UA of the ensemble it learnt from" in page and f"{run.test_metrics['teacher']['ua']:.3f}" in page

@@ -61,7 +61,8 @@ def test_parse_label_mapping():
 
 
 def make_run(corpus, **fields) -> TrainingRun:
-    run = TrainingRun.objects.create(name="r", labels=["happy", "sad", "angry"], hyperparameters=small_recipe().to_dict(), **fields)
+    fields.setdefault("hyperparameters", small_recipe().to_dict())
+    run = TrainingRun.objects.create(name="r", labels=["happy", "sad", "angry"], **fields)
     run.corpora.set([corpus])
     return run
 
@@ -182,6 +183,13 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
     assert bad.status_code == 200 and b"look like" in bad.content
     too_many = auth_client.post(reverse("runs:new"), {**data, "members": 9})  # the engine trains at most 8
     assert too_many.status_code == 200 and TrainingRun.objects.count() == 2
+    distilled = auth_client.post(reverse("runs:new"), {**data, "distil": "on"})
+    assert distilled.status_code == 302 and services.recipe_of(TrainingRun.objects.latest("pk")).train.distil_weight == services.DISTIL_WEIGHT
+    alone = auth_client.post(reverse("runs:new"), {**data, "distil": "on", "members": 1})
+    assert alone.status_code == 200 and b"Distilling needs at least two models" in alone.content
+    assert TrainingRun.objects.count() == 3
+    with pytest.raises(services.RunError, match="at least two models"):
+        services.recipe_build(members=1, distil=True)
 
 
 def test_run_form_offers_the_recipes_ensemble_size():
@@ -298,6 +306,15 @@ def test_reporter_keeps_each_ensemble_models_epochs_apart(corpus, monkeypatch):
     single.refresh_from_db()
     assert single.phase == "training" and single.progress == 1.0
     assert list(EpochMetric.objects.filter(run=single).values_list("member", "epoch")) == [(1, 4)]
+    # A distilled ensemble: the trainer counts the student as model 3 of 3; the phase names it.
+    distilled = make_run(corpus, status="running", hyperparameters=services.recipe_build(members=2, distil=True).to_dict())
+    reporter = execution._Reporter(distilled, folds=1)
+    reporter(epoch_event(1, 0.5, member=2, members=3))
+    distilled.refresh_from_db()
+    assert distilled.phase == "training model 2/2"
+    reporter(epoch_event(1, 0.5, member=3, members=3))
+    distilled.refresh_from_db()
+    assert distilled.phase == "training distilled model"
 
 
 def test_epoch_payload_carries_the_member():

@@ -104,7 +104,10 @@ class _Reporter:
 
     def phase(self, fold: int, member: int = 1, members: int = 1) -> str:
         parts = [f"fold {fold}/{self.folds}"] if self.folds > 1 else []
-        parts += [f"model {member}/{members}"] if members > 1 else []
+        if members > 1:
+            # A distilled ensemble's events count its student as one more model.
+            ensemble = members - int(self.run.distilled)
+            parts += ["distilled model"] if member > ensemble else [f"model {member}/{ensemble}"]
         return f"training {', '.join(parts)}" if parts else "training"
 
     def overall(self, fold: int, fraction: float) -> float:
@@ -244,10 +247,11 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
 
 
 def _other_scores(report: dict) -> dict:
-    """The report's scores as the app classifies (``tta``: test-time augmentation) and of each
-    test recording alone (``alone``), when it has them: ``{"tta": {"wa", "ua", "macro_f1", ...}}``."""
+    """The report's scores as the app classifies (``tta``: test-time augmentation), of each
+    test recording alone (``alone``) and of the ensemble a distilled model learnt from
+    (``teacher``), when it has them: ``{"tta": {"wa", "ua", "macro_f1", ...}}``."""
     keep = ("wa", "ua", "macro_f1", "wa_std", "ua_std", "macro_f1_std", "speeds")
-    return {key: {k: report[key][k] for k in keep if k in report[key]} for key in ("tta", "alone") if report.get(key)}
+    return {key: {k: report[key][k] for k in keep if k in report[key]} for key in ("tta", "alone", "teacher") if report.get(key)}
 
 
 def _slim(report: dict) -> dict:

@@ -73,6 +73,8 @@ def parse_label_mapping(text: str) -> dict[str, str | None]:
 
 # The engine's recipe is the one source of the defaults; the form's initial values read it too.
 _TRAIN_DEFAULTS = Recipe().train
+# The soft targets' share of the student's loss when the form asks for distillation.
+DISTIL_WEIGHT = 0.9
 
 
 def recipe_build(
@@ -89,13 +91,17 @@ def recipe_build(
     seed: int = _TRAIN_DEFAULTS.seed,
     members: int = _TRAIN_DEFAULTS.members,
     rotate_validation: bool = _TRAIN_DEFAULTS.rotate_validation,
+    distil: bool = False,
 ) -> Recipe:
     """The engine's default recipe with the form's choices applied; engine errors become RunError."""
     try:
         train = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, members=members,
             rotate_validation=rotate_validation, augment=AugmentConfig(enabled=augment),
+            distil_weight=DISTIL_WEIGHT if distil else 0.0,
         )
+        if distil and members < 2:
+            raise ValueError("Distilling needs an ensemble of at least two models to learn from.")
         overrides = {} if dropout is None else {"dropout": dropout}
         feature_config = FeatureConfig(kind=features, **FeatureConfig.mean_norm_fields(mean_norm))
         recipe = Recipe(features=feature_config, model_size=model_size, model_overrides=overrides, train=train)

@@ -29,7 +29,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 features=data["features"], mean_norm=data["mean_norm"], model_size=data["model_size"], epochs=data["epochs"],
                 batch_size=data["batch_size"], lr=data["lr"], dropout=data["dropout"],
                 augment=data["augment"], patience=data["patience"], members=data["members"],
-                rotate_validation=data["rotate_validation"],
+                rotate_validation=data["rotate_validation"], distil=data["distil"],
             )
             run = run_services.run_create(
                 name=data["name"], corpora=list(data["corpora"]), recipe=recipe,
@@ -52,11 +52,11 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run": run,
         "can_change": may_change(request.user, run.created_by_id),
         "snapshot": snapshot,
-        "tta_as_asked": tta_is_as_asked(run.test_metrics or {}, run.members),
+        "tta_as_asked": tta_is_as_asked(run.test_metrics or {}, run.saved_models),
         "config": {
             "run": run.pk, "epochs": run.total_epochs, "labels": run.labels,
             "folds": run.folds if run.protocol == TrainingRun.Protocol.KFOLD else 1,
-            "members": run.members,  # a seed ensemble draws one series per (fold, model)
+            "members": run.trained_models,  # a seed ensemble draws one series per (fold, model), the student too
         },
     })
 

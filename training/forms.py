@@ -68,8 +68,8 @@ class RunForm(forms.Form):
     distil = forms.BooleanField(
         required=False, initial=False, label="Distil into one model",
         help_text="With several models: then train one more on their averaged answers and save it alone, so "
-        "classifying takes one model's time (about a fifth of five models'). The ensemble's own test scores are "
-        "shown beside it.",
+        "classifying asks one model (at its three speeds: three passes instead of five models' five). The "
+        "ensemble's own test scores are shown beside it.",
     )
 
     def clean(self) -> dict:

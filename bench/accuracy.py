@@ -1,7 +1,7 @@
 """Accuracy benchmark on the real corpora (speaker-independent), printing JSON.
 
     python bench/accuracy.py [--only ravdess tess pooled] [--epochs N] [--folds 1 2 ...]
-                             [--jobs N] [--recipe JSON] [--report FULL.json] [--keep DIR]
+                             [--jobs N] [--recipe JSON] [--report FULL.json] [--keep DIR [--resume]]
 
 - ravdess: 8 classes, 6-fold leave-actors-out CV (actors 1-4, 5-8, ..., 21-24).
 - tess: 2-fold cross-speaker (train OAF -> test YAF, and back).
@@ -13,7 +13,10 @@ Reports mean and standard deviation over folds of WA, UA and macro-F1, and wall 
 machine two one-thread processes train about twice as fast as one two-thread process:
 the model is too small to keep two threads busy) and merges their reports.
 ``--keep DIR`` keeps each fold's checkpoints (``DIR/<setup>/foldN/best.pt``, test metrics
-inside) for later analysis; by default they go to a temporary folder.
+inside) for later analysis; by default they go to a temporary folder. ``--resume`` continues
+the folds kept there: finished models are reloaded, not trained again, so a recipe that adds
+to a finished run trains only what it adds (``--recipe '{"train": {"distil_weight": 0.9}}'``
+on a kept five-model run trains the students alone).
 """
 
 from __future__ import annotations

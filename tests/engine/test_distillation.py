@@ -160,3 +160,37 @@ def test_reports_score_the_student_and_its_teacher(tmp_path, scans):  # noqa: F8
     # Resumed, a finished run trains nothing again and reports the same.
     again = cross_validate(scans, tmp_path / "cv", folds=2, only_folds=[0], recipe=recipe, resume=True)
     assert again["folds"][0]["ua"] == fold["ua"] and again["folds"][0]["teacher"] == fold["teacher"]
+
+
+def test_the_teacher_sees_the_students_masked_and_mixed_input(tmp_path, small_data, distilled_run, monkeypatch):
+    """Function matching: with SpecAugment masks and mixup, the teacher is asked about exactly
+    the features the student learns from (the same masks, the same pairs and weights)."""
+    train, valid = small_data
+    teacher = load_checkpoint(distilled_run[0].teacher_path)
+    seen: dict[str, list[torch.Tensor]] = {"student": [], "teacher": []}
+    original = Trainer._teacher
+
+    def recording_teacher(self, ck):
+        extractor, soft_targets = original(self, ck)
+
+        def recorded(feats, lengths):
+            seen["teacher"].append(feats.clone())
+            return soft_targets(feats, lengths)
+
+        return extractor, recorded
+
+    forward = EmotionNet.forward
+
+    def recording_forward(self, feats, lengths):
+        if self.training:
+            seen["student"].append(feats.clone())
+        return forward(self, feats, lengths)
+
+    monkeypatch.setattr(Trainer, "_teacher", recording_teacher)
+    monkeypatch.setattr(EmotionNet, "forward", recording_forward)
+    augment = AugmentConfig(speed=(0.9, 1.0, 1.1), freq_masks=2, time_masks=2, noise_prob=0.5)
+    small_trainer(tmp_path, epochs=1, distil_weight=0.5, mixup_alpha=0.4, augment=augment).fit(train, valid, teacher=teacher)
+    assert len(seen["student"]) == len(seen["teacher"]) >= 2
+    for student, taught in zip(seen["student"], seen["teacher"], strict=True):
+        torch.testing.assert_close(student, taught)  # the same statistics: the same features exactly
+    assert any((f == 0).any() for f in seen["student"])  # the masks were there

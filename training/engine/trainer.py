@@ -399,21 +399,19 @@ class Trainer:
             count[rows] += 1
         return score_probabilities(total / count, pool, self.labels)
 
-    def _soft_targets(self, teacher: Checkpoint) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]:
-        """``(waves, lengths, centres) -> (batch, classes)``: the teacher's class probabilities,
-        softened by the distillation temperature, on a batch of padded waveforms."""
+    def _teacher(self, teacher: Checkpoint) -> tuple[FeatureExtractor, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]]:
+        """The teacher's front end (its own normalisation) and ``(features, lengths) -> (batch,
+        classes)``: its class probabilities, softened by the distillation temperature."""
         if teacher.labels != self.labels or teacher.feature_config != self.feature_config:
             raise ValueError("the teacher was trained on other labels or features; it cannot teach this model")
         model = teacher.build_model(self.device).fused()
-        extractor = teacher.build_extractor(self.device)
         temperature = self.config.distil_temperature
 
-        def targets(waves: torch.Tensor, lengths: torch.Tensor, centres: torch.Tensor | None) -> torch.Tensor:
-            feats, flen = extractor(waves.to(self.device), lengths.to(self.device), centres)
-            logits, _ = model(feats, flen)  # an ensemble's: the log of its mean probabilities
+        def soft_targets(feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+            logits, _ = model(feats, lengths)  # an ensemble's: the log of its mean probabilities
             return torch.softmax(logits.float() / temperature, dim=1)
 
-        return targets
+        return teacher.build_extractor(self.device), soft_targets
 
     def _member_callback(self, index: int) -> Callback:
         """Tags a member's events with its index; progress spans all members (and the student)."""
@@ -450,7 +448,7 @@ class Trainer:
         loss_fn = nn.CrossEntropyLoss(
             weight=None if class_weights is None else class_weights.to(self.device), label_smoothing=cfg.label_smoothing
         )
-        soft_targets = None if teacher is None else self._soft_targets(teacher)
+        teacher_extractor, soft_targets = (None, None) if teacher is None else self._teacher(teacher)
         history: list[dict] = []
         start_epoch, step, best_ua, best_epoch, bad_epochs = 0, 0, -1.0, 0, 0
         best_metrics: dict = {}
@@ -549,22 +547,30 @@ class Trainer:
                     centres[torch.from_numpy(rng.random(len(idx)) < cfg.own_centre_share)] = float("nan")
                 with torch.no_grad():
                     feats, flen = extractor(x.to(self.device), lengths.to(self.device), centres)
-                    # The teacher hears the same (speed-, gain- and noise-changed) audio, centred
-                    # alike, but without SpecAugment's masks.
-                    soft = None if soft_targets is None else soft_targets(x, lengths, centres)
+                    # A teacher sees exactly what the student sees: the same changed audio, centred
+                    # alike, with the same SpecAugment masks (the generator replayed) and mixup below.
+                    taught = None if teacher_extractor is None else teacher_extractor(x.to(self.device), lengths.to(self.device), centres)[0]
+                    masks = gen.get_state()
                     feats = spec_augment(feats, flen, cfg.augment, gen)
+                    if taught is not None:
+                        after = gen.get_state()
+                        gen.set_state(masks)
+                        taught = spec_augment(taught, flen, cfg.augment, gen)
+                        gen.set_state(after)
                 if cfg.mixup_alpha > 0 and len(idx) > 1:
                     feats, flen, partner, lam = _mixup(feats, flen, cfg.mixup_alpha, rng, gen)
                     logits, _ = model(feats, flen)
                     loss = lam * loss_fn(logits, y) + (1.0 - lam) * loss_fn(logits, y[partner])
-                    if soft is not None:
-                        soft = lam * soft + (1.0 - lam) * soft[partner]
+                    if taught is not None:
+                        taught = taught.mul(lam).add_(taught[partner], alpha=1.0 - lam)
                 else:
                     logits, _ = model(feats, flen)
                     loss = loss_fn(logits, y)
-                if soft is not None:
-                    distilled = _distillation_loss(logits, soft, cfg.distil_temperature, None if class_weights is None else class_weights.to(self.device)[y])
-                    loss = (1.0 - cfg.distil_weight) * loss + cfg.distil_weight * distilled
+                if taught is not None:
+                    with torch.no_grad():
+                        soft = soft_targets(taught, flen)
+                    weights = None if class_weights is None else class_weights.to(self.device)[y]
+                    loss = (1.0 - cfg.distil_weight) * loss + cfg.distil_weight * _distillation_loss(logits, soft, cfg.distil_temperature, weights)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:

@@ -72,12 +72,6 @@ class RunForm(forms.Form):
         "ensemble's own test scores are shown beside it.",
     )
 
-    def clean(self) -> dict:
-        data = super().clean()
-        if data.get("distil") and (data.get("members") or 1) < 2:
-            self.add_error("distil", "Distilling needs at least two models in the ensemble.")
-        return data
-
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.fields["corpora"].queryset = corpus_ready_list()

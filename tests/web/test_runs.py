@@ -186,9 +186,9 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
     distilled = auth_client.post(reverse("runs:new"), {**data, "distil": "on"})
     assert distilled.status_code == 302 and services.recipe_of(TrainingRun.objects.latest("pk")).train.distil_weight == services.DISTIL_WEIGHT
     alone = auth_client.post(reverse("runs:new"), {**data, "distil": "on", "members": 1})
-    assert alone.status_code == 200 and b"Distilling needs at least two models" in alone.content
+    assert alone.status_code == 200 and b"Distilling needs an ensemble of at least two models" in alone.content
     assert TrainingRun.objects.count() == 3
-    with pytest.raises(services.RunError, match="at least two models"):
+    with pytest.raises(services.RunError, match="an ensemble of at least two models"):
         services.recipe_build(members=1, distil=True)
 
 

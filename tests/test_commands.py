@@ -145,6 +145,11 @@ def test_crossval_distils_an_ensemble_into_one_model(corpus, tmp_path):
     assert (work / "fold1" / "teacher.pt").is_file() and (work / "fold1" / "student" / "best.pt").is_file()
     with pytest.raises(CommandError, match="distil_weight"):
         call_command("crossval", "--corpus", str(corpus), "--folds", "2", "--distil", "2", *FAST, stdout=StringIO())
+    # One model has no ensemble to learn from: refused, not trained plainly.
+    for command, extra in (("train", ["--out", str(tmp_path / "one.pt")]), ("crossval", ["--folds", "2"])):
+        with pytest.raises(CommandError, match="at least two models"):
+            call_command(command, "--corpus", str(corpus), "--members", "1", "--distil", "0.9", *extra, *FAST, stdout=StringIO())
+    assert not (tmp_path / "one.pt").exists()
 
 
 def test_bad_corpus_path_is_a_clear_error(tmp_path):

@@ -104,10 +104,10 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
             rotate_validation=options["rotate_validation"], distil_weight=options["distil"],
             distil_temperature=options["distil_temperature"], augment=AugmentConfig(enabled=not options["no_augment"]),
         )
+        overrides = {} if options.get("dropout") is None else {"dropout": options["dropout"]}
+        return Recipe(features=features, model_size=options["model_size"], model_overrides=overrides, train=train)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    overrides = {} if options.get("dropout") is None else {"dropout": options["dropout"]}
-    return Recipe(features=features, model_size=options["model_size"], model_overrides=overrides, train=train)
 
 
 def label_options(options: dict[str, Any]) -> dict[str, Any]:

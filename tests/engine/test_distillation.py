@@ -22,7 +22,7 @@ from tests.engine.test_trainer import (
     tiny_model,
 )
 from training.engine.data import AugmentConfig
-from training.engine.experiment import cross_validate
+from training.engine.experiment import Recipe, cross_validate
 from training.engine.trainer import TrainConfig, Trainer, _distillation_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -147,6 +147,20 @@ def test_a_teacher_must_share_labels_and_features_and_needs_a_one_model_distilli
                   dataclasses.replace(teacher, feature_config=dataclasses.replace(teacher.feature_config, trim="energy"))):
         with pytest.raises(ValueError, match="other labels or features"):
             small_trainer(tmp_path / "c", epochs=1, distil_weight=0.5).fit(train, valid, teacher=other)
+
+
+def test_distilling_one_model_without_a_teacher_is_refused_not_trained_plainly(tmp_path, small_data):
+    """A one-model run that asks to distil has nothing to learn from: an error, before any
+    epoch, instead of a plain model that silently ignores the setting."""
+    train, valid = small_data
+    events = []
+    with pytest.raises(ValueError, match="needs a teacher"):
+        small_trainer(tmp_path, epochs=1, distil_weight=0.5, callback=events.append).fit(train, valid)
+    assert events == [] and not (tmp_path / "best.pt").exists()
+    # A recipe never carries a teacher, so there the rule is: distilling needs an ensemble.
+    with pytest.raises(ValueError, match="at least two models"):
+        Recipe(train=TrainConfig(members=1, distil_weight=0.9))
+    assert Recipe(train=TrainConfig(members=2, distil_weight=0.9)).train.members == 2
 
 
 def test_reports_score_the_student_and_its_teacher(tmp_path, scans):  # noqa: F811

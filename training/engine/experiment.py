@@ -49,6 +49,11 @@ class Recipe:
     # passes) -> 0.646, at 5/3 of the training time (README, "How many models?").
     train: TrainConfig = field(default_factory=lambda: TrainConfig(members=5))
 
+    def __post_init__(self) -> None:
+        # A recipe never carries a teacher, so a distilling one must train its own: an ensemble.
+        if self.train.distil_weight > 0 and self.train.members < 2:
+            raise ValueError("Distilling needs an ensemble of at least two models to learn from.")
+
     def model_config(self, n_classes: int) -> ModelConfig:
         if self.model_size not in MODEL_SIZES:
             raise ValueError(f"model size must be one of {sorted(MODEL_SIZES)}")

@@ -263,6 +263,8 @@ class Trainer:
             raise ValueError("no training examples")
         if teacher is not None and (self.config.members > 1 or self.config.distil_weight <= 0):
             raise ValueError("a teacher needs a one-model run with distil_weight above 0")
+        if teacher is None and self.config.members == 1 and self.config.distil_weight > 0:
+            raise ValueError("distilling one model needs a teacher checkpoint (or members >= 2 to train one)")
         previous_threads = torch.get_num_threads()
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)

@@ -100,8 +100,6 @@ def recipe_build(
             rotate_validation=rotate_validation, augment=AugmentConfig(enabled=augment),
             distil_weight=DISTIL_WEIGHT if distil else 0.0,
         )
-        if distil and members < 2:
-            raise ValueError("Distilling needs an ensemble of at least two models to learn from.")
         overrides = {} if dropout is None else {"dropout": dropout}
         feature_config = FeatureConfig(kind=features, **FeatureConfig.mean_norm_fields(mean_norm))
         recipe = Recipe(features=feature_config, model_size=model_size, model_overrides=overrides, train=train)

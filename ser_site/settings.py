@@ -134,10 +134,15 @@ EMBEDDED_REDIS_SOCKET = DATA_DIR / "redis.sock"
 # The Redis the web processes talk to (channel layer, per-user stream slots).
 SER_REDIS_URL = REDIS_URL or socket_url(EMBEDDED_REDIS_SOCKET)
 
+# channels_redis waits for a consumer's messages with a blocking pop of up to 5 s
+# (RedisChannelLayer.brpop_timeout). redis-py 8 gives every read a 5 s socket timeout by
+# default, which such a wait reaches whenever nothing arrives: the consumer then dies and its
+# websocket closes. The read timeout must outlast the wait; it still bounds a hung server.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 30.0
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [SER_REDIS_URL]},
+        "CONFIG": {"hosts": [{"address": SER_REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}]},
     }
 }
 

@@ -126,3 +126,22 @@ def test_full_stack_checks_origin_and_session(run, user, channel_layer, client):
         await good.disconnect()
 
     asyncio.run(scenario())
+
+
+def test_an_idle_socket_stays_open_past_the_layers_blocking_wait(run, user, channel_layer):
+    """channels_redis waits for messages with a blocking pop of ``brpop_timeout`` seconds; a
+    Redis client whose read timeout is not longer (redis-py 8 reads with 5 s by default) kills
+    the consumer when nothing arrives for that long, which closed every idle run page every
+    few seconds. After more than one full wait with no message, the socket still delivers."""
+
+    async def scenario():
+        c = connect(f"/ws/runs/{run.pk}/?after_fold=1&after_epoch=3", user)
+        connected, _ = await c.connect()
+        assert connected
+        assert (await c.receive_json_from(timeout=5))["type"] == "run.status"
+        assert await c.receive_nothing(timeout=channel_layer.brpop_timeout + 2, interval=0.5)
+        await asyncio.to_thread(group_send, f"run-{run.pk}", {"type": "run.progress", "epoch": 4, "batch": 1, "batches": 5, "progress": 0.6})
+        assert (await c.receive_json_from(timeout=5))["batch"] == 1
+        await c.disconnect()
+
+    asyncio.run(scenario())

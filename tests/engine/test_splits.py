@@ -91,6 +91,7 @@ def test_same_speaker_id_in_two_corpora_is_two_people():
     held = holdout_split(labels, speakers, corpora, test_speakers=["A/spk1"])
     assert {(corpora[i], speakers[i]) for i in held.test} == {("A", "spk1")}
     assert any(corpora[i] == "B" and speakers[i] == "spk1" for i in held.train + held.valid)
+    assert held.protocol.startswith("speaker-independent hold-out: 1 test speaker, ")
 
 
 def test_ravdess_style_consecutive_folds():

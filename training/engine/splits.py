@@ -155,7 +155,7 @@ def holdout_split(
         if with_spk:
             protocol = "speaker-independent hold-out where speakers are known; " + protocol
     else:
-        protocol = f"speaker-independent hold-out: {len(test_spk)} test speakers, {len(valid_spk)} validation speakers"
+        protocol = f"speaker-independent hold-out: {_count(len(test_spk), 'test speaker')}, {_count(len(valid_spk), 'validation speaker')}"
     protocol += note
     return Split(train, valid, test, protocol, speaker_independent=not without, test_speakers=test_spk, valid_speakers=valid_spk)
 
@@ -267,3 +267,8 @@ def member_validation_splits(
             ([i for i, k in enumerate(keys) if k not in chosen], [i for i, k in enumerate(keys) if k in chosen])
         )
     return result
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 test speaker``, ``2 test speakers``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

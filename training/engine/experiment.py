@@ -46,7 +46,7 @@ class Recipe:
     model_overrides: dict = field(default_factory=dict)
     # A seed ensemble of five models, each asked once (recognition.engine.tta.MAX_PASSES): on
     # RAVDESS six folds, two seeds, UA 0.637 with three models at their three speeds (nine
-    # passes) -> 0.646, at 5/3 of the training time (README, "How many models?").
+    # passes) -> 0.646, at 5/3 of the training time (bench/RESULTS.md, "How many models?").
     train: TrainConfig = field(default_factory=lambda: TrainConfig(members=5))
 
     def __post_init__(self) -> None:

@@ -55,7 +55,7 @@ class TrainConfig:
     """Optimisation hyperparameters. ``patience=0`` disables early stopping."""
 
     # 80, not 50: with 50 most models were still improving when the cosine schedule ended;
-    # RAVDESS six folds, seed 1, 0.614 -> 0.638 UA on one machine, 0.637 on another (README).
+    # RAVDESS six folds, seed 1, 0.614 -> 0.638 UA on one machine, 0.637 on another (bench/RESULTS.md).
     epochs: int = 80
     batch_size: int = 16
     lr: float = 3e-3
@@ -66,7 +66,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # Mixup (0 = off): each batch is blended with a shuffled copy of itself, weight
     # lambda ~ Beta(alpha, alpha), and the loss blends the two targets alike. Off by default:
-    # with label smoothing and more masking it did not raise RAVDESS 6-fold UA (README).
+    # with label smoothing and more masking it did not raise RAVDESS 6-fold UA (bench/RESULTS.md).
     mixup_alpha: float = 0.0
     # Exponential moving average of the weights (0 = off): the averaged model is what gets
     # validated and saved; it is smoother than the raw weights, so selection is less noisy.
@@ -75,13 +75,13 @@ class TrainConfig:
     # Speaker-normalised features only: this share of the training examples is centred on its
     # own mean instead of its speaker's, so the model also meets what a lone recording gets
     # at inference (no speaker mean yet). On RAVDESS folds 1-2 0.3 raised UA with speaker
-    # means from 0.617 to 0.660 and for lone recordings from 0.516 to 0.607 (README).
+    # means from 0.617 to 0.660 and for lone recordings from 0.516 to 0.607 (bench/RESULTS.md).
     own_centre_share: float = 0.3
     # Speaker-normalised features only: centre a speed-changed training example on its
     # speaker's mean at that speed (the speaker as the augmentation makes them sound), as a
     # test speaker is centred on their own mean, instead of on the mean at 1.0. Off: on RAVDESS
     # three such models at every speed scored 0.663 and 0.632 on two seeds, the same as the
-    # five-model default (0.655, 0.637; README, "Not adopted").
+    # five-model default (0.655, 0.637; bench/RESULTS.md, "Not adopted").
     speed_centres: bool = False
     # Seed ensemble: train this many models one after another (seeds seed, seed + 1, ...) and
     # average their probabilities. Costs that many times the training time; the app asks

@@ -133,16 +133,16 @@
   }
 
   const logEl = document.getElementById("event-log");
-  function log(text) {
+  function log(text, at) {  // at: Unix seconds of the event (stored or sent), else now
     const line = document.createElement("div");
-    line.textContent = `${new Date().toLocaleTimeString()}  ${text}`;
+    line.textContent = `${(at ? new Date(at * 1000) : new Date()).toLocaleTimeString()}  ${text}`;
     logEl.appendChild(line);
     logEl.scrollTop = logEl.scrollHeight;
   }
 
   function logEpoch(e, note) {
     log(`epoch ${e.epoch}${seriesName(e) ? ` (${seriesName(e)})` : ""}: val UA ${e.ua.toFixed(3)}, WA ${e.wa.toFixed(3)}, ` +
-      `loss ${e.val_loss.toFixed(3)}${e.is_best ? " ★ best" : ""}${note ? ` (${note})` : ""}`);
+      `loss ${e.val_loss.toFixed(3)}${e.is_best ? " ★ best" : ""}${note ? ` (${note})` : ""}`, e.at || e.sent_at);
   }
 
   function setBar(id, fraction, label) {

@@ -49,6 +49,9 @@ def test_history_then_live_messages(run, user, channel_layer):
         replay = [await c.receive_json_from(timeout=5) for _ in range(3)]
         assert [(m["type"], m.get("epoch")) for m in replay] == [("run.epoch", 2), ("run.epoch", 3), ("run.status", None)]
         assert replay[0]["replay"] is True and replay[2]["status"] == "running"
+        # A replayed epoch says when it was stored, so the page logs that time, not the replay's.
+        stored = await asyncio.to_thread(lambda: EpochMetric.objects.get(run=run, epoch=2).created_at.timestamp())
+        assert replay[0]["at"] == pytest.approx(stored)
         # What the worker sends through channels_redis reaches the socket.
         await asyncio.to_thread(group_send, f"run-{run.pk}", {"type": "run.progress", "epoch": 4, "batch": 2, "batches": 5, "progress": 0.5})
         progress = await c.receive_json_from(timeout=5)

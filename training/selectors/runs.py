@@ -52,7 +52,9 @@ def run_history(run_id: int, *, after: tuple[int, int, int] = (0, 0, 0)) -> list
     rows = (EpochMetric.objects.filter(run_id=run_id)
             .filter(Q(fold__gt=fold) | Q(fold=fold, member__gt=member) | Q(fold=fold, member=member, epoch__gt=epoch))
             .order_by("fold", "member", "epoch"))
-    return [epoch_payload(m) for m in rows]
+    # "at": when the epoch was stored (Unix seconds), so a page replaying history can say when
+    # each epoch ended rather than when it received it.
+    return [{**epoch_payload(m), "at": m.created_at.timestamp()} for m in rows]
 
 
 def run_snapshot(run: TrainingRun | int, *, after: tuple[int, int, int] = (0, 0, 0)) -> dict:

@@ -31,7 +31,7 @@ def trained(corpus, tmp_path_factory) -> tuple[Path, dict]:
     call_command(
         "train", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--out", str(model),
         "--test-speakers", "spk3", "--report", str(report), "--cache-dir", str(out / "cache"), "--own-centre-share", "0.3",
-        "--speed-centres", *FAST, stdout=stdout,
+        "--speed-centres", "--speaker-adversarial", "0.5", *FAST, stdout=stdout,
     )
     text = stdout.getvalue()
     assert "folders, 48 utterances, 4 speakers" in text
@@ -46,6 +46,7 @@ def test_train_writes_model_and_report(trained):
     assert report["recipe"]["features"]["speaker_cmn"]  # the default recipe
     assert report["recipe"]["train"]["own_centre_share"] == 0.3
     assert report["recipe"]["train"]["speed_centres"] is True
+    assert report["recipe"]["train"]["speaker_adversarial"] == 0.5
     assert set(report["alone"]) == {"wa", "ua", "macro_f1"}
     assert report["labels"] == ["neutral", "happy", "sad", "angry"]
     assert report["folds"][0]["split"]["test_speakers"] == ["synth/spk3"]

@@ -77,6 +77,9 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
                    "labels the rest) and save it alone, one pass per speed to classify (e.g. 0.9; default 0 = off)")
     g.add_argument("--distil-temperature", type=float, default=t.distil_temperature, metavar="T",
                    help=f"softening of both models' probabilities when distilling (default {t.distil_temperature})")
+    g.add_argument("--speaker-adversarial", type=float, default=t.speaker_adversarial, metavar="WEIGHT",
+                   help="train against a speaker classifier through a reversed gradient of this weight, so the model "
+                   f"learns to ignore who is speaking (e.g. 0.3; default {t.speaker_adversarial} = off)")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")
@@ -102,7 +105,8 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
             own_centre_share=options["own_centre_share"], speed_centres=options["speed_centres"],
             members=options["members"],
             rotate_validation=options["rotate_validation"], distil_weight=options["distil"],
-            distil_temperature=options["distil_temperature"], augment=AugmentConfig(enabled=not options["no_augment"]),
+            distil_temperature=options["distil_temperature"], speaker_adversarial=options["speaker_adversarial"],
+            augment=AugmentConfig(enabled=not options["no_augment"]),
         )
         overrides = {} if options.get("dropout") is None else {"dropout": options["dropout"]}
         return Recipe(features=features, model_size=options["model_size"], model_overrides=overrides, train=train)

@@ -286,6 +286,12 @@ class EmotionNet(nn.Module):
         return lengths.clamp(min=1)
 
     def forward(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        context, weights = self.embed(features, lengths)
+        return self.classifier(self.dropout(context)), weights
+
+    def embed(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """The attention-pooled utterance vector ``(batch, 2 * lstm_hidden)`` the classifier
+        reads, and the attention ``(batch, frames // time_stride)``; arguments as :meth:`forward`."""
         stride = self.config.time_stride
         # Whatever the caller left in the padded frames, the first convolution must see zeros
         # there (its kernel reaches one frame past the end of each utterance).
@@ -308,9 +314,7 @@ class EmotionNet(nn.Module):
             h, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # (batch, time, 2*hidden)
         else:
             h = _padded_bilstm(self.lstm, x, steps)  # (batch, time, 2*hidden)
-        context, weights = self.attention(h, steps)
-        logits = self.classifier(self.dropout(context))
-        return logits, weights
+        return self.attention(h, steps)
 
 
 class EnsembleNet(nn.Module):

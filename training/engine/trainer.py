@@ -29,6 +29,7 @@ from recognition.engine.config import known_fields
 from recognition.engine.features import FeatureConfig, FeatureExtractor, FeatureStats
 from recognition.engine.model import EmotionNet, ModelConfig
 
+from .adversary import SpeakerAdversary, reversal_strength, speaker_index, speaker_targets
 from .data import (
     AugmentConfig,
     Example,
@@ -101,6 +102,11 @@ class TrainConfig:
     # Softens the teacher's and the student's distributions alike before they are compared
     # (the soft-target loss is scaled by its square, so its gradients keep their size).
     distil_temperature: float = 2.0
+    # Speaker-adversarial training (0 = off): a small head learns to tell the training speakers
+    # apart from the pooled utterance vector, and its gradient reaches the network reversed and
+    # scaled by this weight (ramped up from 0 over the run), pushing the network to leave out
+    # who is speaking (training.engine.adversary). Needs two or more known training speakers.
+    speaker_adversarial: float = 0.0
     class_weighting: bool = True
     balanced_sampling: bool = False
     patience: int = 15
@@ -118,6 +124,8 @@ class TrainConfig:
             raise ValueError("distil_weight must be between 0 and 1")
         if self.distil_temperature <= 0:
             raise ValueError("distil_temperature must be positive")
+        if not 0.0 <= self.speaker_adversarial <= 10.0:
+            raise ValueError("speaker_adversarial must be between 0 and 10")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -439,7 +447,12 @@ class Trainer:
 
         extractor = FeatureExtractor(self.feature_config).to(self.device)
         model = EmotionNet(self.model_config).to(self.device)
-        optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        speakers = speaker_index(train) if cfg.speaker_adversarial > 0 else {}
+        adversary = (
+            SpeakerAdversary(2 * self.model_config.lstm_hidden, len(speakers)).to(self.device) if len(speakers) > 1 else None
+        )
+        trained = list(model.parameters()) + ([] if adversary is None else list(adversary.parameters()))
+        optimiser = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
         ema = (
             torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=_ema_with_warmup(cfg.ema_decay), use_buffers=True)
             if cfg.ema_decay > 0
@@ -466,6 +479,8 @@ class Trainer:
             optimiser.load_state_dict(state["optimiser"])
             if ema is not None:
                 ema.load_state_dict(state["ema"])
+            if adversary is not None:
+                adversary.load_state_dict(state["adversary"])
             start_epoch, step = int(state["epoch"]), int(state["step"])
             best_ua, best_epoch, bad_epochs = float(state["best_ua"]), int(state["best_epoch"]), int(state["bad_epochs"])
             best_metrics, history = dict(state.get("best_metrics") or {}), list(state.get("history") or [])
@@ -506,6 +521,8 @@ class Trainer:
             }
             if ema is not None:
                 state["ema"] = ema.state_dict()
+            if adversary is not None:
+                state["adversary"] = adversary.state_dict()
             save_checkpoint(self.last_path, self._checkpoint(model, stats, best_metrics, {"trainer": state}))
 
         epoch = start_epoch
@@ -522,8 +539,11 @@ class Trainer:
                 copy.deepcopy(model.state_dict()),
                 copy.deepcopy(optimiser.state_dict()),
                 None if ema is None else copy.deepcopy(ema.state_dict()),
+                None if adversary is None else copy.deepcopy(adversary.state_dict()),
             )
             model.train()
+            if adversary is not None:
+                adversary.train()
             order = self._epoch_indices(train, rng)
             augmented = [augment_waveform(train[i].waveform, cfg.augment, rng) for i in order]
             waves = [wave for wave, _ in augmented]
@@ -559,22 +579,36 @@ class Trainer:
                         gen.set_state(masks)
                         taught = spec_augment(taught, flen, cfg.augment, gen)
                         gen.set_state(after)
+                partner, lam = None, 1.0
                 if cfg.mixup_alpha > 0 and len(idx) > 1:
                     feats, flen, partner, lam = _mixup(feats, flen, cfg.mixup_alpha, rng, gen)
+                if adversary is None:
                     logits, _ = model(feats, flen)
-                    loss = lam * loss_fn(logits, y) + (1.0 - lam) * loss_fn(logits, y[partner])
+                else:
+                    context, _ = model.embed(feats, flen)
+                    logits = model.classifier(model.dropout(context))
+                    who = adversary(context, reversal_strength(cfg.speaker_adversarial, step / max(1, total_steps)))
+                    spk = speaker_targets([train[order[i]] for i in idx], speakers).to(self.device)
+                loss = loss_fn(logits, y)
+                if partner is not None:
+                    loss = lam * loss + (1.0 - lam) * loss_fn(logits, y[partner])
                     if taught is not None:
                         taught = taught.mul(lam).add_(taught[partner], alpha=1.0 - lam)
-                else:
-                    logits, _ = model(feats, flen)
-                    loss = loss_fn(logits, y)
                 if taught is not None:
                     with torch.no_grad():
                         soft = soft_targets(taught, flen)
                     weights = None if class_weights is None else class_weights.to(self.device)[y]
                     loss = (1.0 - cfg.distil_weight) * loss + cfg.distil_weight * _distillation_loss(logits, soft, cfg.distil_temperature, weights)
+                total = loss
+                if adversary is not None:
+                    # The head learns who speaks at full strength; the reversal scales what the
+                    # network gets back. Mixed examples blend their two speakers like their labels.
+                    spoken = nn.functional.cross_entropy(who, spk, ignore_index=-100)
+                    if partner is not None:
+                        spoken = lam * spoken + (1.0 - lam) * nn.functional.cross_entropy(who, spk[partner], ignore_index=-100)
+                    total = loss + spoken
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
+                total.backward()
                 if cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimiser.step()
@@ -608,6 +642,8 @@ class Trainer:
                 optimiser.load_state_dict(epoch_train_state[1])
                 if ema is not None:
                     ema.load_state_dict(epoch_train_state[2])
+                if adversary is not None:
+                    adversary.load_state_dict(epoch_train_state[3])
                 save_last(epoch)
                 break
 

@@ -10,11 +10,9 @@ import torch
 
 from recognition.engine.checkpoint import load_checkpoint
 from tests.engine.test_trainer import (
-    LABELS2,
     assert_resume_after_one_epoch_matches,
     assert_same_weights,
     small_trainer,
-    synthetic_examples,
 )
 from training.engine.adversary import (
     SpeakerAdversary,
@@ -27,11 +25,6 @@ from training.engine.trainer import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(scope="module")
-def small_data():
-    """Two classes, 12 short training utterances from four speakers, 4 validation utterances."""
-    return synthetic_examples(LABELS2, 6, 0, 0.4, lead_silence=0.05), synthetic_examples(LABELS2, 2, 500, 0.4, lead_silence=0.05)
 
 
 def test_reversal_passes_forward_and_turns_the_gradient_back():

@@ -14,7 +14,6 @@ from recognition.engine.model import EmotionNet, EnsembleNet
 from tests.engine.test_ensemble import scans  # noqa: F401  (fixture)
 from tests.engine.test_experiment import tiny_recipe
 from tests.engine.test_trainer import (
-    LABELS2,
     LABELS4,
     assert_same_weights,
     small_trainer,
@@ -27,11 +26,6 @@ from training.engine.trainer import TrainConfig, Trainer, _distillation_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-
-@pytest.fixture(scope="module")
-def small_data():
-    """Two classes, 12 short training utterances, 4 validation utterances (as test_trainer's)."""
-    return synthetic_examples(LABELS2, 6, 0, 0.4, lead_silence=0.05), synthetic_examples(LABELS2, 2, 500, 0.4, lead_silence=0.05)
 
 
 @pytest.fixture(scope="module")

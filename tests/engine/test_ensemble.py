@@ -18,7 +18,6 @@ from tests.engine.test_trainer import (
     LABELS2,
     assert_same_weights,
     small_trainer,
-    synthetic_examples,
 )
 from tests.synth import make_folder_corpus, speech_like
 from training.cli import summary_line
@@ -32,11 +31,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIG = ModelConfig(n_features=16, n_classes=3, conv_channels=(4, 8, 8), lstm_hidden=8, attention_dim=8)
 
-
-@pytest.fixture(scope="module")
-def small_data():
-    """Two classes, 12 short training utterances, 4 validation utterances (as test_trainer's)."""
-    return synthetic_examples(LABELS2, 6, 0, 0.4, lead_silence=0.05), synthetic_examples(LABELS2, 2, 500, 0.4, lead_silence=0.05)
 
 
 @pytest.fixture(scope="module")

@@ -67,11 +67,6 @@ def tiny_model(n_features, n_classes):
     return ModelConfig(n_features=n_features, n_classes=n_classes, conv_channels=(4, 8, 8), lstm_hidden=16, attention_dim=16)
 
 
-@pytest.fixture(scope="module")
-def small_data():
-    """Two classes, 12 short training utterances, 4 validation utterances."""
-    return synthetic_examples(LABELS2, 6, 0, 0.4, lead_silence=0.05), synthetic_examples(LABELS2, 2, 500, 0.4, lead_silence=0.05)
-
 
 SMALL_FEATURES = FeatureConfig(trim="none", n_mels=32)
 

@@ -62,7 +62,7 @@ def test_train_resume_continues_from_the_work_dir(trained, corpus, tmp_path):
     call_command(
         "train", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--out", str(tmp_path / "model" / "model.pt"),
         "--test-speakers", "spk3", "--cache-dir", str(tmp_path / "model" / "cache"), "--own-centre-share", "0.3",
-        "--resume", *FAST, stdout=stdout,
+        "--speed-centres", "--speaker-adversarial", "0.5", "--resume", *FAST, stdout=stdout,
     )
     text = stdout.getvalue()
     # Every model of the ensemble (the default recipe's size) had finished: each resumes after

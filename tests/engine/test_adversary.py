@@ -97,3 +97,20 @@ def test_one_known_speaker_trains_as_without_the_adversary(tmp_path, small_data)
     adversarial = small_trainer(tmp_path / "adv", epochs=2, speaker_adversarial=1.0).fit(alone, valid)
     assert_same_weights(load_checkpoint(adversarial.best_path).state_dict, load_checkpoint(plain.best_path).state_dict)
     assert "adversary" not in load_checkpoint(adversarial.last_path).extra["trainer"]
+
+
+def test_resume_refuses_to_add_or_drop_training_only_state(tmp_path, small_data):
+    """A run resumed with the adversary (or weight averaging) switched on or off is refused
+    with a clear message, and its last checkpoint is left as it was."""
+    train, valid = small_data
+    small_trainer(tmp_path / "plain", epochs=1).fit(train, valid)
+    small_trainer(tmp_path / "adv", epochs=1, speaker_adversarial=1.0).fit(train, valid)
+    for folder, change, message in (
+        ("plain", {"speaker_adversarial": 1.0}, "without speaker_adversarial"),
+        ("adv", {}, "with speaker_adversarial"),
+        ("plain", {"ema_decay": 0.9}, r"without weight averaging"),
+    ):
+        before = (tmp_path / folder / "last.pt").read_bytes()
+        with pytest.raises(ValueError, match=message):
+            small_trainer(tmp_path / folder, epochs=2, **change).fit(train, valid, resume=True)
+        assert (tmp_path / folder / "last.pt").read_bytes() == before

@@ -474,6 +474,12 @@ class Trainer:
             state = ck.extra.get("trainer") or {}
             if ck.labels != self.labels or ck.model_config != self.model_config or ck.feature_config != self.feature_config:
                 raise ValueError("the last checkpoint belongs to a different configuration; cannot resume")
+            # Training-only state must be there exactly when this run keeps it, or the optimiser's
+            # parameters would not line up with the saved ones.
+            for key, kept, option in (("ema", ema, "weight averaging (ema_decay)"), ("adversary", adversary, "speaker_adversarial")):
+                if (key in state) != (kept is not None):
+                    raise ValueError(f"the last checkpoint was trained {'with' if key in state else 'without'} {option}; "
+                                     "resume with the settings it was started with")
             model.load_state_dict(ck.state_dict)
             extractor.set_stats(ck.stats)
             optimiser.load_state_dict(state["optimiser"])

@@ -79,7 +79,7 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
                    help=f"softening of both models' probabilities when distilling (default {t.distil_temperature})")
     g.add_argument("--speaker-adversarial", type=float, default=t.speaker_adversarial, metavar="WEIGHT",
                    help="train against a speaker classifier through a reversed gradient of this weight, so the model "
-                   f"learns to ignore who is speaking (e.g. 0.3; default {t.speaker_adversarial} = off)")
+                   f"learns to ignore who is speaking (e.g. 1.0; default {t.speaker_adversarial} = off)")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")

@@ -106,6 +106,8 @@ class TrainConfig:
     # apart from the pooled utterance vector, and its gradient reaches the network reversed and
     # scaled by this weight (ramped up from 0 over the run), pushing the network to leave out
     # who is speaking (training.engine.adversary). Needs two or more known training speakers.
+    # Off: at 1.0 it lowered RAVDESS UA on folds 1-4 (five models 0.651 against 0.664, seed 4;
+    # bench/RESULTS.md, "Not adopted").
     speaker_adversarial: float = 0.0
     class_weighting: bool = True
     balanced_sampling: bool = False

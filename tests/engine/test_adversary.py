@@ -26,7 +26,6 @@ from training.engine.trainer import TrainConfig
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
 def test_reversal_passes_forward_and_turns_the_gradient_back():
     torch.manual_seed(0)
     head = SpeakerAdversary(6, 3, hidden=5)

@@ -27,7 +27,6 @@ from training.engine.trainer import TrainConfig, Trainer, _distillation_loss
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
 @pytest.fixture(scope="module")
 def distilled_run(tmp_path_factory, small_data):
     """Two models of three epochs each, then their student, with every event kept."""

@@ -32,7 +32,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 CONFIG = ModelConfig(n_features=16, n_classes=3, conv_channels=(4, 8, 8), lstm_hidden=8, attention_dim=8)
 
 
-
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpora")

@@ -67,7 +67,6 @@ def tiny_model(n_features, n_classes):
     return ModelConfig(n_features=n_features, n_classes=n_classes, conv_channels=(4, 8, 8), lstm_hidden=16, attention_dim=16)
 
 
-
 SMALL_FEATURES = FeatureConfig(trim="none", n_mels=32)
 
 

@@ -47,7 +47,7 @@ def speaker_index(examples: Sequence[Example]) -> dict[tuple[str, str], int]:
 
 def speaker_targets(examples: Sequence[Example], index: dict[tuple[str, str], int]) -> Tensor:
     """``(batch,)`` speaker classes; -100 (ignored by the loss) where the speaker is unknown."""
-    return torch.tensor([index.get((e.corpus, e.speaker), -100) if e.speaker is not None else -100 for e in examples])
+    return torch.tensor([index.get((e.corpus, e.speaker), -100) for e in examples])
 
 
 def reversal_strength(weight: float, progress: float) -> float:

@@ -590,13 +590,19 @@ class Trainer:
                 partner, lam = None, 1.0
                 if cfg.mixup_alpha > 0 and len(idx) > 1:
                     feats, flen, partner, lam = _mixup(feats, flen, cfg.mixup_alpha, rng, gen)
+                spoken = None
                 if adversary is None:
                     logits, _ = model(feats, flen)
                 else:
                     context, _ = model.embed(feats, flen)
                     logits = model.classifier(model.dropout(context))
+                    # The head learns who speaks at full strength; the reversal scales what the
+                    # network gets back. Mixed examples blend their two speakers like their labels.
                     who = adversary(context, reversal_strength(cfg.speaker_adversarial, step / max(1, total_steps)))
                     spk = speaker_targets([train[order[i]] for i in idx], speakers).to(self.device)
+                    spoken = nn.functional.cross_entropy(who, spk, ignore_index=-100)
+                    if partner is not None:
+                        spoken = lam * spoken + (1.0 - lam) * nn.functional.cross_entropy(who, spk[partner], ignore_index=-100)
                 loss = loss_fn(logits, y)
                 if partner is not None:
                     loss = lam * loss + (1.0 - lam) * loss_fn(logits, y[partner])
@@ -607,16 +613,8 @@ class Trainer:
                         soft = soft_targets(taught, flen)
                     weights = None if class_weights is None else class_weights.to(self.device)[y]
                     loss = (1.0 - cfg.distil_weight) * loss + cfg.distil_weight * _distillation_loss(logits, soft, cfg.distil_temperature, weights)
-                total = loss
-                if adversary is not None:
-                    # The head learns who speaks at full strength; the reversal scales what the
-                    # network gets back. Mixed examples blend their two speakers like their labels.
-                    spoken = nn.functional.cross_entropy(who, spk, ignore_index=-100)
-                    if partner is not None:
-                        spoken = lam * spoken + (1.0 - lam) * nn.functional.cross_entropy(who, spk[partner], ignore_index=-100)
-                    total = loss + spoken
                 optimiser.zero_grad(set_to_none=True)
-                total.backward()
+                (loss if spoken is None else loss + spoken).backward()
                 if cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimiser.step()

@@ -31,7 +31,7 @@ def trained(corpus, tmp_path_factory) -> tuple[Path, dict]:
     call_command(
         "train", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--out", str(model),
         "--test-speakers", "spk3", "--report", str(report), "--cache-dir", str(out / "cache"), "--own-centre-share", "0.3",
-        "--speed-centres", "--speaker-adversarial", "0.5", *FAST, stdout=stdout,
+        "--speed-centres", "--speaker-adversarial", "0.5", "--freq-warp", "0.1", *FAST, stdout=stdout,
     )
     text = stdout.getvalue()
     assert "folders, 48 utterances, 4 speakers" in text
@@ -47,6 +47,7 @@ def test_train_writes_model_and_report(trained):
     assert report["recipe"]["train"]["own_centre_share"] == 0.3
     assert report["recipe"]["train"]["speed_centres"] is True
     assert report["recipe"]["train"]["speaker_adversarial"] == 0.5
+    assert report["recipe"]["train"]["augment"]["freq_warp"] == 0.1
     assert set(report["alone"]) == {"wa", "ua", "macro_f1"}
     assert report["labels"] == ["neutral", "happy", "sad", "angry"]
     assert report["folds"][0]["split"]["test_speakers"] == ["synth/spk3"]
@@ -62,7 +63,7 @@ def test_train_resume_continues_from_the_work_dir(trained, corpus, tmp_path):
     call_command(
         "train", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--out", str(tmp_path / "model" / "model.pt"),
         "--test-speakers", "spk3", "--cache-dir", str(tmp_path / "model" / "cache"), "--own-centre-share", "0.3",
-        "--speed-centres", "--speaker-adversarial", "0.5", "--resume", *FAST, stdout=stdout,
+        "--speed-centres", "--speaker-adversarial", "0.5", "--freq-warp", "0.1", "--resume", *FAST, stdout=stdout,
     )
     text = stdout.getvalue()
     # Every model of the ensemble (the default recipe's size) had finished: each resumes after
@@ -162,6 +163,13 @@ def test_bad_recipe_option_is_a_clear_error(corpus, tmp_path):
     with pytest.raises(CommandError, match="periodicity_bands"):
         call_command("train", "--corpus", str(corpus), "--out", str(tmp_path / "m.pt"), "--periodicity-bands", "500",
                      *FAST, stdout=StringIO())
+    with pytest.raises(CommandError, match="freq_warp"):
+        call_command("train", "--corpus", str(corpus), "--out", str(tmp_path / "m.pt"), "--freq-warp", "0.5",
+                     *FAST, stdout=StringIO())
+    with pytest.raises(CommandError, match="log-Mel"):
+        call_command("train", "--corpus", str(corpus), "--out", str(tmp_path / "m.pt"), "--features", "mfcc",
+                     "--freq-warp", "0.1", *FAST, stdout=StringIO())
+    assert not (tmp_path / "m.pt").exists()
 
 
 @pytest.mark.django_db

@@ -39,6 +39,7 @@ def add_label_arguments(parser: ArgumentParser) -> None:
 
 def add_recipe_arguments(parser: ArgumentParser) -> None:
     d, t = Recipe().features, Recipe().train
+    a = t.augment
     g = parser.add_argument_group("recipe")
     g.add_argument("--features", choices=FEATURE_KINDS, default=d.kind)
     g.add_argument("--n-mels", type=int, default=d.n_mels)
@@ -80,6 +81,9 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--speaker-adversarial", type=float, default=t.speaker_adversarial, metavar="WEIGHT",
                    help="train against a speaker classifier through a reversed gradient of this weight, so the model "
                    f"learns to ignore who is speaking (e.g. 1.0; default {t.speaker_adversarial} = off)")
+    g.add_argument("--freq-warp", type=float, default=a.freq_warp, metavar="MAX",
+                   help="log-Mel features: stretch each training example's bands along frequency by a factor "
+                   f"drawn from [1-MAX, 1+MAX], as another vocal tract would (e.g. 0.1; default {a.freq_warp} = off)")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")
@@ -106,7 +110,7 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
             members=options["members"],
             rotate_validation=options["rotate_validation"], distil_weight=options["distil"],
             distil_temperature=options["distil_temperature"], speaker_adversarial=options["speaker_adversarial"],
-            augment=AugmentConfig(enabled=not options["no_augment"]),
+            augment=AugmentConfig(enabled=not options["no_augment"], freq_warp=options["freq_warp"]),
         )
         overrides = {} if options.get("dropout") is None else {"dropout": options["dropout"]}
         return Recipe(features=features, model_size=options["model_size"], model_overrides=overrides, train=train)

@@ -1,6 +1,6 @@
 """Training data: a waveform cache (audio is decoded and trimmed once), length-bucketed
 batches of padded sequences, and augmentation (gain, speed, noise on the waveform;
-SpecAugment masks on the features).
+frequency warping and SpecAugment masks on the features).
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from recognition.engine.features import (
     FeatureConfig,
     FeatureExtractor,
     SpeakerCentre,
+    hz_to_mel,
+    mel_to_hz,
     prepare_waveform,
 )
 from recognition.engine.tta import change_speed
@@ -36,6 +38,7 @@ __all__ = [
     "speaker_centres_at_speeds",
     "augment_waveform",
     "spec_augment",
+    "warp_frequencies",
 ]
 
 
@@ -123,6 +126,13 @@ class AugmentConfig:
     freq_mask_width: int = 8
     time_masks: int = 1
     time_mask_fraction: float = 0.1
+    # Vocal tract length perturbation: each example's Mel bands stretched along frequency by a
+    # factor drawn uniformly from [1 - freq_warp, 1 + freq_warp] (0 = off; log-Mel features only).
+    freq_warp: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.freq_warp <= 0.3:
+            raise ValueError("freq_warp must be between 0 and 0.3")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -178,6 +188,40 @@ def spec_augment(feats: Tensor, lengths: Tensor, config: AugmentConfig, generato
             start = int(torch.randint(0, max(1, length - width), (1,), generator=generator))
             feats[b, start : start + width] = 0
     return feats
+
+
+def warp_frequencies(feats: Tensor, factors: Sequence[float], config: FeatureConfig) -> Tensor:
+    """Vocal tract length perturbation on log-Mel features: example ``b``'s spectrum is
+    stretched along frequency by ``factors[b]`` (a formant at f moves to about f × factor).
+
+    The warp is piecewise linear, as in VTLP: f → factor × f up to a boundary frequency, then a
+    straight line that keeps the top of the band at the top. Each output band reads the input at
+    the frequency that maps onto its centre, linearly interpolated between neighbouring bands.
+    Applied to centred features it moves a speaker's deviations from their mean as a longer or
+    shorter vocal tract would. feats ``(batch, frames, n_features)``, of which the first
+    ``n_mels`` columns are Mel bands (any further columns are left as they are); padded frames
+    stay zero.
+    """
+    if config.kind != "logmel":
+        raise ValueError("frequency warping needs log-Mel features")
+    n = config.n_mels
+    top = config.sample_rate / 2 if config.f_max is None else config.f_max
+    centres = mel_to_hz(np.linspace(hz_to_mel(config.f_min), hz_to_mel(top), n + 2))[1:-1]
+    boundary = 0.6 * top
+    maps = np.zeros((len(factors), n, n), dtype=np.float32)
+    for b, alpha in enumerate(factors):
+        # Inverse of the forward warp: the input frequency that lands on each output centre.
+        knee = boundary * min(alpha, 1.0) / alpha
+        source = np.where(centres <= alpha * knee, centres / alpha,
+                          knee + (centres - alpha * knee) * (top - knee) / (top - alpha * knee))
+        position = np.interp(source, centres, np.arange(n, dtype=np.float64))
+        low = np.floor(position).astype(int)
+        high = np.minimum(low + 1, n - 1)
+        frac = (position - low).astype(np.float32)
+        maps[b, low, np.arange(n)] += 1.0 - frac
+        maps[b, high, np.arange(n)] += frac
+    warped = torch.bmm(feats[..., :n], torch.from_numpy(maps).to(feats.device, feats.dtype))
+    return torch.cat([warped, feats[..., n:]], dim=-1) if feats.shape[-1] > n else warped
 
 
 def bucket_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None, *, drop_singletons: bool = False) -> list[list[int]]:

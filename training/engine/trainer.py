@@ -40,6 +40,7 @@ from .data import (
     collate_centres,
     speaker_centres_at_speeds,
     spec_augment,
+    warp_frequencies,
 )
 from .evaluation import evaluate_examples, example_probabilities, score_probabilities
 from .splits import member_validation_splits, natural_key
@@ -182,6 +183,8 @@ class Trainer:
     ) -> None:
         if model_config.n_classes != len(labels) or model_config.n_features != feature_config.n_features:
             raise ValueError("model config does not match the labels or the feature config")
+        if train_config.augment.enabled and train_config.augment.freq_warp > 0 and feature_config.kind != "logmel":
+            raise ValueError("frequency warping (freq_warp) needs log-Mel features")
         self.labels = list(labels)
         self.feature_config = feature_config
         self.model_config = model_config
@@ -580,6 +583,11 @@ class Trainer:
                     # A teacher sees exactly what the student sees: the same changed audio, centred
                     # alike, with the same SpecAugment masks (the generator replayed) and mixup below.
                     taught = None if teacher_extractor is None else teacher_extractor(x.to(self.device), lengths.to(self.device), centres)[0]
+                    if cfg.augment.enabled and cfg.augment.freq_warp > 0:
+                        factors = rng.uniform(1.0 - cfg.augment.freq_warp, 1.0 + cfg.augment.freq_warp, len(idx))
+                        feats = warp_frequencies(feats, factors, self.feature_config)
+                        if taught is not None:
+                            taught = warp_frequencies(taught, factors, teacher_extractor.config)
                     masks = gen.get_state()
                     feats = spec_augment(feats, flen, cfg.augment, gen)
                     if taught is not None:

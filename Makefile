@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test run lint bench-speed bench-accuracy clean
+.PHONY: venv test run lint bench-speed bench-accuracy device-wheels clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,13 @@ bench-speed: venv
 
 bench-accuracy: venv
 	$(BIN)/python bench/accuracy.py
+
+# Wheels the GPU machine lacks (PyAV, webrtcvad) for bench/device_check.py there; see README.
+device-wheels:
+	grep -qsx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+		$$(grep -E '^(av|webrtcvad-wheels)==' requirements.txt)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

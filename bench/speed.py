@@ -254,11 +254,12 @@ def bench_frontend(counts: dict) -> dict:
 # -- predictor helpers -------------------------------------------------------------------
 
 
-def build_predictor(model: str | None, work: Path, members: int | None = None, tta: bool = True) -> tuple[Predictor, dict]:
+def build_predictor(model: str | None, work: Path, members: int | None = None, tta: bool = True,
+                    device: str | torch.device = "cpu") -> tuple[Predictor, dict]:
     """The checkpoint ``model``, or random weights shaped as the default recipe trains them
-    (``members`` models, default the recipe's)."""
+    (``members`` models, default the recipe's), on ``device``."""
     if model:
-        predictor = Predictor.from_checkpoint(model, device="cpu", tta=tta)
+        predictor = Predictor.from_checkpoint(model, device=device, tta=tta)
         info = {"checkpoint": str(model), "default_model": False}
     else:
         torch.manual_seed(0)
@@ -270,7 +271,7 @@ def build_predictor(model: str | None, work: Path, members: int | None = None, t
                         stats=FeatureStats.identity(mc.n_features), state_dict=states[0], member_states=states[1:],
                         extra={"train_config": TrainConfig(members=members).to_dict()})
         path = save_checkpoint(work / "random.pt", ck)
-        predictor = Predictor.from_checkpoint(path, device="cpu", tta=tta)
+        predictor = Predictor.from_checkpoint(path, device=device, tta=tta)
         info = {"checkpoint": "random weights, default ModelConfig(n_features=64, n_classes=8), FeatureConfig() and "
                 f"TrainConfig(members={members})", "default_model": members == Recipe().train.members}
     n_params = sum(p.numel() for p in EmotionNet(predictor.model_config).parameters()) * predictor.checkpoint.n_members

@@ -128,6 +128,8 @@ class AugmentConfig:
     time_mask_fraction: float = 0.1
     # Vocal tract length perturbation: each example's Mel bands stretched along frequency by a
     # factor drawn uniformly from [1 - freq_warp, 1 + freq_warp] (0 = off; log-Mel features only).
+    # Off: at 0.1 five models scored 0.640 against the default's 0.655 on RAVDESS (seed 4;
+    # bench/RESULTS.md, "Not adopted").
     freq_warp: float = 0.0
 
     def __post_init__(self) -> None:

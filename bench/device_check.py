@@ -45,7 +45,7 @@ from recognition.engine.features import FeatureConfig, FeatureExtractor
 from recognition.engine.model import EmotionNet, ModelConfig
 from recognition.engine.predictor import Predictor
 from tests.synth import CLASS_STYLES, speech_like
-from training.engine.data import AugmentConfig, Example
+from training.engine.data import AugmentConfig, Example, collate
 from training.engine.experiment import Recipe
 from training.engine.trainer import TrainConfig, Trainer
 
@@ -63,19 +63,10 @@ def synthetic(per_class: int, seed: int, duration: float, speakers: int = 4) -> 
             for c, label in enumerate(LABELS) for i in range(per_class)]
 
 
-def padded(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(batch, samples)`` zero-padded and ``(batch,)`` lengths."""
-    lengths = torch.tensor([w.size for w in waves])
-    out = torch.zeros(len(waves), int(lengths.max()))
-    for row, w in enumerate(waves):
-        out[row, : w.size] = torch.from_numpy(w)
-    return out, lengths
-
-
 def check_features(device: torch.device) -> dict:
     config = FeatureConfig()
     waves = [speech_like(label, 1.0 + 0.5 * i, seed=i) for i, label in enumerate(LABELS)]
-    x, lengths = padded(waves)
+    x, lengths = collate(waves)
     cpu = FeatureExtractor(config)
     centres = cpu.speaker_mean(waves)[None].repeat(len(waves), 1)
     centres[1] = float("nan")  # one row centred on itself

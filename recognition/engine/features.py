@@ -27,6 +27,7 @@ __all__ = [
     "FeatureStats",
     "SpeakerCentre",
     "mel_filterbank",
+    "mel_points",
     "periodicity_lags",
     "hz_to_mel",
     "mel_to_hz",
@@ -166,21 +167,28 @@ def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
     return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), freqs)
 
 
+def mel_points(sample_rate: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
+    """The ``n_mels + 2`` frequencies in Hz, evenly spaced in Mel from ``f_min`` to ``f_max``
+    (default: half the sample rate): filter ``i`` rises from point ``i``, peaks at ``i + 1``
+    (its centre) and falls to ``i + 2``."""
+    f_max = sample_rate / 2 if f_max is None else f_max
+    return mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
+
+
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
     """Triangular, area-normalised (Slaney) Mel filters for the real ``sample_rate``.
 
     Returns:
         float64 array of shape ``(n_mels, n_fft // 2 + 1)``.
     """
-    f_max = sample_rate / 2 if f_max is None else f_max
     fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    mel_points = mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
-    widths = np.diff(mel_points)
-    ramps = mel_points[:, None] - fft_freqs[None, :]
+    points = mel_points(sample_rate, n_mels, f_min, f_max)
+    widths = np.diff(points)
+    ramps = points[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / widths[:-1, None]
     upper = ramps[2:] / widths[1:, None]
     weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_points[2:] - mel_points[:-2]))[:, None]
+    weights *= (2.0 / (points[2:] - points[:-2]))[:, None]
     return weights
 
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import pytest
 import torch
 
-from recognition.engine.features import FeatureConfig, hz_to_mel, mel_to_hz
+from recognition.engine.features import FeatureConfig, mel_points
 from tests.engine.test_trainer import (
     LABELS2,
     assert_resume_after_one_epoch_matches,
@@ -22,11 +21,6 @@ from training.engine.trainer import TrainConfig, Trainer
 CONFIG = FeatureConfig()  # 64 Mel bands, 0-8 kHz
 
 
-def band_centres(config: FeatureConfig) -> np.ndarray:
-    top = config.sample_rate / 2 if config.f_max is None else config.f_max
-    return mel_to_hz(np.linspace(hz_to_mel(config.f_min), hz_to_mel(top), config.n_mels + 2))[1:-1]
-
-
 def test_factor_one_changes_nothing():
     feats = torch.randn(2, 30, 64)
     assert torch.equal(warp_frequencies(feats, [1.0, 1.0], CONFIG), feats)
@@ -35,7 +29,7 @@ def test_factor_one_changes_nothing():
 @pytest.mark.parametrize("alpha", [0.9, 1.1])
 def test_a_peak_moves_to_alpha_times_its_frequency(alpha):
     """Below the knee (0.6 of the top frequency) a component at f reappears at alpha × f."""
-    centres = band_centres(CONFIG)
+    centres = mel_points(CONFIG.sample_rate, CONFIG.n_mels)[1:-1]
     band = 30
     feats = torch.zeros(1, 1, 64)
     feats[0, 0, band] = 1.0

@@ -21,8 +21,7 @@ from recognition.engine.features import (
     FeatureConfig,
     FeatureExtractor,
     SpeakerCentre,
-    hz_to_mel,
-    mel_to_hz,
+    mel_points,
     prepare_waveform,
 )
 from recognition.engine.tta import change_speed
@@ -207,8 +206,8 @@ def warp_frequencies(feats: Tensor, factors: Sequence[float], config: FeatureCon
     if config.kind != "logmel":
         raise ValueError("frequency warping needs log-Mel features")
     n = config.n_mels
-    top = config.sample_rate / 2 if config.f_max is None else config.f_max
-    centres = mel_to_hz(np.linspace(hz_to_mel(config.f_min), hz_to_mel(top), n + 2))[1:-1]
+    points = mel_points(config.sample_rate, n, config.f_min, config.f_max)
+    centres, top = points[1:-1], points[-1]
     boundary = 0.6 * top
     maps = np.zeros((len(factors), n, n), dtype=np.float32)
     for b, alpha in enumerate(factors):

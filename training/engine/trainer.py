@@ -586,8 +586,8 @@ class Trainer:
                     if cfg.augment.enabled and cfg.augment.freq_warp > 0:
                         factors = rng.uniform(1.0 - cfg.augment.freq_warp, 1.0 + cfg.augment.freq_warp, len(idx))
                         feats = warp_frequencies(feats, factors, self.feature_config)
-                        if taught is not None:
-                            taught = warp_frequencies(taught, factors, teacher_extractor.config)
+                        if taught is not None:  # the teacher has the same features (checked in _teacher)
+                            taught = warp_frequencies(taught, factors, self.feature_config)
                     masks = gen.get_state()
                     feats = spec_augment(feats, flen, cfg.augment, gen)
                     if taught is not None:

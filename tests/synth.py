@@ -83,6 +83,24 @@ def write_wav(path: Path, waveform: np.ndarray, sample_rate: int = SR) -> Path:
     return path
 
 
+def write_ogg(path: Path, waveform: np.ndarray, sample_rate: int = SR) -> Path:
+    """Write mono Ogg/Opus at 48 kHz with PyAV (as nEMO ships its audio). Shape: (samples,)."""
+    from fractions import Fraction
+
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    samples = np.ascontiguousarray(np.clip(waveform, -1, 1).astype(np.float32)[None, :])
+    with av.open(str(path), "w", format="ogg") as out:
+        stream = out.add_stream("libopus", rate=48000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = sample_rate, 0, Fraction(1, sample_rate)
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return path
+
+
 def make_folder_corpus(root: Path, labels: list[str], *, speakers: int = 4, per_class: int = 6, seed: int = 0) -> Path:
     """A RAVDESS-free "one folder per emotion" corpus with speaker ids in the file names:
     ``root/<label>/spk<S>_<label>_<i>.wav``."""

@@ -1,20 +1,28 @@
-"""Helpers shared by the corpus tests: tiny WAV files, scan accessors, an IEMOCAP layout."""
+"""Helpers shared by the corpus tests: tiny WAV and Ogg files, scan accessors, an IEMOCAP layout,
+where the real corpora are."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 
-from tests.synth import write_wav
+from tests.synth import write_ogg, write_wav
 from training.engine.corpora import CorpusScan
 
 TINY = (0.1 * np.sin(np.linspace(0, 200, 800))).astype(np.float32)  # 0.05 s at 16 kHz
+CORPORA = Path(os.environ.get("SER_CORPORA_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora")
 
 
 def wav(root: Path, *relative: str) -> list[Path]:
     """Write a 0.05 s WAV at each relative path."""
     return [write_wav(root / rel, TINY) for rel in relative]
+
+
+def ogg(root: Path, *relative: str) -> list[Path]:
+    """Write a 0.05 s Ogg/Opus file at each relative path."""
+    return [write_ogg(root / rel, TINY) for rel in relative]
 
 
 def only_reason(scan: CorpusScan) -> str:

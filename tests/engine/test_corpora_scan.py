@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.helpers import _iemocap, only_reason, parsed, wav
+from tests.engine.helpers import CORPORA, _iemocap, only_reason, parsed, wav
 from training.engine.corpora import (
     FORMATS,
     CorpusError,
@@ -228,7 +228,6 @@ def test_format_aliases(tmp_path: Path) -> None:
 
 # --- real corpora ----------------------------------------------------------------------------
 
-CORPORA = Path(os.environ.get("SER_CORPORA_DIR") or Path(__file__).resolve().parents[2] / ".." / "shared" / "corpora")
 requires_corpora = pytest.mark.skipif(not CORPORA.is_dir(), reason=f"real corpora not found at {CORPORA}")
 
 

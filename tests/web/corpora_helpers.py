@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.synth import speech_like, write_wav
+from tests.synth import speech_like, write_ogg, write_wav
 
 # RAVDESS emotion codes used here and the labels they map to.
 EMOTIONS = {"01": "neutral", "03": "happy", "04": "sad", "05": "angry"}
@@ -26,6 +26,25 @@ def ravdess_folder(root: Path, *, actors: int = 2, statements: int = 2, seconds:
                 name = f"03-01-{code}-01-{statement:02d}-01-{actor:02d}.wav"
                 seed = actor * 100 + int(code) * 10 + statement
                 write_wav(root / f"Actor_{actor:02d}" / name, speech_like(label, duration=seconds, seed=seed))
+    return root
+
+
+# nEMO's emotion words for the classes speech_like can make, and the labels they map to.
+NEMO_EMOTIONS = {"anger": "angry", "sadness": "sad", "neutral": "neutral"}
+NEMO_HEADER = "file_id\temotion\traw_text\tnormalized_text\tspeaker_id\tgender\tage\n"
+
+
+def nemo_folder(root: Path, *, speakers: tuple[str, ...] = ("EB0", "WR0"), missing: str = "WR0_anger_9") -> Path:
+    """``root/samples/{speaker}_{emotion}_{n}.ogg`` and ``root/data.tsv`` (padded speaker ids, ``.wav``
+    file ids as the release writes them), plus a table row for ``missing``, which has no file."""
+    rows = []
+    for s, speaker in enumerate(speakers):
+        for e, (word, label) in enumerate(NEMO_EMOTIONS.items()):
+            stem = f"{speaker}_{word}_{e + 1}"
+            write_ogg(root / "samples" / f"{stem}.ogg", speech_like(label, duration=0.5, seed=s * 10 + e))
+            rows.append(f"{stem}.wav\t{word}\tZdanie.\tzdanie\t        {speaker}\tmale\t23\n")
+    rows.append(f"{missing}.wav\tanger\tZdanie.\tzdanie\t        {missing[:3]}\tmale\t23\n")
+    (root / "data.tsv").write_text(NEMO_HEADER + "".join(rows), encoding="utf-8")
     return root
 
 

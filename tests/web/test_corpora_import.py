@@ -10,7 +10,10 @@ import pytest
 from tests.synth import speech_like, write_wav
 from tests.web.corpora_helpers import (  # noqa: F401
     EMOTIONS,
+    NEMO_EMOTIONS,
+    NEMO_HEADER,
     leftovers,
+    nemo_folder,
     ravdess_folder,
     storage,
     upload,
@@ -90,6 +93,31 @@ def test_format_override_and_folder_layout(storage, tmp_path):  # noqa: F811
     assert corpus.summary["labels"] == {"sad": 3, "angry": 3} or corpus.summary["labels"] == {"angry": 3, "sad": 3}
     assert set(corpus.utterances.values_list("speaker", flat=True)) == {""}
     assert corpus.summary["totals"]["speakers"] == 0
+
+
+def test_zip_of_nemo_keeps_its_table_and_detects_the_format(storage, tmp_path):  # noqa: F811
+    folder = nemo_folder(tmp_path / "src")
+    corpus = corpus_upload_create(name="nEMO mini", archive=upload(zip_bytes(folder, prefix="nemo/")))
+    corpus = corpus_import_execute(corpus_id=corpus.pk)
+    assert corpus.status == Corpus.Status.READY, corpus.error
+    assert corpus.format == "nemo"
+    rows = {r.path: (r.label, r.source_label, r.speaker, r.sample_rate) for r in corpus.utterances.all()}
+    assert rows["nemo/samples/EB0_anger_1.ogg"] == ("angry", "anger", "EB0", 48000)
+    assert len(rows) == 6 and {r[0] for r in rows.values()} == set(NEMO_EMOTIONS.values())
+    assert corpus.summary["speakers"] == {"EB0": 3, "WR0": 3}
+    # The table came through the unpacking and was read: its row without a file is reported.
+    assert corpus.skipped == [{"path": "nemo/WR0_anger_9.wav", "reason": "listed in data.tsv (line 8) but the audio file is missing"}]
+    assert (corpus_root(corpus) / "nemo" / "data.tsv").is_file()
+
+
+def test_zip_of_nemo_with_a_corrupt_table_fails_clearly(storage, tmp_path):  # noqa: F811
+    folder = nemo_folder(tmp_path / "src")
+    (folder / "data.tsv").write_bytes(NEMO_HEADER.encode() + b"EB0_anger_1.wav\tanger\t\xff\xfe\t\tEB0\tmale\t23\n")
+    corpus = corpus_upload_create(name="broken nEMO", archive=upload(zip_bytes(folder)))
+    corpus = corpus_import_execute(corpus_id=corpus.pk)
+    assert corpus.status == Corpus.Status.FAILED
+    assert corpus.error.startswith("data.tsv line 2 is not UTF-8 text")
+    assert not Utterance.objects.exists() and leftovers(storage) == []
 
 
 def test_import_with_only_unusable_files_fails_and_leaves_nothing(storage, tmp_path):  # noqa: F811

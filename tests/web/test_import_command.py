@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from tests.web.corpora_helpers import leftovers, ravdess_folder, storage  # noqa: F401
+from tests.web.corpora_helpers import leftovers, nemo_folder, ravdess_folder, storage  # noqa: F401
 from training.models import Corpus, Utterance
 from training.services.datasets import corpus_root, corpus_scan
 
@@ -45,6 +45,15 @@ def test_import_with_copy_stores_the_files_in_media(storage, tmp_path):  # noqa:
     assert stored.is_relative_to(Path(storage.MEDIA_ROOT)) and len(list(stored.rglob("*.wav"))) == 8
     assert leftovers(storage) == [stored]
     assert not (Path(storage.DATA_DIR) / "tmp" / f"corpus-{corpus.pk}").exists()
+
+
+def test_import_of_nemo_detects_the_format(storage, tmp_path):  # noqa: F811
+    folder = nemo_folder(tmp_path / "server" / "nemo")
+    output = run(str(folder), "--name", "nEMO")
+    corpus = Corpus.objects.get(name="nEMO")
+    assert corpus.status == Corpus.Status.READY and corpus.format == "nemo"
+    assert corpus.utterances.count() == 6 and corpus.utterances.filter(path="samples/WR0_sadness_2.ogg", label="sad", speaker="WR0").exists()
+    assert "format nemo" in output and "6 utterances" in output and "1 files skipped" in output
 
 
 def test_command_errors_are_clear(storage, tmp_path):  # noqa: F811

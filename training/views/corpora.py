@@ -35,6 +35,7 @@ from training.services.corpus_import import corpora_reap_stale
 FORMAT_NAMES = {
     "csv": "CSV manifest (path,label[,speaker])",
     "iemocap": "IEMOCAP",
+    "nemo": "nEMO (Polish)",
     "ravdess": "RAVDESS",
     "crema-d": "CREMA-D",
     "tess": "TESS",

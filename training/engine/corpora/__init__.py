@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import crema_d, emodb, folders, iemocap, manifest, ravdess, savee, tess
+from . import crema_d, emodb, folders, iemocap, manifest, nemo, ravdess, savee, tess
 from .base import (
     AUDIO_EXTENSIONS,
     CorpusError,
@@ -38,11 +38,13 @@ __all__ = [
     "scan_corpus",
 ]
 
-# Priority order: an explicit manifest wins, then layouts with their own label files, then
-# file-name conventions, and the generic folder-per-emotion layout last.
+# Priority order: an explicit manifest wins, then layouts with their own label files (nEMO's
+# names carry its labels too, but its data.tsv is the authority), then file-name
+# conventions, and the generic folder-per-emotion layout last.
 _MODULES: dict[str, ModuleType] = {
     "csv": manifest,
     "iemocap": iemocap,
+    "nemo": nemo,
     "ravdess": ravdess,
     "crema-d": crema_d,
     "tess": tess,

@@ -1,4 +1,5 @@
-"""Log-Mel and MFCC front ends on ``torch.stft``, shared by training and inference.
+"""Front ends shared by training and inference: log-Mel and MFCC on ``torch.stft``, and the
+states of a pretrained Whisper-base encoder (``kind="whisper"``, :mod:`.whisper`).
 
 Frames are taken with ``center=False``: every frame lies wholly inside the signal, so
 zero padding added to batch utterances of different lengths never changes a valid frame
@@ -20,6 +21,7 @@ from . import SAMPLE_RATE
 from .config import known_fields
 from .trim import TRIM_METHODS, trim_bounds
 from .tta import change_speed
+from .whisper import get_encoder, state_frames
 
 __all__ = [
     "FeatureConfig",
@@ -38,7 +40,9 @@ __all__ = [
     "MEAN_NORMS",
 ]
 
-FEATURE_KINDS = ("logmel", "mfcc")
+# "whisper": every block's output of the frozen Whisper-base encoder, one vector per 20 ms.
+FEATURE_KINDS = ("logmel", "mfcc", "whisper")
+_WHISPER_LAYERS, _WHISPER_WIDTH = 6, 512
 # Mean normalisation of each band before the training-set statistics: none, per utterance
 # (``utterance_cmn``) or per speaker (``speaker_cmn``).
 MEAN_NORMS = ("none", "utterance", "speaker")
@@ -85,6 +89,12 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
             raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, not {self.kind!r}")
+        if self.kind == "whisper":
+            if self.sample_rate != SAMPLE_RATE:
+                raise ValueError(f"the Whisper front end needs {SAMPLE_RATE} Hz audio")
+            # The encoder's own framing: a 25 ms window, one state per 20 ms.
+            object.__setattr__(self, "win_ms", 25.0)
+            object.__setattr__(self, "hop_ms", 20.0)
         if self.trim not in TRIM_METHODS:
             raise ValueError(f"trim must be one of {TRIM_METHODS}, not {self.trim!r}")
         if self.win_ms <= 0 or self.hop_ms <= 0 or self.hop_length < 1:
@@ -129,8 +139,15 @@ class FeatureConfig:
         return {"utterance_cmn": name == "utterance", "speaker_cmn": name == "speaker"}
 
     @property
+    def encoder_layers(self) -> int:
+        """Encoder blocks whose outputs stand side by side in each feature vector (0: no encoder)."""
+        return _WHISPER_LAYERS if self.kind == "whisper" else 0
+
+    @property
     def n_spectral(self) -> int:
         """Features before the periodicity bands."""
+        if self.kind == "whisper":
+            return _WHISPER_LAYERS * _WHISPER_WIDTH
         if self.kind == "logmel":
             return self.n_mels
         return self.n_mfcc * (3 if self.deltas else 1)
@@ -230,6 +247,8 @@ def _dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
 
 def frame_count(samples: int | Tensor, config: FeatureConfig) -> int | Tensor:
     """Number of frames for a signal of ``samples`` samples (signals shorter than n_fft give one)."""
+    if config.kind == "whisper":
+        return state_frames(samples)
     if isinstance(samples, Tensor):
         return torch.div(samples - config.n_fft, config.hop_length, rounding_mode="floor").add_(1).clamp_(min=1)
     return max(1, (samples - config.n_fft) // config.hop_length + 1)
@@ -321,7 +340,11 @@ class FeatureExtractor(nn.Module):
         speaker mean from ``centres`` ``(batch, n_features)`` is; a row of NaN (speaker mean
         unknown) or no ``centres`` falls back to the row's own mean.
         """
-        feats, frame_lengths = self.uncentred(waveforms, lengths)
+        return self.centred(*self.uncentred(waveforms, lengths), centres)
+
+    def centred(self, feats: Tensor, frame_lengths: Tensor, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`raw` from un-centred features ``(batch, frames, n_features)`` (for example
+        cached encoder states) and their frame lengths ``(batch,)``."""
         cfg = self.config
         centring = cfg.utterance_cmn or cfg.speaker_cmn
         if not centring and int(frame_lengths.min()) == feats.shape[1]:
@@ -338,7 +361,10 @@ class FeatureExtractor(nn.Module):
 
     def uncentred(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Log-Mel (or MFCC) features ``(batch, frames, n_features)`` before any mean removal;
-        padded frames are not zeroed. Frame lengths ``(batch,)``."""
+        padded frames are not zeroed. Frame lengths ``(batch,)``. The Whisper kind runs the
+        process's shared encoder (:func:`~recognition.engine.whisper.get_encoder`)."""
+        if self.config.kind == "whisper":
+            return get_encoder(waveforms.device)(waveforms, lengths)
         rows = max(1, _CPU_SLICE_FRAMES // int(frame_count(waveforms.shape[1], self.config)))
         if waveforms.device.type != "cpu" or waveforms.shape[0] <= rows:
             return self._uncentred(waveforms, lengths)
@@ -401,7 +427,11 @@ class FeatureExtractor(nn.Module):
         return torch.stack([acf[:, first:last].amax(1) for first, last in self._lag_ranges], dim=1)
 
     def forward(self, waveforms: Tensor, lengths: Tensor, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        feats, frame_lengths = self.raw(waveforms, lengths, centres)
+        return self.normalised(*self.raw(waveforms, lengths, centres))
+
+    def normalised(self, feats: Tensor, frame_lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Centred features ``(batch, frames, n_features)`` scaled by the training-set
+        statistics, padded frames set to 0."""
         feats = (feats - self.mean) / self.std
         return feats * _time_mask(frame_lengths, feats.shape[1])[..., None], frame_lengths
 

@@ -1,4 +1,9 @@
-"""EmotionNet: CNN blocks over the log-Mel image → 2-layer BLSTM → attention pooling → classifier.
+"""EmotionNet: a front end → 2-layer BLSTM → attention pooling → classifier.
+
+Two front ends: CNN blocks over the log-Mel image ("from scratch", the thesis
+architecture), or, when ``encoder_layers`` is set, a learned softmax weighting of a
+pretrained encoder's layers (their states arrive side by side in each feature vector),
+then average pooling over ``frame_pool`` frames.
 
 Padding never changes an utterance's output: after every CNN block the padded frames are
 zeroed again (so they look exactly like the convolution's own zero padding), the BLSTM
@@ -40,8 +45,23 @@ class ModelConfig:
     attention_dim: int = 96
     dropout: float = 0.1
     conv_dropout: float = 0.0
+    # Encoder front end (0 = the CNN over log-Mel): each feature vector holds this many
+    # layers' states side by side, mixed by learned softmax weights; no CNN blocks then.
+    encoder_layers: int = 0
+    # Encoder front end: frames averaged per BLSTM step (states come every 20 ms; prosody
+    # changes more slowly, and the recurrence costs per step).
+    frame_pool: int = 1
 
     def __post_init__(self) -> None:
+        if self.encoder_layers < 0 or self.frame_pool < 1:
+            raise ValueError("encoder_layers must be >= 0 and frame_pool >= 1")
+        if self.encoder_layers:
+            if self.conv_channels or self.pools:
+                raise ValueError("an encoder front end has no CNN blocks (conv_channels and pools must be empty)")
+            if self.n_features % self.encoder_layers:
+                raise ValueError("n_features must be a multiple of encoder_layers")
+        elif self.frame_pool != 1:
+            raise ValueError("frame_pool applies to an encoder front end only")
         if len(self.conv_channels) != len(self.pools):
             raise ValueError("conv_channels and pools need one entry per CNN block")
         if self.n_classes < 2:
@@ -54,13 +74,15 @@ class ModelConfig:
     @property
     def time_stride(self) -> int:
         """Input frames per output (attention) frame."""
-        stride = 1
+        stride = self.frame_pool
         for _, t in self.pools:
             stride *= t
         return stride
 
     @property
     def freq_out(self) -> int:
+        if self.encoder_layers:
+            return self.n_features // self.encoder_layers
         size = self.n_features
         for f, _ in self.pools:
             size //= f
@@ -246,6 +268,8 @@ class EmotionNet(nn.Module):
             blocks.append(ConvBlock(c_in, c_out, config.kernel_size, pool, config.conv_dropout))
             c_in = c_out
         self.blocks = nn.ModuleList(blocks).to(memory_format=torch.channels_last)
+        # Encoder front end: equal weights to start with; the softmax keeps them a mixture.
+        self.layer_logits = nn.Parameter(torch.zeros(config.encoder_layers)) if config.encoder_layers else None
         lstm_in = c_in * config.freq_out
         if config.lstm_input:
             self.project = nn.Sequential(nn.Linear(lstm_in, config.lstm_input), nn.LayerNorm(config.lstm_input))
@@ -281,6 +305,8 @@ class EmotionNet(nn.Module):
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
         """Attention steps for input frame lengths ``(batch,)``."""
+        if self.config.encoder_layers:
+            return torch.div(lengths, self.config.frame_pool, rounding_mode="floor").clamp(min=1)
         for block in self.blocks:
             lengths = torch.div(lengths, block.time_pool, rounding_mode="floor")
         return lengths.clamp(min=1)
@@ -292,6 +318,8 @@ class EmotionNet(nn.Module):
     def embed(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """The attention-pooled utterance vector ``(batch, 2 * lstm_hidden)`` the classifier
         reads, and the attention ``(batch, frames // time_stride)``; arguments as :meth:`forward`."""
+        if self.config.encoder_layers:
+            return self._embed_encoder(features, lengths)
         stride = self.config.time_stride
         # Whatever the caller left in the padded frames, the first convolution must see zeros
         # there (its kernel reaches one frame past the end of each utterance).
@@ -314,6 +342,37 @@ class EmotionNet(nn.Module):
             h, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # (batch, time, 2*hidden)
         else:
             h = _padded_bilstm(self.lstm, x, steps)  # (batch, time, 2*hidden)
+        return self.attention(h, steps)
+
+    def layer_weights(self) -> Tensor | None:
+        """The encoder layers' mixing weights ``(encoder_layers,)`` summing to 1; None for the CNN."""
+        return None if self.layer_logits is None else torch.softmax(self.layer_logits, 0)
+
+    def _embed_encoder(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`embed` for the encoder front end; features ``(batch, frames, layers * width)``."""
+        cfg = self.config
+        frames, width = features.shape[1], cfg.freq_out
+        # Padded frames need no zeroing here: a frame's mix reads that frame only, pooling groups
+        # whole valid frames, and the projection's output is masked per step.
+        weights = self.layer_weights()
+        x = features[..., :width] * weights[0]
+        for layer in range(1, cfg.encoder_layers):  # slices: no copy of the (batch, frames, layers, width) view
+            x = x + features[..., layer * width : (layer + 1) * width] * weights[layer]  # (batch, frames, width)
+        pool = cfg.frame_pool
+        if pool > 1:
+            # Whole groups of valid frames only: a group never mixes in another utterance's padding.
+            if frames < pool:
+                x = nn.functional.pad(x, (0, 0, 0, pool - frames))
+            x = nn.functional.avg_pool1d(x.transpose(1, 2), pool).transpose(1, 2)  # (batch, frames // pool, width)
+        steps = self.output_lengths(lengths)
+        x = self.project(x) * _mask(steps, x.shape[1])[..., None]  # (batch, steps, lstm_input)
+        x = self.dropout(x)
+        if x.is_cuda:
+            packed = pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
+            out, _ = self.lstm(packed)
+            h, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (batch, steps, 2*hidden)
+        else:
+            h = _padded_bilstm(self.lstm, x, steps)  # (batch, steps, 2*hidden)
         return self.attention(h, steps)
 
 

@@ -93,7 +93,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="1-based folds to run (default all)")
     parser.add_argument("--cache-dir", default=None, help="decoded-audio cache (default: var/cache under the repo)")
     parser.add_argument("--seed", type=int, default=None, help="training seed (default: the recipe's)")
-    parser.add_argument("--recipe", default=None, help="JSON merged into the default recipe, e.g. '{\"train\": {\"mixup_alpha\": 0.4}}'")
+    parser.add_argument("--recipe", default=None, help="JSON merged into the default recipe, e.g. '{\"train\": {\"label_smoothing\": 0.1}}'")
     parser.add_argument("--threads", type=int, default=0, help="torch threads for training (default: all cores, or cores/jobs)")
     parser.add_argument("--jobs", type=int, default=1, help="train the folds in this many processes at once")
     parser.add_argument("--report", default=None, help="also write the full reports (confusions, per class, per fold) here")

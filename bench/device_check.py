@@ -12,8 +12,8 @@ travel to the GPU machine. Checks, each ``{"ok": bool, ...}`` with the measured 
   the device (an utterance alone against the same utterance batched beside a longer one);
 - ``training``: a small model trained on the device learns the synthetic classes, and the
   saved model answers alike on the CPU and on the device;
-- ``options``: a two-model ensemble with speaker-adversarial training, frequency warping and
-  mixup, distilled into one model, trains on the device and its student answers alike;
+- ``options``: a two-model ensemble distilled into one model trains on the device and its
+  student answers alike;
 - ``resume``: a run cancelled after its first epoch and resumed on the device ends as the
   uninterrupted run did (exactly, or within the device's float nondeterminism: reported);
 - ``timing``: seconds per training epoch over an utterance set shaped like a RAVDESS fold's
@@ -125,27 +125,24 @@ def check_training(device: torch.device, tmp: Path) -> dict:
 
 
 def check_options(device: torch.device, tmp: Path) -> dict:
-    """Every training-only path on the device: two models, speaker-adversarial, frequency
-    warping and mixup, then distilled into one saved student."""
+    """Every training-only path on the device: two models, then distilled into one saved student."""
     train, valid = synthetic(6, 0, 0.5), synthetic(2, 500, 0.5)
-    options = {"members": 2, "distil_weight": 0.9, "speaker_adversarial": 0.5, "mixup_alpha": 0.2,
-               "augment": AugmentConfig(freq_warp=0.1)}
+    options = {"members": 2, "distil_weight": 0.9}
     result = small_trainer(tmp / "options", device, epochs=2, **options).fit(train, valid)
     saved = load_checkpoint(result.best_path)
     student = saved.n_members == 1 and saved.extra.get("train_config", {}).get("distil_weight") == 0.9
     _, alike = answers_alike(result.best_path, device, synthetic(2, 900, 0.5))
     return {"ok": student and result.teacher_path is not None and alike["alike"], "student_saved": student, **alike,
-            "recipe": "two models (speaker-adversarial 0.5, freq_warp 0.1, mixup 0.2) distilled into one, 2 epochs"}
+            "recipe": "two models distilled into one, 2 epochs"}
 
 
 def check_resume(device: torch.device, tmp: Path) -> dict:
     data = synthetic(6, 0, 0.5), synthetic(2, 500, 0.5)
-    options = {"speaker_adversarial": 0.5, "augment": AugmentConfig(freq_warp=0.1)}
-    reference = small_trainer(tmp / "ref", device, epochs=3, **options).fit(*data)
+    reference = small_trainer(tmp / "ref", device, epochs=3).fit(*data)
     done: list[dict] = []
     small_trainer(tmp / "cut", device, epochs=3, callback=lambda e: done.append(e) if e["type"] == "epoch" else None,
-                  should_stop=lambda: len(done) >= 1, **options).fit(*data)
-    resumed = small_trainer(tmp / "cut", device, epochs=3, **options).fit(*data, resume=True)
+                  should_stop=lambda: len(done) >= 1).fit(*data)
+    resumed = small_trainer(tmp / "cut", device, epochs=3).fit(*data, resume=True)
     ref_losses = [h["val_loss"] for h in reference.history]
     got = [h["val_loss"] for h in resumed.history]
     diff = max((abs(a - b) for a, b in zip(ref_losses, got, strict=True)), default=float("inf")) if len(got) == len(ref_losses) else float("inf")

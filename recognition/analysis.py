@@ -61,11 +61,11 @@ def segment_dict(index: int, segment: SegmentPrediction | Mapping[str, Any]) -> 
 @functools.lru_cache(maxsize=8)
 def _logmel_extractor(config: FeatureConfig) -> FeatureExtractor:
     """A log-Mel front end on the CPU with the checkpoint's frames and Mel bands (even for MFCC
-    models; without the periodicity bands, which are not a spectrum).
+    models).
 
     Only read after construction (buffers, no state), so sharing it between threads is safe.
     """
-    return FeatureExtractor(dataclasses.replace(config, kind="logmel", utterance_cmn=False, speaker_cmn=False, periodicity_bands=0)).eval()
+    return FeatureExtractor(dataclasses.replace(config, kind="logmel", utterance_cmn=False, speaker_cmn=False)).eval()
 
 
 def spectrogram(waveform: np.ndarray, config: FeatureConfig, max_columns: int = MAX_COLUMNS) -> dict[str, Any] | None:

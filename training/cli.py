@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from argparse import ArgumentParser, BooleanOptionalAction
+from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -39,13 +39,9 @@ def add_label_arguments(parser: ArgumentParser) -> None:
 
 def add_recipe_arguments(parser: ArgumentParser) -> None:
     d, t = Recipe().features, Recipe().train
-    a = t.augment
     g = parser.add_argument_group("recipe")
     g.add_argument("--features", choices=FEATURE_KINDS, default=d.kind)
     g.add_argument("--n-mels", type=int, default=d.n_mels)
-    g.add_argument("--periodicity-bands", type=int, default=d.periodicity_bands, metavar="N",
-                   help="append N pitch-periodicity bands (2-12.5 ms periods) to the spectral features; "
-                   f"0 = none (default {d.periodicity_bands})")
     g.add_argument("--trim", choices=TRIM_METHODS, default=d.trim, help="edge-silence trimming")
     g.add_argument("--mean-norm", choices=MEAN_NORMS, default=d.mean_norm,
                    help=f"subtract each band's mean per speaker, per utterance, or not at all (default: {d.mean_norm})")
@@ -56,34 +52,18 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=t.lr)
     g.add_argument("--weight-decay", type=float, default=t.weight_decay)
     g.add_argument("--patience", type=int, default=t.patience, help="early stopping on validation UA (0 = off)")
-    g.add_argument("--ema", type=float, default=t.ema_decay, metavar="DECAY",
-                   help="validate and save an exponential moving average of the weights (e.g. 0.995; 0 = off)")
-    g.add_argument("--mixup", type=float, default=t.mixup_alpha, metavar="ALPHA",
-                   help=f"mixup with lambda ~ Beta(ALPHA, ALPHA) (default {t.mixup_alpha}; 0 = off)")
     g.add_argument("--label-smoothing", type=float, default=t.label_smoothing)
     g.add_argument("--own-centre-share", type=float, default=t.own_centre_share, metavar="SHARE",
                    help="with --mean-norm speaker: share of training examples centred on their own mean, "
                    f"as a lone recording is at inference (default {t.own_centre_share})")
-    g.add_argument("--speed-centres", action=BooleanOptionalAction, default=t.speed_centres,
-                   help="with --mean-norm speaker: centre a speed-changed training example on its speaker's mean "
-                   "at that speed instead of at 1.0")
     g.add_argument("--members", type=int, default=t.members, metavar="N",
                    help="train a seed ensemble of N models (seeds SEED..SEED+N-1) and average them; "
                    f"N times the training time; classifying takes one pass per model and speed (default {t.members})")
-    g.add_argument("--rotate-validation", action=BooleanOptionalAction, default=t.rotate_validation,
-                   help="seed ensembles: each model after the first validates on other training speakers, so "
-                   "together they learn from every speaker outside the test set")
     g.add_argument("--distil", type=float, default=t.distil_weight, metavar="WEIGHT",
                    help="seed ensembles: then train one model on the ensemble's class probabilities (this weight; the "
                    "labels the rest) and save it alone, one pass per speed to classify (e.g. 0.9; default 0 = off)")
     g.add_argument("--distil-temperature", type=float, default=t.distil_temperature, metavar="T",
                    help=f"softening of both models' probabilities when distilling (default {t.distil_temperature})")
-    g.add_argument("--speaker-adversarial", type=float, default=t.speaker_adversarial, metavar="WEIGHT",
-                   help="train against a speaker classifier through a reversed gradient of this weight, so the model "
-                   f"learns to ignore who is speaking (e.g. 1.0; default {t.speaker_adversarial} = off)")
-    g.add_argument("--freq-warp", type=float, default=a.freq_warp, metavar="MAX",
-                   help="log-Mel features: stretch each training example's bands along frequency by a factor "
-                   f"drawn from [1-MAX, 1+MAX], as another vocal tract would (e.g. 0.1; default {a.freq_warp} = off)")
     g.add_argument("--no-augment", action="store_true")
     g.add_argument("--no-class-weights", action="store_true")
     g.add_argument("--balanced", action="store_true", help="balanced sampling across corpora and classes")
@@ -97,20 +77,16 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
     try:
         features = FeatureConfig(
             kind=options["features"], n_mels=options["n_mels"], trim=options["trim"],
-            periodicity_bands=options["periodicity_bands"],
             **FeatureConfig.mean_norm_fields(options["mean_norm"]),
         )
         train = TrainConfig(
             epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
             weight_decay=options["weight_decay"], patience=options["patience"],
             class_weighting=not options["no_class_weights"], balanced_sampling=options["balanced"],
-            seed=options["seed"], device=options["device"], num_threads=options["threads"], ema_decay=options["ema"],
-            mixup_alpha=options["mixup"], label_smoothing=options["label_smoothing"],
-            own_centre_share=options["own_centre_share"], speed_centres=options["speed_centres"],
-            members=options["members"],
-            rotate_validation=options["rotate_validation"], distil_weight=options["distil"],
-            distil_temperature=options["distil_temperature"], speaker_adversarial=options["speaker_adversarial"],
-            augment=AugmentConfig(enabled=not options["no_augment"], freq_warp=options["freq_warp"]),
+            seed=options["seed"], device=options["device"], num_threads=options["threads"],
+            label_smoothing=options["label_smoothing"], own_centre_share=options["own_centre_share"],
+            members=options["members"], distil_weight=options["distil"], distil_temperature=options["distil_temperature"],
+            augment=AugmentConfig(enabled=not options["no_augment"]),
         )
         overrides = {} if options.get("dropout") is None else {"dropout": options["dropout"]}
         return Recipe(features=features, model_size=options["model_size"], model_overrides=overrides, train=train)

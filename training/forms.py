@@ -6,8 +6,8 @@ from django import forms
 
 from recognition.engine.features import FEATURE_KINDS, MEAN_NORMS
 from recognition.engine.model import MODEL_SIZES, ModelConfig
+from training.engine.config import MAX_MEMBERS
 from training.engine.experiment import Recipe
-from training.engine.trainer import MAX_MEMBERS
 from training.models import Corpus, TrainingRun
 from training.selectors.corpora import corpus_ready_list
 
@@ -58,13 +58,6 @@ class RunForm(forms.Form):
         "RAVDESS six-fold UA 0.646 over two seeds, against 0.637 for three on the same seeds; N models take N times as "
         "long to train. Up to three are each asked at three speeds, more once each.",
     )
-    rotate_validation = forms.BooleanField(
-        required=False, initial=_defaults.rotate_validation, label="Rotate validation speakers",
-        help_text="With several models: each model after the first validates on other speakers and trains on the "
-        "rest, so the ensemble learns from every speaker outside the test set. Off by default: on RAVDESS six "
-        "folds it gave UA 0.617 against the default's 0.608 on the same machine, within the noise.",
-    )
-
     distil = forms.BooleanField(
         required=False, initial=False, label="Distil into one model",
         help_text="With several models: then train one more on their averaged answers and save it alone, so "

@@ -30,7 +30,6 @@ __all__ = [
     "SpeakerCentre",
     "mel_filterbank",
     "mel_points",
-    "periodicity_lags",
     "hz_to_mel",
     "mel_to_hz",
     "prepare_waveform",
@@ -51,11 +50,6 @@ _AMIN = 1e-10  # power floor before the log, as in librosa's power_to_db
 # a whole batch (tens of MB) leave the cache and fresh pages are faulted in on every call,
 # which made a batch of 32 four-second clips about 3x slower than the same clips one by one.
 _CPU_SLICE_FRAMES = 1536
-# Pitch periods the periodicity bands span, in ms: 2 ms (500 Hz, a raised female voice) to
-# 12.5 ms (80 Hz, a low male voice): at most half the 25 ms window, beyond which too little
-# of the window overlaps itself for the autocorrelation to be trusted.
-PITCH_LAGS_MS = (2.0, 12.5)
-_PERIODICITY_FLOOR = 1e-5
 
 
 @dataclass(frozen=True)
@@ -80,11 +74,6 @@ class FeatureConfig:
     speaker_cmn: bool = False
     trim: str = "energy"
     trim_top_db: float = 35.0
-    # Periodicity bands appended after the spectral ones (0 = none): each frame's normalised
-    # autocorrelation pooled over log-spaced pitch periods (PITCH_LAGS_MS, about a semitone
-    # apart). A 25 ms log-Mel frame barely resolves a voice's harmonics, so pitch, the main
-    # prosodic cue of emotion, reaches the model only indirectly without them.
-    periodicity_bands: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -112,11 +101,6 @@ class FeatureConfig:
             raise ValueError("need 1 <= n_mfcc <= n_mels")
         if self.utterance_cmn and self.speaker_cmn:
             raise ValueError("choose per-utterance or per-speaker mean normalisation, not both")
-        bands = self.periodicity_bands
-        if not isinstance(bands, int) or isinstance(bands, bool) or not 0 <= bands <= 128:
-            raise ValueError("periodicity_bands must be an integer from 0 to 128")
-        if bands and PITCH_LAGS_MS[1] * self.sample_rate / 1000 > self.win_length / 2:
-            raise ValueError(f"periodicity bands need a window of at least {2 * PITCH_LAGS_MS[1]:g} ms")
 
     @property
     def win_length(self) -> int:
@@ -144,24 +128,19 @@ class FeatureConfig:
         return _WHISPER_LAYERS if self.kind == "whisper" else 0
 
     @property
-    def n_spectral(self) -> int:
-        """Features before the periodicity bands."""
+    def n_features(self) -> int:
         if self.kind == "whisper":
             return _WHISPER_LAYERS * _WHISPER_WIDTH
         if self.kind == "logmel":
             return self.n_mels
         return self.n_mfcc * (3 if self.deltas else 1)
 
-    @property
-    def n_features(self) -> int:
-        return self.n_spectral + self.periodicity_bands
-
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureConfig:
-        return cls(**known_fields(cls, data, "feature settings"))
+        return cls(**known_fields(cls, data, "feature settings", retired={"periodicity_bands": 0}))
 
 
 def hz_to_mel(freq: np.ndarray | float) -> np.ndarray:
@@ -207,33 +186,6 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0
     weights = np.maximum(0.0, np.minimum(lower, upper))
     weights *= (2.0 / (points[2:] - points[:-2]))[:, None]
     return weights
-
-
-def periodicity_lags(config: FeatureConfig) -> tuple[list[tuple[int, int]], np.ndarray]:
-    """The lags each periodicity band takes its maximum over, and the window correction.
-
-    The bands split the :data:`PITCH_LAGS_MS` periods into ``periodicity_bands`` log-spaced,
-    adjacent ranges (about a semitone each for 32 bands). A band takes the maximum, not the
-    mean, over its lags: the autocorrelation peak of a voice rich in harmonics is a few lags
-    wide, narrower than a band at long periods.
-
-    Returns:
-        ``ranges``: per band ``(first lag, last lag + 1)``, together covering every lag of the
-        span once; ``correction`` float64 ``(max_lag + 1,)``: one over the analysis window's
-        normalised autocorrelation at each lag, so a perfectly periodic frame gives about 1 at
-        its period whatever the lag (Boersma's correction).
-    """
-    lo, hi = (ms * config.sample_rate / 1000 for ms in PITCH_LAGS_MS)
-    edges = [int(math.ceil(e)) for e in np.geomspace(lo, hi, config.periodicity_bands + 1)]
-    edges[-1] = int(math.floor(hi)) + 1  # the longest period is included
-    ranges, first = [], edges[0]
-    for edge in edges[1:]:
-        last = max(edge, first + 1)  # at least one lag per band
-        ranges.append((first, last))
-        first = last
-    window = np.hanning(config.win_length + 1)[:-1]  # periodic Hann, as the STFT's
-    taper = np.array([np.dot(window[: window.size - k], window[k:]) for k in range(ranges[-1][1])])
-    return ranges, taper[0] / taper
 
 
 def _dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
@@ -316,9 +268,6 @@ class FeatureExtractor(nn.Module):
         for i, (first, last, lo, hi, weights) in enumerate(_mel_bands(fb)):
             self.register_buffer(f"mel_band{i}", weights, persistent=False)
             self._mel_bands.append((first, last, lo, hi, f"mel_band{i}"))
-        if config.periodicity_bands:
-            self._lag_ranges, correction = periodicity_lags(config)
-            self.register_buffer("lag_correction", torch.from_numpy(correction).float(), persistent=False)
         if config.kind == "mfcc":
             self.register_buffer("dct", torch.from_numpy(_dct_matrix(config.n_mfcc, config.n_mels)).float(), persistent=False)
         stats = stats or FeatureStats.identity(config.n_features)
@@ -400,31 +349,7 @@ class FeatureExtractor(nn.Module):
             if cfg.deltas:
                 d1 = _deltas(feats, frame_lengths)
                 feats = torch.cat([feats, d1, _deltas(d1, frame_lengths)], dim=2)
-        if cfg.periodicity_bands:
-            power = squares[:, 0::2] + squares[:, 1::2]  # (batch * frames, bins); far faster than .sum over pairs
-            periodicity = self._periodicity(power).view(batch, frames, -1)
-            feats = torch.cat([feats, periodicity], dim=2)
         return feats, frame_lengths
-
-    def _periodicity(self, power: Tensor) -> Tensor:
-        """Periodicity bands ``(rows, periodicity_bands)`` from STFT power spectra ``(rows, bins)``.
-
-        Per frame: the autocorrelation (inverse FFT of the power, DC removed) divided by the
-        frame's energy, so values do not depend on loudness, corrected for the window's own
-        taper, then the maximum over each band's lags (:func:`periodicity_lags`). A voiced
-        frame reaches about 1 at its pitch period; noise and silence stay near 0.
-
-        The inverse FFT's autocorrelation is circular: lag k also holds lag n_fft - k, which for
-        the default 512-point FFT and 400-sample window is at least 312, where the Hann window
-        overlaps itself by under 1 % of its energy."""
-        n_fft = self.config.n_fft
-        acf = torch.fft.irfft(power, n=n_fft) - power[:, :1] / n_fft  # the DC bin's share removed
-        lags = self.lag_correction.shape[0]
-        # The floor (a frame at about -70 dBFS) keeps near-silent frames near 0 rather than
-        # amplifying their noise; it is absolute so padding and streaming never change a frame.
-        acf = acf[:, :lags] * (self.lag_correction / (acf[:, :1] + _PERIODICITY_FLOOR))
-        # One reduction per band over a slice: several times faster than one gather of all.
-        return torch.stack([acf[:, first:last].amax(1) for first, last in self._lag_ranges], dim=1)
 
     def forward(self, waveforms: Tensor, lengths: Tensor, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self.normalised(*self.raw(waveforms, lengths, centres))

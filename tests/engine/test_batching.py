@@ -41,13 +41,13 @@ def test_augment_waveform_speed_changes_length():
     rng = np.random.default_rng(0)
     for factor in (0.5, 0.9, 1.1, 2.0):
         cfg = AugmentConfig(speed=(factor,), gain_db=0.0, noise_prob=0.0)
-        out = augment_waveform(wav, cfg, rng)[0]
+        out = augment_waveform(wav, cfg, rng)
         assert out.size == int(round(wav.size / factor))
         assert out.dtype == np.float32
-    same = augment_waveform(wav, AugmentConfig(speed=(1.0,), gain_db=0.0, noise_prob=0.0), rng)[0]
+    same = augment_waveform(wav, AugmentConfig(speed=(1.0,), gain_db=0.0, noise_prob=0.0), rng)
     np.testing.assert_array_equal(same, wav)
     # Gain only: same shape, scaled by at most +-6 dB.
-    loud = augment_waveform(wav, AugmentConfig(speed=(1.0,), gain_db=6.0, noise_prob=0.0), rng)[0]
+    loud = augment_waveform(wav, AugmentConfig(speed=(1.0,), gain_db=6.0, noise_prob=0.0), rng)
     ratio = np.abs(loud).max() / np.abs(wav).max()
     assert 10 ** (-6 / 20) - 1e-6 <= ratio <= 10 ** (6 / 20) + 1e-6
 
@@ -57,7 +57,7 @@ def test_disabled_augmentation_is_identity():
     cfg = AugmentConfig(enabled=False)
     rng = np.random.default_rng(0)
     state = rng.bit_generator.state
-    assert augment_waveform(wav, cfg, rng)[0] is wav
+    assert augment_waveform(wav, cfg, rng) is wav
     assert rng.bit_generator.state == state  # no randomness consumed
     feats = torch.randn(2, 30, 8)
     assert spec_augment(feats, torch.tensor([30, 12]), cfg, torch.Generator().manual_seed(0)) is feats

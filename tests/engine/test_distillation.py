@@ -20,9 +20,11 @@ from tests.engine.test_trainer import (
     synthetic_examples,
     tiny_model,
 )
+from training.engine import trainer as trainer_module
 from training.engine.data import AugmentConfig
+from training.engine.ensemble import distillation_loss
 from training.engine.experiment import Recipe, cross_validate
-from training.engine.trainer import TrainConfig, Trainer, _distillation_loss
+from training.engine.trainer import TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -41,13 +43,13 @@ def test_distillation_loss_vanishes_only_where_the_student_agrees():
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
     for temperature in (1.0, 2.0):
         agreeing = torch.softmax(logits / temperature, dim=1)
-        assert _distillation_loss(logits, agreeing, temperature, None) == pytest.approx(0.0, abs=1e-6)
+        assert distillation_loss(logits, agreeing, temperature, None) == pytest.approx(0.0, abs=1e-6)
         other = torch.softmax(-logits / temperature, dim=1)
-        assert _distillation_loss(logits, other, temperature, None) > 0.1
+        assert distillation_loss(logits, other, temperature, None) > 0.1
     # Class weights (by hard label) weigh the examples as the cross-entropy does.
     soft = torch.softmax(torch.tensor([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]]), dim=1)
-    each = [float(_distillation_loss(logits[i : i + 1], soft[i : i + 1], 2.0, None)) for i in range(2)]
-    weighted = _distillation_loss(logits, soft, 2.0, torch.tensor([3.0, 1.0]))
+    each = [float(distillation_loss(logits[i : i + 1], soft[i : i + 1], 2.0, None)) for i in range(2)]
+    weighted = distillation_loss(logits, soft, 2.0, torch.tensor([3.0, 1.0]))
     assert float(weighted) == pytest.approx((3 * each[0] + each[1]) / 4, rel=1e-5)
 
 
@@ -169,16 +171,16 @@ def test_reports_score_the_student_and_its_teacher(tmp_path, scans):  # noqa: F8
     assert again["folds"][0]["ua"] == fold["ua"] and again["folds"][0]["teacher"] == fold["teacher"]
 
 
-def test_the_teacher_sees_the_students_masked_and_mixed_input(tmp_path, small_data, distilled_run, monkeypatch):
-    """Function matching: with SpecAugment masks and mixup, the teacher is asked about exactly
-    the features the student learns from (the same masks, the same pairs and weights)."""
+def test_the_teacher_sees_the_students_masked_input(tmp_path, small_data, distilled_run, monkeypatch):
+    """Function matching: with SpecAugment masks, the teacher is asked about exactly the
+    features the student learns from (the same masks)."""
     train, valid = small_data
     teacher = load_checkpoint(distilled_run[0].teacher_path)
     seen: dict[str, list[torch.Tensor]] = {"student": [], "teacher": []}
-    original = Trainer._teacher
+    original = trainer_module.teacher_targets
 
-    def recording_teacher(self, ck):
-        extractor, soft_targets = original(self, ck)
+    def recording_teacher(ck, student, device):
+        extractor, soft_targets = original(ck, student, device)
 
         def recorded(feats, lengths):
             seen["teacher"].append(feats.clone())
@@ -193,10 +195,10 @@ def test_the_teacher_sees_the_students_masked_and_mixed_input(tmp_path, small_da
             seen["student"].append(feats.clone())
         return forward(self, feats, lengths)
 
-    monkeypatch.setattr(Trainer, "_teacher", recording_teacher)
+    monkeypatch.setattr(trainer_module, "teacher_targets", recording_teacher)
     monkeypatch.setattr(EmotionNet, "forward", recording_forward)
     augment = AugmentConfig(speed=(0.9, 1.0, 1.1), freq_masks=2, time_masks=2, noise_prob=0.5)
-    small_trainer(tmp_path, epochs=1, distil_weight=0.5, mixup_alpha=0.4, augment=augment).fit(train, valid, teacher=teacher)
+    small_trainer(tmp_path, epochs=1, distil_weight=0.5, augment=augment).fit(train, valid, teacher=teacher)
     assert len(seen["student"]) == len(seen["teacher"]) >= 2
     for student, taught in zip(seen["student"], seen["teacher"], strict=True):
         torch.testing.assert_close(student, taught)  # the same statistics: the same features exactly

@@ -228,35 +228,3 @@ def test_reports_score_each_member_alone(tmp_path, scans):
     holdout = train_holdout(scans, tmp_path / "model.pt", recipe=recipe)
     assert len(holdout["members"]) == 2 and holdout["member_mean"]["n"] == 2
     assert "ensemble's models alone" in summary_line(holdout)
-
-
-def test_rotated_validation_gives_each_model_other_speakers_and_scores_out_of_bag(tmp_path, small_data):
-    train, valid = small_data
-    valid = [dataclasses.replace(e, speaker=f"v{e.speaker}") for e in valid]  # speakers of their own
-    result = small_trainer(tmp_path / "rot", epochs=2, members=3, rotate_validation=True).fit(train, valid)
-    ck = load_checkpoint(result.best_path)
-    held = [m["validation_speakers"] for m in ck.extra["members"]]
-    assert held[0] == ["synth/vs0", "synth/vs1"]
-    training_speakers = {f"synth/{e.speaker}" for e in train}
-    assert all(set(h) <= training_speakers and len(h) == 2 for h in held[1:]) and not set(held[1]) & set(held[2])
-    # The first model trains exactly as without rotation.
-    alone = small_trainer(tmp_path / "alone", epochs=2, seed=0).fit(train, valid)
-    assert [h["val_loss"] for h in result.members[0].history] == [h["val_loss"] for h in alone.history]
-    # Out of bag: every held-out utterance (disjoint sets here, together all of them) scored by
-    # the one model that held it out.
-    confusion = np.zeros((2, 2), dtype=int)
-    for k, speakers in enumerate(held):
-        member = load_checkpoint(tmp_path / "rot" / f"member{k + 1}" / "best.pt")
-        assert torch.equal(member.stats.mean, ck.stats.mean)  # one set of statistics serves all
-        examples = [e for e in [*train, *valid] if f"synth/{e.speaker}" in speakers]
-        probs = example_probabilities(member.build_model().eval(), member.build_extractor(), examples)
-        for e, p in zip(examples, probs.argmax(1).tolist(), strict=True):
-            confusion[e.label, p] += 1
-    assert ck.metrics["validation"]["confusion"] == confusion.tolist() and ck.metrics["validation"]["n"] == len(valid) + len(train)
-
-
-def test_rotation_leaves_a_split_without_held_out_speakers_shared(tmp_path, small_data):
-    train, valid = small_data  # the validation utterances come from the training speakers
-    result = small_trainer(tmp_path, epochs=1, members=2, rotate_validation=True).fit(train, valid)
-    ck = load_checkpoint(result.best_path)
-    assert "validation_speakers" not in ck.extra["members"][0] and ck.metrics["validation"]["n"] == len(valid)

@@ -15,7 +15,6 @@ from recognition.engine.features import (
     hz_to_mel,
     mel_filterbank,
     mel_to_hz,
-    periodicity_lags,
     prepare_waveform,
 )
 from tests.synth import SR, speech_like
@@ -170,69 +169,6 @@ def test_frame_count():
         assert ex.extract(np.zeros(n, np.float32), normalise=False).shape[0] == frame_count(n, cfg)
 
 
-# --- periodicity bands -------------------------------------------------------------------
-
-
-def harmonic_tone(f0: float, seconds: float = 0.5, amplitude: float = 0.3) -> np.ndarray:
-    """Equal-amplitude harmonics of ``f0`` up to 3 kHz: periodic, with no pitch-independent
-    low-frequency bias in its autocorrelation. Shape ``(samples,)``."""
-    t = np.arange(int(seconds * SR)) / SR
-    harmonics = range(1, int(3000 // f0) + 1)
-    wave = sum(np.sin(2 * np.pi * f0 * h * t + h) for h in harmonics) / len(harmonics)
-    return (amplitude * wave).astype(np.float32)
-
-
-def periodicity(ex: FeatureExtractor, wave: np.ndarray) -> torch.Tensor:
-    """The periodicity bands ``(frames, bands)`` of one waveform, before any normalisation."""
-    return ex.extract(wave, normalise=False)[:, ex.config.n_spectral :]
-
-
-def band_centres(cfg: FeatureConfig) -> torch.Tensor:
-    """Each periodicity band's middle lag ``(bands,)``."""
-    ranges, _ = periodicity_lags(cfg)
-    return torch.tensor([(first + last - 1) / 2 for first, last in ranges])
-
-
-def test_periodicity_bands_split_the_pitch_periods_in_order():
-    cfg = FeatureConfig(periodicity_bands=32)
-    ranges, correction = periodicity_lags(cfg)
-    assert len(ranges) == 32
-    assert ranges[0][0] == 32 and ranges[-1][1] == 201  # 2 ms to 12.5 ms at 16 kHz
-    assert [lag for first, last in ranges for lag in range(first, last)] == list(range(32, 201))  # each lag once
-    assert all(last > first for first, last in ranges)
-    assert correction.shape == (201,) and correction[0] == 1 and np.all(np.diff(correction) > 0)
-
-
-@pytest.mark.parametrize("f0", [90.0, 140.0, 220.0, 350.0, 480.0])
-def test_periodicity_bands_peak_at_the_pitch_period_and_not_before(f0):
-    cfg = FeatureConfig(trim="none", periodicity_bands=32)
-    ex = FeatureExtractor(cfg)
-    bands = periodicity(ex, harmonic_tone(f0)).mean(0)  # (32,)
-    centres = band_centres(cfg)
-    period = SR / f0
-    nearest = int((centres - period).abs().argmin())
-    assert float(bands[max(0, nearest - 1) : nearest + 2].max()) > 0.8
-    shorter = centres < 0.8 * period  # lags shorter than the period: no peak there
-    if shorter.any():
-        assert float(bands[shorter].max()) < 0.5
-
-
-def test_periodicity_bands_are_near_zero_for_noise_zero_for_silence_and_ignore_loudness():
-    ex = FeatureExtractor(FeatureConfig(trim="none", periodicity_bands=32))
-    noise = np.random.default_rng(0).normal(0, 0.1, SR).astype(np.float32)
-    assert float(periodicity(ex, noise).abs().mean()) < 0.1
-    assert torch.count_nonzero(periodicity(ex, np.zeros(SR, np.float32))) == 0
-    tone = harmonic_tone(180.0)
-    torch.testing.assert_close(periodicity(ex, tone * 0.1), periodicity(ex, tone), atol=0.02, rtol=0)
-
-
-def test_periodicity_bands_follow_the_spectral_features_unchanged(utterance):
-    plain = FeatureExtractor(FeatureConfig(trim="none")).extract(utterance, normalise=False)
-    both = FeatureExtractor(FeatureConfig(trim="none", periodicity_bands=16)).extract(utterance, normalise=False)
-    assert both.shape == (plain.shape[0], 64 + 16)
-    torch.testing.assert_close(both[:, :64], plain)
-
-
 # --- padding invariance --------------------------------------------------------------------
 
 
@@ -243,10 +179,8 @@ def test_periodicity_bands_follow_the_spectral_features_unchanged(utterance):
         FeatureConfig(trim="none", utterance_cmn=True),
         FeatureConfig(kind="mfcc", deltas=True, trim="none"),
         FeatureConfig(kind="mfcc", deltas=True, utterance_cmn=True, trim="none"),
-        FeatureConfig(trim="none", periodicity_bands=32),
-        FeatureConfig(kind="mfcc", trim="none", utterance_cmn=True, periodicity_bands=8),
     ],
-    ids=["logmel", "logmel-cmn", "mfcc-deltas", "mfcc-deltas-cmn", "logmel-periodicity", "mfcc-periodicity-cmn"],
+    ids=["logmel", "logmel-cmn", "mfcc-deltas", "mfcc-deltas-cmn"],
 )
 def test_padding_invariance(cfg):
     rng = np.random.default_rng(0)
@@ -276,8 +210,8 @@ def test_padding_invariance(cfg):
 
 @pytest.mark.parametrize(
     "cfg",
-    [FeatureConfig(trim="none"), FeatureConfig(kind="mfcc", deltas=True, trim="none", periodicity_bands=8)],
-    ids=["logmel", "mfcc-deltas-periodicity"],
+    [FeatureConfig(trim="none"), FeatureConfig(kind="mfcc", deltas=True, trim="none")],
+    ids=["logmel", "mfcc-deltas"],
 )
 def test_a_large_cpu_batch_is_sliced_without_changing_a_value(cfg):
     """A batch past the slice size (1536 frames: here 5 rows per slice, 3 slices) gives exactly
@@ -361,10 +295,6 @@ def test_speaker_centre_accumulates_and_starts_empty(utterance):
         {"kind": "mfcc", "n_mfcc": 0},
         {"kind": "mfcc", "n_mfcc": 65},
         {"utterance_cmn": True, "speaker_cmn": True},
-        {"periodicity_bands": -1},
-        {"periodicity_bands": 129},
-        {"periodicity_bands": True},
-        {"periodicity_bands": 32, "win_ms": 20.0},  # 10 ms of overlap is less than the 12.5 ms longest period
     ],
 )
 def test_feature_config_validation(kwargs):
@@ -382,9 +312,7 @@ def test_feature_config_round_trip():
         assert FeatureConfig.from_dict(dict(data)).n_features == cfg.n_features
     assert FeatureConfig(kind="mfcc", n_mfcc=13).n_features == 39
     assert FeatureConfig(n_mels=40).n_features == 40
-    assert FeatureConfig(periodicity_bands=32).n_features == 96
-    assert FeatureConfig(kind="mfcc", n_mfcc=13, periodicity_bands=8).n_features == 47
-    assert FeatureConfig.from_dict(FeatureConfig(periodicity_bands=32).to_dict()).periodicity_bands == 32
+    assert FeatureConfig(kind="mfcc", n_mfcc=13, deltas=False).n_features == 13
     with pytest.raises(ValueError, match="unknown feature settings"):
         FeatureConfig.from_dict({**FeatureConfig().to_dict(), "preemphasis": 0.97})
 

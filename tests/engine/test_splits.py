@@ -9,7 +9,6 @@ from training.engine.splits import (
     SplitError,
     holdout_split,
     kfold_splits,
-    member_validation_splits,
     natural_key,
 )
 
@@ -164,38 +163,3 @@ def test_test_speakers_selection():
         kfold_splits(labels, speakers, corpora, folds=1)
 
 
-def rotation_pool():
-    """Two corpora: 'a' with training speakers a0-a9 and validation speakers a10-a11, 'b' with
-    training speakers b0-b2 and validation speaker b3; three utterances per speaker."""
-    rows = [("a", f"a{i}", i >= 10) for i in range(12)] + [("b", f"b{i}", i == 3) for i in range(4)]
-    rows = [row for row in rows for _ in range(3)]
-    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
-
-
-def test_member_validation_rotates_over_the_training_speakers():
-    corpora, speakers, valid = rotation_pool()
-    splits = member_validation_splits(corpora, speakers, valid, 4, seed=0)
-    assert len(splits) == 4
-    held = [{speakers[i] for i in v} for _, v in splits]
-    assert held[0] == {"a10", "a11", "b3"}  # the first model keeps the given split
-    assert splits[0] == ([i for i, v in enumerate(valid) if not v], [i for i, v in enumerate(valid) if v])
-    for (train, val), spk in zip(splits, held, strict=True):
-        assert sorted(train + val) == list(range(len(speakers)))  # every utterance, once
-        assert not {speakers[i] for i in train} & spk  # never a speaker on both sides
-        assert sum(s.startswith("a") for s in spk) == 2 and sum(s.startswith("b") for s in spk) == 1
-    later = held[1:]
-    assert all(not h & held[0] for h in later)  # drawn from the training speakers
-    a_later = [{s for s in h if s.startswith("a")} for h in later]
-    assert len(set().union(*a_later)) == 6  # 'a' has ten: three models use six, none twice
-    assert member_validation_splits(corpora, speakers, valid, 4, seed=0) == splits  # seeded
-    assert member_validation_splits(corpora, speakers, valid, 4, seed=1) != splits
-
-
-def test_member_validation_cannot_rotate_without_held_out_speakers():
-    corpora, speakers, valid = rotation_pool()
-    overlapping = [s if not v else "a0" for s, v in zip(speakers, valid, strict=True)]  # validation from training speakers
-    assert member_validation_splits(corpora, overlapping, valid, 3, seed=0) is None
-    assert member_validation_splits(corpora, [None] * len(speakers), valid, 3, seed=0) is None
-    assert member_validation_splits(corpora, speakers, [False] * len(speakers), 3, seed=0) is None
-    lone = [("a", "a0", False), ("a", "a1", True), ("b", "b0", False)]  # one training speaker per corpus
-    assert member_validation_splits(*map(list, zip(*lone, strict=True)), 2, seed=0) is None

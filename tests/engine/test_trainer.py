@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from recognition.engine.checkpoint import load_checkpoint
-from recognition.engine.features import FeatureConfig, FeatureExtractor
+from recognition.engine.checkpoint import load_checkpoint, save_checkpoint
+from recognition.engine.features import FeatureConfig
 from recognition.engine.model import ModelConfig
-from recognition.engine.tta import change_speed
 from tests.synth import speech_like
 from training.engine import trainer as trainer_module
 from training.engine.data import (
@@ -23,7 +22,6 @@ from training.engine.data import (
     Example,
     assign_speaker_centres,
     collate,
-    speaker_centres_at_speeds,
 )
 from training.engine.trainer import TrainConfig, Trainer
 
@@ -291,56 +289,6 @@ def test_trainer_rejects_mismatched_configs(tmp_path):
         small_trainer(tmp_path).fit([], [])
 
 
-def test_weight_averaging_is_validated_saved_and_resumed(tmp_path, small_data):
-    """With ema_decay the averaged weights are what best.pt holds, and resume restores the average."""
-    train, valid = small_data
-    reference = small_trainer(tmp_path / "ref", epochs=3, ema_decay=0.9).fit(train, valid)
-    best = load_checkpoint(reference.best_path)
-    last = load_checkpoint(reference.last_path)
-    averaged = {k[len("module."):]: v for k, v in last.extra["trainer"]["ema"].items() if k.startswith("module.")}
-    if reference.best_epoch == 3:
-        assert_same_weights(best.state_dict, averaged)
-    # The average differs from the raw weights it follows.
-    assert any(not torch.equal(averaged[k], last.state_dict[k]) for k in averaged if averaged[k].is_floating_point())
-
-    assert_resume_after_one_epoch_matches(tmp_path / "cut", small_data, reference, ema_decay=0.9)
-
-
-def test_mixup_blends_pairs_and_keeps_the_longer_length():
-    feats = torch.zeros(4, 10, 3)
-    lengths = torch.tensor([10, 7, 4, 2])
-    for b, n in enumerate(lengths.tolist()):
-        feats[b, :n] = b + 1.0
-    mixed, mixed_lengths, partner, lam = trainer_module._mixup(
-        feats, lengths, 0.4, np.random.default_rng(0), torch.Generator().manual_seed(0)
-    )
-    assert 0.5 <= lam <= 1.0
-    assert sorted(partner.tolist()) == [0, 1, 2, 3]
-    assert torch.allclose(mixed, lam * feats + (1 - lam) * feats[partner])
-    assert mixed_lengths.tolist() == torch.maximum(lengths, lengths[partner]).tolist()
-
-
-def test_mixup_changes_training_and_resumes_exactly(tmp_path, small_data):
-    """Mixup draws from the trainer's saved generators, so a cancelled run resumes to the same history."""
-    train, valid = small_data
-    reference = small_trainer(tmp_path / "ref", epochs=3, mixup_alpha=0.4).fit(train, valid)
-    plain = small_trainer(tmp_path / "plain", epochs=3, mixup_alpha=0.0).fit(train, valid)
-    assert [h["train_loss"] for h in reference.history] != [h["train_loss"] for h in plain.history]
-    assert_resume_after_one_epoch_matches(tmp_path / "cut", small_data, reference, mixup_alpha=0.4)
-
-
-def test_weight_average_decay_ramps_up():
-    """Early updates follow the weights closely; the configured decay applies once enough steps passed."""
-    update = trainer_module._ema_with_warmup(0.995)
-    for n, expected_decay in ((1, 2 / 11), (90, 91 / 100), (5000, 0.995)):
-        averaged, current = [torch.zeros(3)], [torch.ones(3)]
-        update(averaged, current, torch.tensor(n))
-        assert torch.allclose(averaged[0], torch.full((3,), 1 - expected_decay))
-    counters = [torch.tensor(3)]
-    update(counters, [torch.tensor(7)], torch.tensor(4))
-    assert int(counters[0]) == 7
-
-
 def test_own_centre_share_changes_speaker_normalised_training_and_resumes_exactly(tmp_path, small_data):
     """Some examples are centred on themselves (as a lone recording is); drawn from the saved generator."""
     features = dataclasses.replace(SMALL_FEATURES, speaker_cmn=True)
@@ -354,29 +302,33 @@ def test_own_centre_share_changes_speaker_normalised_training_and_resumes_exactl
     assert_resume_after_one_epoch_matches(tmp_path / "cut", data, reference, features=features, own_centre_share=0.5)
 
 
-def test_speed_centres_centre_each_speed_on_the_speaker_at_that_speed(tmp_path, small_data):
-    """With ``speed_centres`` a speed-changed example is centred on its speaker's mean at that speed."""
-    features = dataclasses.replace(SMALL_FEATURES, speaker_cmn=True)
-    train, valid = (copy.deepcopy(part) for part in small_data)
-    assign_speaker_centres(train + valid, features)
-    centres = speaker_centres_at_speeds(train, FeatureExtractor(features), (0.9, 1.1))
-    speakers = {(e.corpus, e.speaker) for e in train}
-    assert set(centres) == {(*key, speed) for key in speakers for speed in (0.9, 1.1)}
-    corpus, speaker = sorted(speakers)[0]
-    own = [e.waveform for e in train if (e.corpus, e.speaker) == (corpus, speaker)]
-    slow = FeatureExtractor(features).speaker_mean([change_speed(w, 0.9) for w in own])
-    torch.testing.assert_close(centres[(corpus, speaker, 0.9)], slow)
-    assert not torch.allclose(centres[(corpus, speaker, 0.9)], centres[(corpus, speaker, 1.1)])
-    assert speaker_centres_at_speeds(train, FeatureExtractor(features), ()) == {}
+def test_removed_options_load_when_off_and_are_refused_when_on():
+    """Recipes and checkpoints written before the measured-and-rejected options were removed
+    hold them, off unless someone switched them on: off they load, on they are refused."""
+    old = TrainConfig().to_dict()
+    old.update(mixup_alpha=0.0, ema_decay=0.0, speed_centres=False, rotate_validation=False, speaker_adversarial=0.0)
+    old["augment"]["freq_warp"] = 0.0
+    assert TrainConfig.from_dict(old) == TrainConfig()
+    assert FeatureConfig.from_dict({**FeatureConfig().to_dict(), "periodicity_bands": 0}) == FeatureConfig()
+    for key, on in (("mixup_alpha", 0.4), ("ema_decay", 0.995), ("speed_centres", True), ("rotate_validation", True),
+                    ("speaker_adversarial", 1.0)):
+        with pytest.raises(ValueError, match=f"{key}={on!r} switches on an option this version no longer has"):
+            TrainConfig.from_dict({**old, key: on})
+    with pytest.raises(ValueError, match="freq_warp=0.1 switches on"):
+        TrainConfig.from_dict({**old, "augment": {**old["augment"], "freq_warp": 0.1}})
+    with pytest.raises(ValueError, match="periodicity_bands=8 switches on"):
+        FeatureConfig.from_dict({**FeatureConfig().to_dict(), "periodicity_bands": 8})
+    with pytest.raises(ValueError, match="unknown training settings"):
+        TrainConfig.from_dict({**old, "mixup": 0.0})  # a misspelt key still fails
 
-    augment = AugmentConfig(speed=(0.9, 1.0, 1.1))
-    data = (train, valid)
-    reference = small_trainer(tmp_path / "ref", epochs=3, features=features, augment=augment, speed_centres=True).fit(*data)
-    plain = small_trainer(tmp_path / "plain", epochs=3, features=features, augment=augment).fit(*data)
-    assert [h["train_loss"] for h in reference.history] != [h["train_loss"] for h in plain.history]
-    assert_resume_after_one_epoch_matches(tmp_path / "cut", data, reference, features=features, augment=augment, speed_centres=True)
-    # Only speed 1.0 in training: nothing to centre differently, the same run as without the option.
-    flat = AugmentConfig(speed=(1.0,))
-    same = small_trainer(tmp_path / "flat", epochs=2, features=features, augment=flat, speed_centres=True).fit(*data)
-    base = small_trainer(tmp_path / "flat0", epochs=2, features=features, augment=flat).fit(*data)
-    assert [h["train_loss"] for h in same.history] == [h["train_loss"] for h in base.history]
+
+def test_resume_refuses_a_last_checkpoint_of_a_removed_option(tmp_path, small_data):
+    """A run interrupted while training with weight averaging or the speaker adversary (both
+    removed) kept their state in last.pt; it cannot continue without them."""
+    train, valid = small_data
+    small_trainer(tmp_path, epochs=1).fit(train, valid)
+    ck = load_checkpoint(tmp_path / "last.pt")
+    ck.extra["trainer"]["ema"] = {}
+    save_checkpoint(tmp_path / "last.pt", ck)
+    with pytest.raises(ValueError, match=r"no longer has \(ema\); it cannot be resumed"):
+        small_trainer(tmp_path, epochs=2).fit(train, valid, resume=True)

@@ -160,17 +160,6 @@ def test_long_audio_is_pooled_to_max_columns(active_version):
     assert np.isfinite(np.array(spec["db"])).all()
 
 
-def test_spectrogram_shows_only_the_mel_bands_of_a_model_with_periodicity_bands():
-    from recognition.analysis import spectrogram
-    from recognition.engine.features import FeatureConfig
-
-    wave = speech_like("angry", duration=1.0)
-    plain = spectrogram(wave, FeatureConfig(speaker_cmn=True))
-    spec = spectrogram(wave, FeatureConfig(speaker_cmn=True, periodicity_bands=32))
-    assert spec["n_mels"] == len(spec["db"]) == 64
-    assert spec == plain
-
-
 def test_given_segments_are_used_as_they_are(active_version):
     from recognition.analysis import analyse_waveform
     from recognition.inference import predictor_for

@@ -159,7 +159,8 @@ def test_run_pages_render(auth_client, corpus):
     compare = auth_client.get(reverse("runs:compare") + f"?run={run.pk}&run=abc")
     assert compare.status_code == 200 and b"compare-data" in compare.content
     form = auth_client.get(reverse("runs:new"))
-    assert form.status_code == 200 and b"synth" in form.content and b"Rotate validation speakers" in form.content
+    assert form.status_code == 200 and b"synth" in form.content and b"Models in the ensemble" in form.content
+    assert b"Rotate validation speakers" not in form.content  # measured, not adopted, removed
 
 
 def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_callbacks, redis_server):
@@ -167,7 +168,6 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
         "name": "from the form", "corpora": [corpus.pk], "label_mode": "common", "label_mapping": "",
         "protocol": "holdout", "folds": 5, "features": "logmel", "mean_norm": "utterance", "model_size": "small", "epochs": 3,
         "batch_size": 8, "lr": 0.003, "dropout": 0.1, "patience": 0, "augment": "on", "members": 3,
-        "rotate_validation": "on",
     }
     with django_capture_on_commit_callbacks(execute=True):
         response = auth_client.post(reverse("runs:new"), data)
@@ -176,30 +176,26 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
     assert run.hyperparameters["train"]["epochs"] == 3 and run.hyperparameters["model_overrides"] == {"dropout": 0.1}
     assert run.hyperparameters["features"]["utterance_cmn"] and not run.hyperparameters["features"]["speaker_cmn"]
     assert run.hyperparameters["train"]["members"] == 3 and services.recipe_of(run).train.members == 3
-    assert services.recipe_of(run).train.rotate_validation
-    unticked = auth_client.post(reverse("runs:new"), {k: v for k, v in data.items() if k != "rotate_validation"})
-    assert unticked.status_code == 302 and not TrainingRun.objects.latest("pk").hyperparameters["train"]["rotate_validation"]
     bad = auth_client.post(reverse("runs:new"), {**data, "label_mapping": "nonsense"})
     assert bad.status_code == 200 and b"look like" in bad.content
     too_many = auth_client.post(reverse("runs:new"), {**data, "members": 9})  # the engine trains at most 8
-    assert too_many.status_code == 200 and TrainingRun.objects.count() == 2
+    assert too_many.status_code == 200 and TrainingRun.objects.count() == 1
     distilled = auth_client.post(reverse("runs:new"), {**data, "distil": "on"})
     assert distilled.status_code == 302 and services.recipe_of(TrainingRun.objects.latest("pk")).train.distil_weight == services.DISTIL_WEIGHT
     alone = auth_client.post(reverse("runs:new"), {**data, "distil": "on", "members": 1})
     assert alone.status_code == 200 and b"Distilling needs an ensemble of at least two models" in alone.content
-    assert TrainingRun.objects.count() == 3
+    assert TrainingRun.objects.count() == 2
     with pytest.raises(services.RunError, match="an ensemble of at least two models"):
         services.recipe_build(members=1, distil=True)
 
 
 def test_run_form_offers_the_recipes_ensemble_size():
+    from training.engine.config import MAX_MEMBERS
     from training.engine.experiment import Recipe
-    from training.engine.trainer import MAX_MEMBERS
     from training.forms import RunForm
 
     field = RunForm().fields["members"]
     assert field.initial == Recipe().train.members == 5 and (field.min_value, field.max_value) == (1, MAX_MEMBERS) == (1, 8)
-    assert RunForm().fields["rotate_validation"].initial == Recipe().train.rotate_validation
 
 
 def test_cancel_view_requires_post(auth_client, corpus, user):
@@ -349,9 +345,6 @@ def test_run_page_shows_a_seed_ensemble(auth_client, corpus):
     assert page.context["config"]["members"] == 3  # run.js names the series "model 1", "model 2", ...
     assert [(e["member"], e["epoch"]) for e in page.context["snapshot"]["epochs"]] == [(1, 1), (2, 1)]
     assert b"3 models (seed ensemble)</dd>" in page.content
-    rotated = TrainingRun.objects.create(name="rotated", labels=["happy", "sad"], status="running",
-                                         hyperparameters=services.recipe_build(members=3, rotate_validation=True).to_dict())
-    assert b"3 models (seed ensemble), validation speakers rotated" in auth_client.get(reverse("runs:detail", args=[rotated.pk])).content
     assert b"best single model so far; the ensemble when it finishes" in page.content
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", best_ua=0.61)
     page = auth_client.get(reverse("runs:detail", args=[run.pk]))

@@ -1,6 +1,6 @@
 """Training data: a waveform cache (audio is decoded and trimmed once), length-bucketed
 batches of padded sequences, and augmentation (gain, speed, noise on the waveform;
-frequency warping and SpecAugment masks on the features).
+SpecAugment masks on the features).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from recognition.engine.config import known_fields
 from recognition.engine.features import (
     FeatureConfig,
     FeatureExtractor,
-    SpeakerCentre,
-    mel_points,
+    FeatureStats,
     prepare_waveform,
 )
 from recognition.engine.tta import change_speed
@@ -34,10 +33,11 @@ __all__ = [
     "collate",
     "collate_centres",
     "assign_speaker_centres",
-    "speaker_centres_at_speeds",
     "augment_waveform",
+    "class_weights",
+    "epoch_order",
+    "feature_stats",
     "spec_augment",
-    "warp_frequencies",
 ]
 
 
@@ -125,15 +125,6 @@ class AugmentConfig:
     freq_mask_width: int = 8
     time_masks: int = 1
     time_mask_fraction: float = 0.1
-    # Vocal tract length perturbation: each example's Mel bands stretched along frequency by a
-    # factor drawn uniformly from [1 - freq_warp, 1 + freq_warp] (0 = off; log-Mel features only).
-    # Off: at 0.1 five models scored 0.640 against the default's 0.655 on RAVDESS (seed 4;
-    # bench/RESULTS.md, "Not adopted").
-    freq_warp: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.freq_warp <= 0.3:
-            raise ValueError("freq_warp must be between 0 and 0.3")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -143,20 +134,18 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> AugmentConfig:
-        data = known_fields(cls, data, "augmentation settings")
+        data = known_fields(cls, data, "augmentation settings", retired={"freq_warp": 0.0})
         for key in ("speed", "noise_snr_db"):
             if key in data:
                 data[key] = tuple(data[key])
         return cls(**data)
 
 
-def augment_waveform(wav: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Random speed (resampling: tempo and pitch together), gain and additive noise.
-
-    Returns the augmented ``(samples,)`` waveform and the speed it was played at.
-    """
+def augment_waveform(wav: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """Random speed (resampling: tempo and pitch together), gain and additive noise on one
+    ``(samples,)`` waveform."""
     if not config.enabled:
-        return wav, 1.0
+        return wav
     factor = float(rng.choice(config.speed)) if config.speed else 1.0
     wav = change_speed(wav, factor)
     if config.gain_db > 0:
@@ -165,7 +154,7 @@ def augment_waveform(wav: np.ndarray, config: AugmentConfig, rng: np.random.Gene
         power = float(np.mean(wav * wav)) + 1e-12
         snr = rng.uniform(*config.noise_snr_db)
         wav = wav + rng.normal(0, np.sqrt(power / 10 ** (snr / 10)), wav.size).astype(np.float32)
-    return wav.astype(np.float32, copy=False), factor
+    return wav.astype(np.float32, copy=False)
 
 
 def spec_augment(feats: Tensor, lengths: Tensor, config: AugmentConfig, generator: torch.Generator) -> Tensor:
@@ -189,40 +178,6 @@ def spec_augment(feats: Tensor, lengths: Tensor, config: AugmentConfig, generato
             start = int(torch.randint(0, max(1, length - width), (1,), generator=generator))
             feats[b, start : start + width] = 0
     return feats
-
-
-def warp_frequencies(feats: Tensor, factors: Sequence[float], config: FeatureConfig) -> Tensor:
-    """Vocal tract length perturbation on log-Mel features: example ``b``'s spectrum is
-    stretched along frequency by ``factors[b]`` (a formant at f moves to about f × factor).
-
-    The warp is piecewise linear, as in VTLP: f → factor × f up to a boundary frequency, then a
-    straight line that keeps the top of the band at the top. Each output band reads the input at
-    the frequency that maps onto its centre, linearly interpolated between neighbouring bands.
-    Applied to centred features it moves a speaker's deviations from their mean as a longer or
-    shorter vocal tract would. feats ``(batch, frames, n_features)``, of which the first
-    ``n_mels`` columns are Mel bands (any further columns are left as they are); padded frames
-    stay zero.
-    """
-    if config.kind != "logmel":
-        raise ValueError("frequency warping needs log-Mel features")
-    n = config.n_mels
-    points = mel_points(config.sample_rate, n, config.f_min, config.f_max)
-    centres, top = points[1:-1], points[-1]
-    boundary = 0.6 * top
-    maps = np.zeros((len(factors), n, n), dtype=np.float32)
-    for b, alpha in enumerate(factors):
-        # Inverse of the forward warp: the input frequency that lands on each output centre.
-        knee = boundary * min(alpha, 1.0) / alpha
-        source = np.where(centres <= alpha * knee, centres / alpha,
-                          knee + (centres - alpha * knee) * (top - knee) / (top - alpha * knee))
-        position = np.interp(source, centres, np.arange(n, dtype=np.float64))
-        low = np.floor(position).astype(int)
-        high = np.minimum(low + 1, n - 1)
-        frac = (position - low).astype(np.float32)
-        maps[b, low, np.arange(n)] += 1.0 - frac
-        maps[b, high, np.arange(n)] += frac
-    warped = torch.bmm(feats[..., :n], torch.from_numpy(maps).to(feats.device, feats.dtype))
-    return torch.cat([warped, feats[..., n:]], dim=-1) if feats.shape[-1] > n else warped
 
 
 def bucket_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator | None, *, drop_singletons: bool = False) -> list[list[int]]:
@@ -269,22 +224,6 @@ def assign_speaker_centres(examples: Sequence[Example], feature_config: FeatureC
             e.centre = centre
 
 
-def speaker_centres_at_speeds(
-    examples: Sequence[Example], extractor: FeatureExtractor, speeds: Sequence[float]
-) -> dict[tuple[str, str, float], Tensor]:
-    """Each speaker's mean ``(n_features,)`` over their audio changed to each of ``speeds``,
-    keyed ``(corpus, speaker, speed)``, for the examples that have a speaker mean (``centre``)."""
-    out: dict[tuple[str, str, float], Tensor] = {}
-    if not speeds:
-        return out
-    for (corpus, speaker), members in _by_speaker(e for e in examples if e.centre is not None).items():
-        centre = SpeakerCentre(extractor, speeds)
-        centre.add([e.waveform for e in members])
-        for speed, row in zip(speeds, centre.value.reshape(len(speeds), -1), strict=True):
-            out[(corpus, speaker, float(speed))] = row
-    return out
-
-
 def _by_speaker(examples: Iterable[Example]) -> dict[tuple[str, str | None], list[Example]]:
     groups: dict[tuple[str, str | None], list[Example]] = {}
     for e in examples:
@@ -308,3 +247,40 @@ def collate_centres(examples: Sequence[Example], feature_config: FeatureConfig) 
 def batches_of(examples: Sequence[Example], batch_size: int) -> Iterator[list[int]]:
     """Deterministic length-sorted batches for evaluation."""
     yield from bucket_batches([e.waveform.size for e in examples], batch_size, None)
+
+
+def class_weights(examples: Sequence[Example], n_classes: int) -> Tensor:
+    """``(n_classes,)`` loss weights inversely proportional to each class's count (0 where absent)."""
+    counts = np.bincount([e.label for e in examples], minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def epoch_order(examples: Sequence[Example], rng: np.random.Generator, *, balanced: bool) -> np.ndarray:
+    """The indices one training epoch visits: each example once, or with ``balanced`` drawn with
+    replacement so every (corpus, class) cell gets the same expected share of the epoch."""
+    if not balanced:
+        return np.arange(len(examples))
+    cells = [(e.corpus, e.label) for e in examples]
+    counts: dict[tuple[str, int], int] = {}
+    for c in cells:
+        counts[c] = counts.get(c, 0) + 1
+    p = np.array([1.0 / counts[c] for c in cells])
+    return rng.choice(len(examples), size=len(examples), replace=True, p=p / p.sum())
+
+
+def feature_stats(extractor: FeatureExtractor, examples: Sequence[Example]) -> FeatureStats:
+    """Per-feature mean and deviation over every frame of ``examples`` (centred as training
+    centres them), computed on the extractor's device."""
+    device = extractor.mean.device
+
+    def frames() -> Iterator[Tensor]:
+        with torch.inference_mode():
+            for idx in batches_of(examples, 64):
+                waves, lengths = collate([examples[i].waveform for i in idx])
+                centres = collate_centres([examples[i] for i in idx], extractor.config)
+                feats, flen = extractor.raw(waves.to(device), lengths.to(device), centres)
+                for b in range(feats.shape[0]):
+                    yield feats[b, : flen[b]].cpu()
+
+    return FeatureStats.accumulate(frames())

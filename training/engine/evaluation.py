@@ -15,7 +15,7 @@ from recognition.engine.tta import change_speed
 from .data import Example, assign_speaker_centres, batches_of, collate, collate_centres
 from .metrics import confusion_matrix, scores
 
-__all__ = ["evaluate_examples", "example_probabilities", "score_probabilities"]
+__all__ = ["brief_metrics", "evaluate_examples", "example_probabilities", "score_probabilities"]
 
 
 @torch.inference_mode()
@@ -94,3 +94,8 @@ def _at_speed(examples: Sequence[Example], speed: float, feature_config: Feature
         known = [v for v in variant if v.centre is not None]
         assign_speaker_centres(known, feature_config)
     return variant
+
+
+def brief_metrics(metrics: dict) -> dict:
+    """The headline part of :func:`evaluate_examples`' result, as checkpoints keep it."""
+    return {k: metrics[k] for k in ("wa", "ua", "macro_f1", "loss", "confusion", "n")}

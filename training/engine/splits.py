@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Split", "SplitError", "holdout_split", "kfold_splits", "member_validation_splits", "natural_key", "speaker_key"]
+__all__ = ["Split", "SplitError", "holdout_split", "kfold_splits", "natural_key", "speaker_key"]
 
 
 class SplitError(ValueError):
@@ -222,51 +222,6 @@ def kfold_splits(
         ) + note
         splits.append(Split(train, valid, test, protocol, speaker_independent=not without, test_speakers=test_spk, valid_speakers=valid_spk))
     return splits
-
-
-def member_validation_splits(
-    corpora: Sequence[str], speakers: Sequence[str | None], valid: Sequence[bool], members: int, seed: int
-) -> list[tuple[list[int], list[int]]] | None:
-    """Rotate validation speakers across the models of a seed ensemble.
-
-    The utterances are a training set plus a validation set of other speakers (``valid``
-    marks the latter). The first model keeps that split; model k validates on as many
-    speakers per corpus again, drawn from the training speakers in a seeded order that only
-    repeats once every one has been used, and trains on all the rest. The ensemble as a
-    whole thus learns from every speaker outside the test set. Returns ``(train, valid)``
-    index lists per model, or None where rotation cannot work: no validation set, or one
-    drawn from the training speakers themselves (too few speakers, e.g. TESS' two), or no
-    corpus with two training speakers to draw from.
-    """
-    keys = [speaker_key(c, s) for c, s in zip(corpora, speakers, strict=True)]
-    held = {k for k, v in zip(keys, valid, strict=True) if v}
-    kept = {k for k, v in zip(keys, valid, strict=True) if not v}
-    if not held or None in held or held & kept:
-        return None
-    corpus_of = {k: c for k, c in zip(keys, corpora, strict=True) if k is not None}
-    rng = np.random.default_rng(seed)
-    orders: dict[str, list[str]] = {}
-    for corpus in sorted({corpus_of[k] for k in held}):
-        candidates = sorted((k for k in kept if k is not None and corpus_of[k] == corpus), key=natural_key)
-        orders[corpus] = [candidates[i] for i in rng.permutation(len(candidates))]
-    counts = {corpus: sum(1 for k in held if corpus_of[k] == corpus) for corpus in orders}
-    result = []
-    for member in range(members):
-        if member == 0:
-            chosen = held
-        else:
-            chosen = set()
-            for corpus, order in orders.items():
-                if not order:
-                    continue
-                start = (member - 1) * counts[corpus]
-                chosen.update(order[(start + j) % len(order)] for j in range(min(counts[corpus], len(order) - 1)))
-            if not chosen:  # one training speaker per corpus: none to spare
-                return None
-        result.append(
-            ([i for i, k in enumerate(keys) if k not in chosen], [i for i, k in enumerate(keys) if k in chosen])
-        )
-    return result
 
 
 def _count(n: int, noun: str) -> str:

@@ -90,14 +90,13 @@ def recipe_build(
     patience: int = _TRAIN_DEFAULTS.patience,
     seed: int = _TRAIN_DEFAULTS.seed,
     members: int = _TRAIN_DEFAULTS.members,
-    rotate_validation: bool = _TRAIN_DEFAULTS.rotate_validation,
     distil: bool = False,
 ) -> Recipe:
     """The engine's default recipe with the form's choices applied; engine errors become RunError."""
     try:
         train = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, members=members,
-            rotate_validation=rotate_validation, augment=AugmentConfig(enabled=augment),
+            augment=AugmentConfig(enabled=augment),
             distil_weight=DISTIL_WEIGHT if distil else 0.0,
         )
         overrides = {} if dropout is None else {"dropout": dropout}

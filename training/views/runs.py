@@ -29,7 +29,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 features=data["features"], mean_norm=data["mean_norm"], model_size=data["model_size"], epochs=data["epochs"],
                 batch_size=data["batch_size"], lr=data["lr"], dropout=data["dropout"],
                 augment=data["augment"], patience=data["patience"], members=data["members"],
-                rotate_validation=data["rotate_validation"], distil=data["distil"],
+                distil=data["distil"],
             )
             run = run_services.run_create(
                 name=data["name"], corpora=list(data["corpora"]), recipe=recipe,

@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from argparse import ArgumentParser
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -16,9 +17,8 @@ from django.core.management.base import CommandError
 from recognition.engine.features import FEATURE_KINDS, MEAN_NORMS, TRIM_METHODS, FeatureConfig
 from recognition.engine.model import MODEL_SIZES
 from training.engine.corpora import FORMATS, CorpusError, CorpusScan, scan_corpus
-from training.engine.data import AugmentConfig, WaveformCache
+from training.engine.data import WaveformCache
 from training.engine.experiment import Dataset, Recipe, build_dataset
-from training.engine.trainer import TrainConfig
 
 
 def add_corpus_arguments(parser: ArgumentParser, *, required: bool = True) -> None:
@@ -38,27 +38,34 @@ def add_label_arguments(parser: ArgumentParser) -> None:
 
 
 def add_recipe_arguments(parser: ArgumentParser) -> None:
-    d, t = Recipe().features, Recipe().train
-    g = parser.add_argument_group("recipe")
-    g.add_argument("--features", choices=FEATURE_KINDS, default=d.kind)
-    g.add_argument("--n-mels", type=int, default=d.n_mels)
+    whisper, scratch = Recipe.for_front_end("whisper"), Recipe.for_front_end("logmel")
+    d, t = whisper.features, whisper.train
+
+    def per_front_end(field: str) -> str:
+        return f"default {getattr(t, field)} with whisper, {getattr(scratch.train, field)} from scratch"
+
+    g = parser.add_argument_group("recipe (defaults follow the chosen front end)")
+    g.add_argument("--features", choices=FEATURE_KINDS, default=d.kind,
+                   help="front end: whisper (pretrained Whisper-base encoder states, the default) or a CNN trained "
+                   "from scratch over logmel or mfcc features")
+    g.add_argument("--n-mels", type=int, default=FeatureConfig().n_mels, help="logmel/mfcc front ends")
     g.add_argument("--trim", choices=TRIM_METHODS, default=d.trim, help="edge-silence trimming")
     g.add_argument("--mean-norm", choices=MEAN_NORMS, default=d.mean_norm,
-                   help=f"subtract each band's mean per speaker, per utterance, or not at all (default: {d.mean_norm})")
+                   help=f"subtract each feature's mean per speaker, per utterance, or not at all (default: {d.mean_norm})")
     g.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="medium")
     g.add_argument("--dropout", type=float, default=None)
-    g.add_argument("--epochs", type=int, default=t.epochs)
+    g.add_argument("--epochs", type=int, default=None, help=per_front_end("epochs"))
     g.add_argument("--batch-size", type=int, default=t.batch_size)
-    g.add_argument("--lr", type=float, default=t.lr)
+    g.add_argument("--lr", type=float, default=None, help=per_front_end("lr"))
     g.add_argument("--weight-decay", type=float, default=t.weight_decay)
-    g.add_argument("--patience", type=int, default=t.patience, help="early stopping on validation UA (0 = off)")
+    g.add_argument("--patience", type=int, default=None, help=f"early stopping on validation UA (0 = off; {per_front_end('patience')})")
     g.add_argument("--label-smoothing", type=float, default=t.label_smoothing)
     g.add_argument("--own-centre-share", type=float, default=t.own_centre_share, metavar="SHARE",
                    help="with --mean-norm speaker: share of training examples centred on their own mean, "
                    f"as a lone recording is at inference (default {t.own_centre_share})")
-    g.add_argument("--members", type=int, default=t.members, metavar="N",
+    g.add_argument("--members", type=int, default=None, metavar="N",
                    help="train a seed ensemble of N models (seeds SEED..SEED+N-1) and average them; "
-                   f"N times the training time; classifying takes one pass per model and speed (default {t.members})")
+                   f"N times the training time; classifying takes one pass per model and speed ({per_front_end('members')})")
     g.add_argument("--distil", type=float, default=t.distil_weight, metavar="WEIGHT",
                    help="seed ensembles: then train one model on the ensemble's class probabilities (this weight; the "
                    "labels the rest) and save it alone, one pass per speed to classify (e.g. 0.9; default 0 = off)")
@@ -70,23 +77,23 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=t.seed)
     g.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     g.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
-    g.add_argument("--cache-dir", default=None, help="decoded-audio cache (default: SER_FEATURE_CACHE_DIR)")
+    g.add_argument("--cache-dir", default=None, help="decoded-audio and encoder-state cache (default: SER_FEATURE_CACHE_DIR)")
 
 
 def recipe_from_options(options: dict[str, Any]) -> Recipe:
+    """The chosen front end's default recipe with the options given on the command line."""
     try:
-        features = FeatureConfig(
-            kind=options["features"], n_mels=options["n_mels"], trim=options["trim"],
-            **FeatureConfig.mean_norm_fields(options["mean_norm"]),
-        )
-        train = TrainConfig(
-            epochs=options["epochs"], batch_size=options["batch_size"], lr=options["lr"],
-            weight_decay=options["weight_decay"], patience=options["patience"],
+        base = Recipe.for_front_end(options["features"])
+        features = replace(base.features, trim=options["trim"], **FeatureConfig.mean_norm_fields(options["mean_norm"]),
+                           **({} if base.features.kind == "whisper" else {"n_mels": options["n_mels"]}))
+        chosen = {key: options[key] for key in ("epochs", "lr", "patience", "members") if options.get(key) is not None}
+        train = replace(
+            base.train, batch_size=options["batch_size"], weight_decay=options["weight_decay"],
             class_weighting=not options["no_class_weights"], balanced_sampling=options["balanced"],
             seed=options["seed"], device=options["device"], num_threads=options["threads"],
             label_smoothing=options["label_smoothing"], own_centre_share=options["own_centre_share"],
-            members=options["members"], distil_weight=options["distil"], distil_temperature=options["distil_temperature"],
-            augment=AugmentConfig(enabled=not options["no_augment"]),
+            distil_weight=options["distil"], distil_temperature=options["distil_temperature"],
+            augment=replace(base.train.augment, enabled=not options["no_augment"]), **chosen,
         )
         overrides = {} if options.get("dropout") is None else {"dropout": options["dropout"]}
         return Recipe(features=features, model_size=options["model_size"], model_overrides=overrides, train=train)
@@ -162,6 +169,11 @@ class ProgressBar:
         self.stream = stream
         self.enabled = stream.isatty()
         self._last = 0.0
+
+    def phase(self, done: int, total: int, phase: str) -> None:
+        """A data-preparation step (``progress`` of the experiments): its name labels the bar."""
+        self.label = phase
+        self(done, total)
 
     def __call__(self, done: int, total: int, suffix: str = "") -> None:
         if not self.enabled:

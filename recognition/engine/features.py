@@ -311,7 +311,15 @@ class FeatureExtractor(nn.Module):
     def uncentred(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Log-Mel (or MFCC) features ``(batch, frames, n_features)`` before any mean removal;
         padded frames are not zeroed. Frame lengths ``(batch,)``. The Whisper kind runs the
-        process's shared encoder (:func:`~recognition.engine.whisper.get_encoder`)."""
+        process's shared encoder (:func:`~recognition.engine.whisper.get_encoder`).
+
+        ``waveforms`` may also be such features computed earlier, ``(batch, frames,
+        n_features)`` with ``lengths`` in frames (a training run's cached encoder states):
+        they are returned as they are, so every method here accepts either input."""
+        if waveforms.dim() == 3:
+            if waveforms.shape[2] != self.config.n_features:
+                raise ValueError(f"precomputed features have {waveforms.shape[2]} values per frame, the config makes {self.config.n_features}")
+            return waveforms, lengths.to(waveforms.device)
         if self.config.kind == "whisper":
             return get_encoder(waveforms.device)(waveforms, lengths)
         rows = max(1, _CPU_SLICE_FRAMES // int(frame_count(waveforms.shape[1], self.config)))
@@ -420,9 +428,10 @@ class SpeakerCentre:
 
     @torch.inference_mode()
     def add(self, waveforms: Sequence[np.ndarray], batch_size: int = 64) -> None:
-        """Add utterances (each ``(samples,)`` float, already trimmed as the features expect)."""
+        """Add utterances (each ``(samples,)`` float, already trimmed as the features expect,
+        or precomputed features ``(frames, n_features)``, at speed 1.0 only)."""
         for row, speed in enumerate(self._speeds):
-            total, frames = self._sum([change_speed(w, speed) for w in waveforms], batch_size)
+            total, frames = self._sum([w if speed == 1.0 else change_speed(w, speed) for w in waveforms], batch_size)
             self._total[row] += total
             self._frames[row] += frames
 
@@ -434,7 +443,7 @@ class SpeakerCentre:
         for start in range(0, len(order), batch_size):
             chunk = [waveforms[i] for i in order[start : start + batch_size]]
             lengths = torch.tensor([w.shape[0] for w in chunk], dtype=torch.int64)
-            batch = torch.zeros(len(chunk), int(lengths.max()), dtype=torch.float32)
+            batch = torch.zeros(len(chunk), int(lengths.max()), *chunk[0].shape[1:], dtype=torch.float32)
             for row, w in enumerate(chunk):
                 batch[row, : w.shape[0]] = torch.as_tensor(w, dtype=torch.float32)
             feats, flen = self._extractor.uncentred(batch.to(device), lengths.to(device))

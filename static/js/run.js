@@ -198,6 +198,10 @@
         const model = m.members > 1 ? `, model ${m.member}/${m.members}` : "";
         setBar("bar-epoch", m.batch / m.batches, `epoch ${m.epoch}/${m.epochs}${cfg.folds > 1 ? `, fold ${m.fold}` : ""}${model}: batch ${m.batch}/${m.batches}, loss ${m.train_loss.toFixed(3)}`);
         setBar("bar-overall", m.progress, `${Math.round(m.progress * 100)}%`);
+      } else if (m.type === "run.phase") {
+        // Before the epochs: loading the audio, then (Whisper front end) encoding it once.
+        document.getElementById("run-phase").textContent = m.phase;
+        setBar("bar-epoch", m.done / Math.max(1, m.total), `${m.phase}`);
       } else if (m.type === "run.status") {
         showStatus(m);
       } else if (m.type === "run.log") {

@@ -69,5 +69,8 @@ class RunConsumer(AsyncJsonWebsocketConsumer):
     async def run_status(self, event: dict) -> None:
         await self.send_json(event)
 
+    async def run_phase(self, event: dict) -> None:
+        await self.send_json(event)
+
     async def run_log(self, event: dict) -> None:
         await self.send_json(event)

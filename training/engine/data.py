@@ -53,6 +53,14 @@ class Example:
     # The speaker's mean feature vector ``(n_features,)`` for ``speaker_cmn`` features; None
     # when the speaker is unknown (the utterance's own mean stands in).
     centre: np.ndarray | None = None
+    # A frozen encoder's states ``(frames, n_features)`` float16, computed once (StateCache);
+    # when set, training and scoring read them instead of the waveform.
+    states: np.ndarray | None = None
+
+    @property
+    def inputs(self) -> np.ndarray:
+        """What the front end reads: the cached states, else the waveform."""
+        return self.waveform if self.states is None else self.states
 
 
 class WaveformCache:
@@ -157,21 +165,26 @@ def augment_waveform(wav: np.ndarray, config: AugmentConfig, rng: np.random.Gene
     return wav.astype(np.float32, copy=False)
 
 
-def spec_augment(feats: Tensor, lengths: Tensor, config: AugmentConfig, generator: torch.Generator) -> Tensor:
+def spec_augment(feats: Tensor, lengths: Tensor, config: AugmentConfig, generator: torch.Generator, *, layers: int = 0) -> Tensor:
     """SpecAugment frequency and time masks, filled with 0 (the normalised mean).
 
     feats ``(batch, frames, n_features)``; lengths ``(batch,)``. Masks stay inside valid frames.
+    ``layers`` > 0: the features are that many encoder layers' states side by side, and a
+    frequency mask becomes a channel mask: the same channels of every layer (the layers
+    share one residual stream, so a channel means the same thing in each).
     """
     if not config.enabled:
         return feats
     feats = feats.clone()
-    batch, _, n_feat = feats.shape
+    batch, frames, n_feat = feats.shape
+    groups = feats.view(batch, frames, max(1, layers), -1)  # (batch, frames, layers, channels); a view
+    n_feat = groups.shape[3]
     for b in range(batch):
         length = int(lengths[b])
         for _ in range(config.freq_masks):
             width = int(torch.randint(0, config.freq_mask_width + 1, (1,), generator=generator))
             start = int(torch.randint(0, max(1, n_feat - width), (1,), generator=generator))
-            feats[b, :length, start : start + width] = 0
+            groups[b, :length, :, start : start + width] = 0
         max_t = int(config.time_mask_fraction * length)
         for _ in range(config.time_masks):
             width = int(torch.randint(0, max_t + 1, (1,), generator=generator))
@@ -200,11 +213,12 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Gener
 
 
 def collate(waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
-    """Zero-pad waveforms into ``(batch, max_samples)`` with lengths ``(batch,)``."""
-    lengths = torch.tensor([w.size for w in waves], dtype=torch.int64)
-    out = torch.zeros(len(waves), int(lengths.max()), dtype=torch.float32)
+    """Zero-pad waveforms into ``(batch, max_samples)`` with lengths ``(batch,)``; states
+    ``(frames_i, n_features)`` likewise into ``(batch, max_frames, n_features)``."""
+    lengths = torch.tensor([w.shape[0] for w in waves], dtype=torch.int64)
+    out = torch.zeros(len(waves), int(lengths.max()), *waves[0].shape[1:], dtype=torch.float32)
     for i, w in enumerate(waves):
-        out[i, : w.size] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+        out[i, : w.shape[0]] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
     return out, lengths
 
 
@@ -219,7 +233,7 @@ def assign_speaker_centres(examples: Sequence[Example], feature_config: FeatureC
         return
     extractor = FeatureExtractor(feature_config)
     for members in _by_speaker(e for e in examples if e.speaker is not None).values():
-        centre = extractor.speaker_mean([e.waveform for e in members]).numpy()
+        centre = extractor.speaker_mean([e.inputs for e in members]).numpy()
         for e in members:
             e.centre = centre
 
@@ -246,7 +260,7 @@ def collate_centres(examples: Sequence[Example], feature_config: FeatureConfig) 
 
 def batches_of(examples: Sequence[Example], batch_size: int) -> Iterator[list[int]]:
     """Deterministic length-sorted batches for evaluation."""
-    yield from bucket_batches([e.waveform.size for e in examples], batch_size, None)
+    yield from bucket_batches([e.inputs.shape[0] for e in examples], batch_size, None)
 
 
 def class_weights(examples: Sequence[Example], n_classes: int) -> Tensor:
@@ -277,7 +291,7 @@ def feature_stats(extractor: FeatureExtractor, examples: Sequence[Example]) -> F
     def frames() -> Iterator[Tensor]:
         with torch.inference_mode():
             for idx in batches_of(examples, 64):
-                waves, lengths = collate([examples[i].waveform for i in idx])
+                waves, lengths = collate([examples[i].inputs for i in idx])
                 centres = collate_centres([examples[i] for i in idx], extractor.config)
                 feats, flen = extractor.raw(waves.to(device), lengths.to(device), centres)
                 for b in range(feats.shape[0]):

@@ -76,7 +76,7 @@ def example_probabilities(
     for speed in speeds:
         variant = _at_speed(examples, speed, extractor.config)
         for idx in batches_of(variant, batch_size):
-            waves, lengths = collate([variant[i].waveform for i in idx])
+            waves, lengths = collate([variant[i].inputs for i in idx])
             centres = collate_centres([variant[i] for i in idx], extractor.config)
             feats, flen = extractor(waves.to(device), lengths.to(device), centres)
             logits, _ = model(feats, flen)
@@ -89,6 +89,8 @@ def _at_speed(examples: Sequence[Example], speed: float, feature_config: Feature
     without one, scored alone, stay without)."""
     if speed == 1.0:
         return examples
+    if any(e.states is not None for e in examples):
+        raise ValueError("examples with cached encoder states are scored at speed 1.0 only")
     variant = [replace(e, waveform=change_speed(e.waveform, speed)) for e in examples]
     if feature_config.speaker_cmn:
         known = [v for v in variant if v.centre is not None]

@@ -22,48 +22,79 @@ from recognition.engine.checkpoint import Checkpoint, load_checkpoint, save_chec
 from recognition.engine.features import FeatureConfig, FeatureExtractor
 from recognition.engine.model import MODEL_SIZES, EmotionNet, EnsembleNet, ModelConfig
 from recognition.engine.tta import inference_speeds, tta_speeds
+from recognition.engine.whisper import get_encoder
 
 from .corpora import CorpusScan, Utterance
-from .data import Example, WaveformCache, assign_speaker_centres
+from .data import AugmentConfig, Example, WaveformCache, assign_speaker_centres
 from .evaluation import evaluate_examples
 from .labels import LabelSet, resolve_label_set
 from .metrics import scores, summarise_folds
 from .splits import TRAIN_SPEAKER_VALIDATION, Split, holdout_split, kfold_splits
-from .trainer import Callback, TrainConfig, Trainer
+from .state_cache import StateCache
+from .trainer import Callback, TrainConfig, Trainer, pick_device
 
-__all__ = ["Recipe", "Dataset", "build_dataset", "train_holdout", "cross_validate", "checkpoint_dataset", "evaluate_checkpoint"]
+Progress = Callable[[int, int, str], None]
+
+__all__ = ["Recipe", "FRONT_ENDS", "Dataset", "build_dataset", "train_holdout", "cross_validate", "checkpoint_dataset", "evaluate_checkpoint"]
+
+
+# The Whisper front end's recipe. Its states are cached, so augmentation works on them: one
+# time mask and one channel mask (the same channels of every layer) per example; waveform
+# augmentation would need the encoder on every epoch.
+WHISPER_AUGMENT = AugmentConfig(speed=(1.0,), gain_db=0.0, noise_prob=0.0, freq_masks=1, freq_mask_width=64,
+                                time_masks=1, time_mask_fraction=0.15)
+# Encoder states come every 20 ms; four are averaged per BLSTM step (80 ms, the CNN's stride).
+WHISPER_MODEL = {"conv_channels": (), "pools": (), "frame_pool": 4, "dropout": 0.2}
+FRONT_ENDS = {"whisper": "Whisper-base encoder states (pretrained, frozen)", "logmel": "log-Mel CNN (from scratch)",
+              "mfcc": "MFCC CNN (from scratch)"}
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """The default training recipe; every field can be overridden per run."""
+    """The default training recipe; every field can be overridden per run. The default front
+    end is the pretrained Whisper-base encoder; :meth:`for_front_end` gives each front end's
+    own defaults (the from-scratch CNN's are those the project measured for it)."""
 
-    # Per-speaker mean normalisation of each Mel band: removes the speaker's and the channel's
-    # colouring but keeps each utterance's loudness and brightness relative to the speaker. On
-    # RAVDESS 6-fold leave-actors-out UA went 0.514 (none) -> 0.559 (per utterance) -> 0.581.
-    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(speaker_cmn=True))
+    # Per-speaker mean normalisation: removes the speaker's and the channel's colouring but
+    # keeps each utterance's loudness and brightness relative to the speaker.
+    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(kind="whisper", speaker_cmn=True))
     model_size: str = "medium"
     model_overrides: dict = field(default_factory=dict)
-    # A seed ensemble of five models, each asked once (recognition.engine.tta.MAX_PASSES): on
-    # RAVDESS six folds, two seeds, UA 0.637 with three models at their three speeds (nine
-    # passes) -> 0.646, at 5/3 of the training time (bench/RESULTS.md, "How many models?").
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(members=5))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=1e-3, patience=8, augment=WHISPER_AUGMENT))
 
     def __post_init__(self) -> None:
         # A recipe never carries a teacher, so a distilling one must train its own: an ensemble.
         if self.train.distil_weight > 0 and self.train.members < 2:
             raise ValueError("Distilling needs an ensemble of at least two models to learn from.")
 
+    @classmethod
+    def for_front_end(cls, kind: str) -> Recipe:
+        """The default recipe of front end ``kind`` (one of ``FEATURE_KINDS``)."""
+        if kind == "whisper":
+            return cls()
+        # From scratch: a seed ensemble of five models, each asked once (bench/RESULTS.md,
+        # "How many models?"), with waveform augmentation and the CNN's defaults.
+        return cls(features=FeatureConfig(kind=kind, speaker_cmn=True), train=TrainConfig(members=5))
+
+    @property
+    def front_end(self) -> str:
+        """What the model reads, in words, for reports."""
+        return FRONT_ENDS[self.features.kind]
+
     def model_config(self, n_classes: int) -> ModelConfig:
         if self.model_size not in MODEL_SIZES:
             raise ValueError(f"model size must be one of {sorted(MODEL_SIZES)}")
-        return ModelConfig(n_features=self.features.n_features, n_classes=n_classes, **{**MODEL_SIZES[self.model_size], **self.model_overrides})
+        preset = dict(MODEL_SIZES[self.model_size])
+        if self.features.encoder_layers:
+            preset.update(WHISPER_MODEL, encoder_layers=self.features.encoder_layers)
+        return ModelConfig(n_features=self.features.n_features, n_classes=n_classes, **{**preset, **self.model_overrides})
 
     @classmethod
     def from_dict(cls, data: dict) -> Recipe:
         """Inverse of :meth:`to_dict`; missing parts take their defaults (training settings
         TrainConfig's: a stored recipe without ``members`` is one model, as before ensembles)."""
-        default = cls()
+        kind = (data.get("features") or {}).get("kind", "logmel")  # recipes stored before the Whisper front end are the CNN's
+        default = cls.for_front_end(kind)
         return cls(
             features=FeatureConfig.from_dict({**default.features.to_dict(), **(data.get("features") or {})}),
             model_size=data.get("model_size", default.model_size),
@@ -98,12 +129,20 @@ class Dataset:
         """Corpus name of each utterance, in order."""
         return [u.corpus for u in self.utterances]
 
-    def examples(self, cache: WaveformCache, progress: Callable[[int, int], None] | None = None) -> list[Example]:
-        waves = cache.load_many([u.path for u in self.utterances], progress)
+    def examples(self, cache: WaveformCache, progress: Progress | None = None, device: str = "cpu") -> list[Example]:
+        """Load (and, for an encoder front end, encode once) every utterance. ``progress(done,
+        total, phase)`` reports each phase: ``"loading audio"``, then ``"encoding"``."""
+        waves = cache.load_many([u.path for u in self.utterances], progress and (lambda d, t: progress(d, t, "loading audio")))
         examples = [
             Example(w, t, u.corpus, u.speaker, str(u.path))
             for w, t, u in zip(waves, self.targets, self.utterances, strict=True)
         ]
+        if cache.feature_config.kind == "whisper":
+            states = StateCache(get_encoder(pick_device(device)), cache.cache_dir).states(
+                waves, progress and (lambda d, t: progress(d, t, "encoding"))
+            )
+            for example, state in zip(examples, states, strict=True):
+                example.states = state
         assign_speaker_centres(examples, cache.feature_config)
         return examples
 
@@ -242,6 +281,7 @@ TTA_NOTE = (
 def _report_head(ds: Dataset, scans: Sequence[CorpusScan], recipe: Recipe) -> dict:
     return {
         "engine_version": ENGINE_VERSION,
+        "front_end": recipe.front_end,
         "labels": ds.labels,
         "label_set": ds.label_set.to_dict(),
         "corpora": [{"name": s.name, "format": s.format, "utterances": len(s.utterances), "skipped": len(s.skipped)} for s in scans],
@@ -264,7 +304,7 @@ def train_holdout(
     callback: Callback | None = None,
     should_stop: Callable[[], bool] | None = None,
     resume: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Train one model on a speaker-independent hold-out split; copy the best checkpoint to ``out``.
 
@@ -274,7 +314,7 @@ def train_holdout(
     started = time.perf_counter()
     ds = dataset or build_dataset(scans)
     cache = cache or WaveformCache(recipe.features)
-    examples = ds.examples(cache, progress)
+    examples = ds.examples(cache, progress, recipe.train.device)
     split = holdout_split(*_split_args(ds), test_speakers=test_speakers, test_fraction=test_fraction, seed=recipe.train.seed)
     out = Path(out)
     work = Path(work_dir) if work_dir else out.with_suffix(".work")
@@ -301,7 +341,7 @@ def cross_validate(
     cache: WaveformCache | None = None,
     callback: Callback | None = None,
     should_stop: Callable[[], bool] | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     on_fold: Callable[[int, dict], None] | None = None,
     completed: dict[int, dict] | None = None,
     resume: bool = False,
@@ -317,7 +357,7 @@ def cross_validate(
     started = time.perf_counter()
     ds = dataset or build_dataset(scans)
     cache = cache or WaveformCache(recipe.features)
-    examples = ds.examples(cache, progress)
+    examples = ds.examples(cache, progress, recipe.train.device)
     splits = kfold_splits(*_split_args(ds), folds=folds, seed=recipe.train.seed)
     chosen = list(range(folds)) if only_folds is None else sorted(set(only_folds))
     for f in chosen:
@@ -447,7 +487,7 @@ def evaluate_checkpoint(
     *,
     speakers: Sequence[str] | None = None,
     cache_dir: str | Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Score a saved model on corpora (optionally only some speakers), mapping corpus labels
     onto the model's labels; utterances of classes the model does not know are left out and

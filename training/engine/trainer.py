@@ -72,6 +72,12 @@ class Trainer:
     ) -> None:
         if model_config.n_classes != len(labels) or model_config.n_features != feature_config.n_features:
             raise ValueError("model config does not match the labels or the feature config")
+        if model_config.encoder_layers != feature_config.encoder_layers:
+            raise ValueError("the model's front end does not match the features (encoder layers)")
+        aug = train_config.augment
+        if feature_config.encoder_layers and aug.enabled and (set(aug.speed) - {1.0} or aug.gain_db or aug.noise_prob):
+            raise ValueError("an encoder front end trains on cached states: waveform augmentation (speed, gain, noise) "
+                             "does not apply; use time and channel masks (augment speed [1.0], gain_db 0, noise_prob 0)")
         self.labels = list(labels)
         self.feature_config = feature_config
         self.model_config = model_config
@@ -225,9 +231,11 @@ class Trainer:
         cfg = self.config
         run.model.train()
         order = epoch_order(train, run.rng, balanced=cfg.balanced_sampling)
-        waves = [augment_waveform(train[i].waveform, cfg.augment, run.rng) for i in order]
+        # Cached encoder states are read as they are; waveforms get their augmentation first.
+        waves = [train[i].states if train[i].states is not None else augment_waveform(train[i].waveform, cfg.augment, run.rng)
+                 for i in order]
         targets = [train[i].label for i in order]
-        batches = bucket_batches([w.size for w in waves], cfg.batch_size, run.rng, drop_singletons=True)
+        batches = bucket_batches([w.shape[0] for w in waves], cfg.batch_size, run.rng, drop_singletons=True)
         steps_per_epoch = max(1, math.ceil(len(train) / cfg.batch_size))
         loss_sum, correct, seen = 0.0, 0, 0
         for b, idx in enumerate(batches):
@@ -273,11 +281,11 @@ class Trainer:
             # with the same SpecAugment masks (the generator replayed).
             taught = None if run.teacher is None else run.teacher[0](x, lengths, centres)[0]
             masks = run.gen.get_state()
-            feats = spec_augment(feats, flen, cfg.augment, run.gen)
+            feats = spec_augment(feats, flen, cfg.augment, run.gen, layers=self.feature_config.encoder_layers)
             if taught is not None:
                 after = run.gen.get_state()
                 run.gen.set_state(masks)
-                taught = spec_augment(taught, flen, cfg.augment, run.gen)
+                taught = spec_augment(taught, flen, cfg.augment, run.gen, layers=self.feature_config.encoder_layers)
                 run.gen.set_state(after)
         logits, _ = run.model(feats, flen)
         loss = run.loss_fn(logits, y)

@@ -179,15 +179,20 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
     reporter = _Reporter(run, folds)
     resume = run.resume_requested
 
-    step = 0
+    step, current = 0, ""
 
-    def loading(done: int, total: int) -> None:
+    def loading(done: int, total: int, phase: str) -> None:
         nonlocal step
-        # A log line per fifth of the files: enough to see it move, not enough to flood the log.
-        if done == total or done * 5 // max(total, 1) > step:
-            step = done * 5 // max(total, 1)
-            TrainingRun.objects.filter(pk=run.pk).update(phase=f"loading audio {done}/{total}")
-            group_send(run_group(run.pk), {"type": "run.log", "message": f"loaded {done}/{total} audio files"})
+        nonlocal current
+        if phase != current:
+            current, step = phase, 0
+        if done == total or done * 20 // max(total, 1) > step:  # a twentieth at a time: the bar moves, the log stays short
+            step = done * 20 // max(total, 1)
+            text = f"{phase} {done}/{total}"
+            TrainingRun.objects.filter(pk=run.pk).update(phase=text)
+            group_send(run_group(run.pk), {"type": "run.phase", "phase": text, "done": done, "total": total})
+            if done == total:
+                group_send(run_group(run.pk), {"type": "run.log", "message": f"{phase}: {total} utterances done"})
         if cancel.is_set():
             raise RunCancelled
 

@@ -37,7 +37,7 @@ class Command(BaseCommand):
                 report = cross_validate(
                     scans, options["work_dir"] or tmp, folds=options["folds"], only_folds=only, recipe=recipe,
                     dataset=dataset, cache=cli.make_cache(recipe.features, options), callback=cli.epoch_printer(self.stdout, bar),
-                    progress=bar, on_fold=on_fold,
+                    progress=bar.phase, on_fold=on_fold,
                 )
             except (SplitError, ValueError) as exc:
                 raise CommandError(str(exc)) from exc

@@ -25,7 +25,7 @@ class Command(BaseCommand):
         try:
             report = evaluate_checkpoint(
                 options["model"], scans, speakers=options["speakers"],
-                cache_dir=options["cache_dir"] or settings.SER_FEATURE_CACHE_DIR, progress=cli.ProgressBar("loading audio"),
+                cache_dir=options["cache_dir"] or settings.SER_FEATURE_CACHE_DIR, progress=cli.ProgressBar("loading audio").phase,
             )
         except (CheckpointError, ValueError) as exc:
             raise CommandError(str(exc)) from exc

@@ -29,7 +29,7 @@ class Command(BaseCommand):
             report = train_holdout(
                 scans, options["out"], recipe=recipe, dataset=dataset, test_speakers=options["test_speakers"],
                 test_fraction=options["test_fraction"], work_dir=options["work_dir"], cache=cli.make_cache(recipe.features, options),
-                callback=cli.epoch_printer(self.stdout, bar), resume=options["resume"], progress=bar,
+                callback=cli.epoch_printer(self.stdout, bar), resume=options["resume"], progress=bar.phase,
             )
         except (SplitError, ValueError) as exc:
             raise CommandError(str(exc)) from exc

@@ -189,13 +189,25 @@ def test_run_form_creates_a_run(auth_client, corpus, django_capture_on_commit_ca
         services.recipe_build(members=1, distil=True)
 
 
-def test_run_form_offers_the_recipes_ensemble_size():
+def test_run_form_offers_the_recipes_defaults_per_front_end(auth_client):
     from training.engine.config import MAX_MEMBERS
     from training.engine.experiment import Recipe
     from training.forms import RunForm
 
-    field = RunForm().fields["members"]
-    assert field.initial == Recipe().train.members == 5 and (field.min_value, field.max_value) == (1, MAX_MEMBERS) == (1, 8)
+    form = RunForm()
+    assert form.fields["features"].initial == "whisper"
+    field = form.fields["members"]
+    assert field.initial == Recipe().train.members == 1 and (field.min_value, field.max_value) == (1, MAX_MEMBERS) == (1, 8)
+    defaults = services.front_end_defaults()
+    assert defaults["whisper"]["members"] == 1 and defaults["logmel"]["members"] == 5
+    assert defaults["logmel"]["epochs"] == Recipe.for_front_end("logmel").train.epochs != defaults["whisper"]["epochs"]
+    page = auth_client.get(reverse("runs:new"))
+    assert b'id="front-end-defaults"' in page.content  # the page swaps them when the front end changes
+    # The service builds each front end's own recipe from the form's values.
+    scratch = services.recipe_build(features="logmel", members=5, epochs=80, lr=3e-3)
+    assert scratch.features.kind == "logmel" and scratch.train.augment.speed == (0.9, 1.0, 1.1)
+    whisper = services.recipe_build(features="whisper")
+    assert whisper.train.augment.speed == (1.0,) and whisper.model_config(3).encoder_layers == 6
 
 
 def test_cancel_view_requires_post(auth_client, corpus, user):

@@ -138,7 +138,8 @@ class Dataset:
             for w, t, u in zip(waves, self.targets, self.utterances, strict=True)
         ]
         if cache.feature_config.kind == "whisper":
-            states = StateCache(get_encoder(pick_device(device)), cache.cache_dir).states(
+            # Training always encodes in full precision; SER_ENCODER_PRECISION applies to inference.
+            states = StateCache(get_encoder(pick_device(device), "float32"), cache.cache_dir).states(
                 waves, progress and (lambda d, t: progress(d, t, "encoding"))
             )
             for example, state in zip(examples, states, strict=True):

@@ -21,10 +21,8 @@ from django.utils import timezone
 
 from recognition.engine.features import FeatureConfig
 from ser_site.channels_util import group_send
-from training.engine.data import AugmentConfig
 from training.engine.experiment import Recipe
 from training.engine.labels import resolve_label_set
-from training.engine.trainer import TrainConfig
 from training.models import Corpus, TrainingRun
 from training.selectors.runs import run_status_payload
 
@@ -79,7 +77,7 @@ DISTIL_WEIGHT = 0.9
 
 def recipe_build(
     *,
-    features: str = "logmel",
+    features: str = "whisper",
     mean_norm: str = "speaker",
     model_size: str = "medium",
     epochs: int = _TRAIN_DEFAULTS.epochs,
@@ -92,20 +90,32 @@ def recipe_build(
     members: int = _TRAIN_DEFAULTS.members,
     distil: bool = False,
 ) -> Recipe:
-    """The engine's default recipe with the form's choices applied; engine errors become RunError."""
+    """The front end's default recipe with the form's choices applied; engine errors become RunError."""
     try:
-        train = TrainConfig(
-            epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, members=members,
-            augment=AugmentConfig(enabled=augment),
+        base = Recipe.for_front_end(features)
+        train = replace(
+            base.train, epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, seed=seed, members=members,
+            augment=replace(base.train.augment, enabled=augment),
             distil_weight=DISTIL_WEIGHT if distil else 0.0,
         )
         overrides = {} if dropout is None else {"dropout": dropout}
-        feature_config = FeatureConfig(kind=features, **FeatureConfig.mean_norm_fields(mean_norm))
+        feature_config = replace(base.features, **FeatureConfig.mean_norm_fields(mean_norm))
         recipe = Recipe(features=feature_config, model_size=model_size, model_overrides=overrides, train=train)
         recipe.model_config(2)  # validates the model size and overrides
     except (TypeError, ValueError) as exc:
         raise RunError(str(exc)) from exc
     return recipe
+
+
+def front_end_defaults() -> dict[str, dict]:
+    """Per front end, the form fields whose defaults differ (the run form swaps them)."""
+    out = {}
+    for kind in ("whisper", "logmel", "mfcc"):
+        recipe = Recipe.for_front_end(kind)
+        t = recipe.train
+        out[kind] = {"epochs": t.epochs, "lr": t.lr, "patience": t.patience, "members": t.members,
+                     "dropout": recipe.model_config(2).dropout}
+    return out
 
 
 def run_create(

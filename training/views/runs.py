@@ -41,7 +41,7 @@ def run_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Run “{run.name}” queued.")
             return redirect("runs:detail", pk=run.pk)
-    return render(request, "training/run_new.html", {"form": form})
+    return render(request, "training/run_new.html", {"form": form, "front_end_defaults": run_services.front_end_defaults()})
 
 
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:

@@ -14,6 +14,8 @@ per 20 ms.
 
 from __future__ import annotations
 
+import copy
+import os
 import threading
 
 import numpy as np
@@ -23,7 +25,7 @@ from torch.nn import functional as F
 
 from .weights import BASE_SHAPES, EncoderWeights, load_encoder_weights
 
-__all__ = ["WhisperEncoder", "get_encoder", "state_frames", "SAMPLES_PER_STATE", "MAX_SAMPLES", "N_FFT", "HOP"]
+__all__ = ["WhisperEncoder", "get_encoder", "encoder_precision", "PRECISIONS", "state_frames", "SAMPLES_PER_STATE", "MAX_SAMPLES", "N_FFT", "HOP"]
 
 N_FFT = 400
 HOP = 160
@@ -154,7 +156,9 @@ class WhisperEncoder(nn.Module):
         return mel * valid[:, None, :], frames
 
     def encode_mel(self, mel: Tensor, frames: Tensor) -> tuple[Tensor, Tensor]:
-        """Log-Mel ``(batch, 80, frames <= 3000)`` → every block's output ``(batch, states, layers * 512)``."""
+        """Log-Mel ``(batch, 80, frames <= 3000)`` → every block's output ``(batch, states, layers * 512)``,
+        float32 whatever precision the encoder computes in."""
+        mel = mel.to(self.conv1.weight.dtype)
         valid = torch.arange(mel.shape[2], device=mel.device)[None, :] < frames[:, None]
         x = F.gelu(self.conv1(mel)) * valid[:, None, :]  # zeros past each end, as the lone input's padding
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # (batch, states, width)
@@ -166,7 +170,7 @@ class WhisperEncoder(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, key_mask)
             outputs.append(self.final_norm(x) if i == len(self.blocks) - 1 else x)
-        states = torch.cat(outputs, dim=2)  # (batch, states, layers * width)
+        states = torch.cat(outputs, dim=2).float()  # (batch, states, layers * width)
         return states * keep[..., None], steps
 
     def forward(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -190,12 +194,23 @@ class WhisperEncoder(nn.Module):
         return torch.cat(parts)
 
 
-_ENCODERS: dict[str, WhisperEncoder] = {}
+_ENCODERS: dict[tuple[str, str], WhisperEncoder] = {}
 _LOCK = threading.Lock()
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def get_encoder(device: str | torch.device = "cpu") -> WhisperEncoder:
-    """The process's one encoder on ``device``, loaded and checked on first use.
+def encoder_precision() -> str:
+    """``SER_ENCODER_PRECISION``: ``float32`` (default) or ``bfloat16`` (the encoder's weights and
+    activations; the Mel front end and the states handed on stay float32)."""
+    value = os.environ.get("SER_ENCODER_PRECISION", "float32").strip().lower() or "float32"
+    if value not in PRECISIONS:
+        raise ValueError(f"SER_ENCODER_PRECISION must be one of {sorted(PRECISIONS)}, not {value!r}")
+    return value
+
+
+def get_encoder(device: str | torch.device = "cpu", precision: str | None = None) -> WhisperEncoder:
+    """The process's one encoder on ``device`` in ``precision`` (default :func:`encoder_precision`),
+    loaded and checked on first use.
 
     Shared by every predictor and trainer of the process (it is read-only: eval mode, no
     gradients), so several model versions cost the encoder's memory once.
@@ -203,8 +218,18 @@ def get_encoder(device: str | torch.device = "cpu") -> WhisperEncoder:
     Raises:
         WhisperWeightsError: the weights are missing or wrong (the message says how to fix it).
     """
-    key = str(torch.device(device))
+    precision = precision or encoder_precision()
+    key = (str(torch.device(device)), precision)
     with _LOCK:
         if key not in _ENCODERS:
-            _ENCODERS[key] = WhisperEncoder(load_encoder_weights()).to(key)
+            full = _ENCODERS.get((key[0], "float32"))
+            if full is None:
+                full = _ENCODERS[(key[0], "float32")] = WhisperEncoder(load_encoder_weights()).to(key[0])
+            if precision != "float32":
+                reduced = copy.deepcopy(full)
+                for name, module in reduced.named_children():
+                    if name != "mel":  # buffers of the Mel front end stay float32
+                        module.to(PRECISIONS[precision])
+                reduced.positions = reduced.positions.to(PRECISIONS[precision])
+                _ENCODERS[key] = reduced
         return _ENCODERS[key]

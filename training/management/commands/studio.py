@@ -48,6 +48,7 @@ class Command(BaseCommand):
         self.stdout.write(f"Data folder: {data_dir}")
         call_command("migrate", interactive=False, verbosity=1)
         account = launcher.admin_account_ensure(password_file=data_dir / PASSWORD_FILE_NAME)
+        self._starter()
         login = self._login_text(account)
         self.stdout.write(login)
         connections.close_all()  # this process serves nothing; the children open their own
@@ -72,6 +73,13 @@ class Command(BaseCommand):
             raise CommandError("the studio stopped because one of its processes failed (see above)")
 
     @staticmethod
+    def _starter(self) -> None:
+        """On a registry with no model at all, the shipped starter becomes the active version."""
+        try:
+            call_command("register_starter", stdout=self.stdout, stderr=self.stderr)
+        except CommandError as exc:
+            self.stderr.write(f"{exc}; train a model to classify.")
+
     def _login_text(account: launcher.AdminAccount) -> str:
         if account.created:
             return (

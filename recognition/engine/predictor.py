@@ -425,6 +425,102 @@ class Predictor:
             return c.repeat_interleave(n, dim=0)
         raise ValueError(f"centre must have shape ({n_features},) or ({len(self._speeds)}, {n_features}), got {tuple(c.shape)}")
 
+    # -- one front-end pass per recording (recognition.engine.classify) ------------------
+
+    def predict_speech(
+        self,
+        waveform: np.ndarray,
+        spans: Sequence[tuple[int, int]] | None = None,
+        *,
+        vad_config: VadConfig | None = None,
+        centre: Tensor | None = None,
+        batch_size: int = 32,
+    ) -> tuple[list[SegmentPrediction], Tensor | None]:
+        """Classify the speech of one speaker's ``waveform`` ``(samples,)`` with one front-end
+        pass: the waveform is validated once, the VAD finds its speech (or ``spans``, ``[begin,
+        end)`` samples, say where it is), each span is trimmed once and its features at every
+        speed are computed once. A speaker-normalised model without ``centre`` is centred on the
+        mean of those same features, the value :meth:`speaker_centre` of the spans gives. The
+        results equal :meth:`predict_segments`'.
+
+        Returns:
+            One :class:`SegmentPrediction` per span, in order, and the centre used.
+
+        Raises:
+            ValueError: invalid waveform, an empty or out-of-range span, a VAD rate that
+                differs from :attr:`sample_rate`, or batch_size < 1.
+        """
+        x = self._validate(waveform)
+        if spans is None:
+            spans = self._speech_spans(x, vad_config)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        pieces, offsets = [], []
+        for begin, end in spans:
+            if not 0 <= begin < end <= x.size:
+                raise ValueError(f"span ({begin}, {end}) is empty or outside the {x.size} samples")
+            start, stop = self._trim(x[begin:end])
+            pieces.append(x[begin + start : begin + stop])
+            offsets.append(begin + start)
+        speeds, extractor, n_features = self._speeds, self._extractor, self._checkpoint.feature_config.n_features
+        own_centre = centre is None and self.speaker_normalised
+        order = sorted(range(len(pieces)), key=lambda i: pieces[i].size)
+        batches = [order[first : first + batch_size] for first in range(0, len(order), batch_size)]
+        sums = torch.zeros(len(speeds), n_features, dtype=torch.float64)
+        counts = torch.zeros(len(speeds), dtype=torch.float64)
+        kept: list[tuple[Tensor, Tensor]] = []
+        with torch.inference_mode():
+            for chunk in batches:
+                # All speeds in one batch, speed-major: rows [k*n, (k+1)*n) hold speed k.
+                batch, lengths = _collate([change_speed(pieces[i], speed) for speed in speeds for i in chunk])
+                feats, frame_lengths = extractor.uncentred(batch.to(self._device), lengths.to(self._device))
+                valid = (torch.arange(feats.shape[1], device=feats.device)[None] < frame_lengths[:, None])[..., None]
+                feats = feats * valid  # (V*B, frames, F), padded frames 0
+                if own_centre:
+                    sums += feats.sum(1).double().cpu().reshape(len(speeds), len(chunk), -1).sum(1)
+                    counts += frame_lengths.double().cpu().reshape(len(speeds), -1).sum(1)
+                kept.append((feats, frame_lengths))
+            if own_centre and pieces:
+                mean = (sums / counts[:, None]).float()  # (V, F)
+                centre = mean[0] if len(speeds) == 1 else mean
+            results: list[SegmentPrediction | None] = [None] * len(pieces)
+            sr = self.sample_rate
+            at_one = speeds.index(1.0)
+            for chunk, (feats, frame_lengths) in zip(batches, kept, strict=True):
+                n = len(chunk)
+                valid = (torch.arange(feats.shape[1], device=feats.device)[None] < frame_lengths[:, None])[..., None]
+                # What FeatureExtractor.raw and forward do after the front end: mean removal, then
+                # the training statistics.
+                cfg = self._checkpoint.feature_config
+                if cfg.utterance_cmn or cfg.speaker_cmn:
+                    rows = feats.sum(1) / frame_lengths.clamp(min=1).to(feats.dtype)[:, None]  # (V*B, F) own means
+                    if cfg.speaker_cmn and centre is not None:
+                        rows = self._centre_rows(centre, n).to(device=feats.device, dtype=feats.dtype)
+                    feats = feats - rows[:, None, :]
+                feats = (feats - extractor.mean) / extractor.std * valid
+                logits, weights = self._model(feats, frame_lengths)  # (V*B, C), (V*B, steps)
+                probs = torch.softmax(logits.double(), dim=1).reshape(len(speeds), n, -1).mean(0).cpu().numpy()
+                plain = slice(at_one * n, (at_one + 1) * n)
+                steps = self._model.output_lengths(frame_lengths[plain]).cpu()
+                weights = weights[plain].double().cpu().numpy()
+                for row, i in enumerate(chunk):
+                    p = probs[row] / probs[row].sum()
+                    att = weights[row, : int(steps[row])]
+                    begin, end = spans[i]
+                    results[i] = SegmentPrediction(
+                        start=begin / sr,
+                        end=end / sr,
+                        prediction=Prediction(
+                            label=self._labels[int(np.argmax(p))],
+                            probabilities={label: float(v) for label, v in zip(self._labels, p, strict=True)},
+                            attention=(att / att.sum()).astype(np.float32),
+                            attention_hop=self._hop_s,
+                            attention_offset=offsets[i] / sr,
+                            duration=(end - begin) / sr,
+                        ),
+                    )
+        return results, centre  # type: ignore[return-value]  # every slot is filled above
+
 
 def _collate(waveforms: list[np.ndarray]) -> tuple[Tensor, Tensor]:
     """Zero-pad ``(samples_i,)`` arrays into ``(batch, max_samples)`` float32 and lengths ``(batch,)``.

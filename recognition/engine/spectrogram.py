@@ -31,11 +31,11 @@ _FRAMES_PER_BLOCK = 4096
 @functools.lru_cache(maxsize=8)
 def _logmel_extractor(config: FeatureConfig) -> FeatureExtractor:
     """A log-Mel front end on the CPU with ``config``'s frames and Mel bands (even for MFCC
-    models; without the periodicity bands, which are not a spectrum).
+    and Whisper models).
 
     Only read after construction (buffers, no state), so sharing it between threads is safe.
     """
-    plain = dataclasses.replace(config, kind="logmel", utterance_cmn=False, speaker_cmn=False, periodicity_bands=0)
+    plain = dataclasses.replace(config, kind="logmel", utterance_cmn=False, speaker_cmn=False)
     return FeatureExtractor(plain).eval()
 
 

@@ -466,41 +466,39 @@ class Predictor:
         own_centre = centre is None and self.speaker_normalised
         order = sorted(range(len(pieces)), key=lambda i: pieces[i].size)
         batches = [order[first : first + batch_size] for first in range(0, len(order), batch_size)]
-        sums = torch.zeros(len(speeds), n_features, dtype=torch.float64)
-        counts = torch.zeros(len(speeds), dtype=torch.float64)
-        kept: list[tuple[Tensor, Tensor]] = []
+
+        def front_end(chunk: list[int]) -> tuple[Tensor, Tensor]:
+            # All speeds in one batch, speed-major: rows [k*n, (k+1)*n) hold speed k.
+            batch, lengths = _collate([change_speed(pieces[i], speed) for speed in speeds for i in chunk])
+            return extractor.uncentred(batch.to(self._device), lengths.to(self._device))
+
+        kept: list[tuple[Tensor, Tensor] | None] = [None] * len(batches)
         with torch.inference_mode():
-            for chunk in batches:
-                # All speeds in one batch, speed-major: rows [k*n, (k+1)*n) hold speed k.
-                batch, lengths = _collate([change_speed(pieces[i], speed) for speed in speeds for i in chunk])
-                feats, frame_lengths = extractor.uncentred(batch.to(self._device), lengths.to(self._device))
-                valid = (torch.arange(feats.shape[1], device=feats.device)[None] < frame_lengths[:, None])[..., None]
-                feats = feats * valid  # (V*B, frames, F), padded frames 0
-                if own_centre:
-                    sums += feats.sum(1).double().cpu().reshape(len(speeds), len(chunk), -1).sum(1)
-                    counts += frame_lengths.double().cpu().reshape(len(speeds), -1).sum(1)
-                kept.append((feats, frame_lengths))
             if own_centre and pieces:
+                sums = torch.zeros(len(speeds), n_features, dtype=torch.float64)
+                counts = torch.zeros(len(speeds), dtype=torch.float64)
+                budget = _KEEP_BYTES
+                for b, chunk in enumerate(batches):
+                    feats, frame_lengths = front_end(chunk)  # (V*B, frames, F), (V*B,)
+                    valid = torch.arange(feats.shape[1], device=feats.device)[None] < frame_lengths[:, None]
+                    sums += (feats * valid[..., None]).sum(1).double().cpu().reshape(len(speeds), len(chunk), -1).sum(1)
+                    counts += frame_lengths.double().cpu().reshape(len(speeds), -1).sum(1)
+                    budget -= feats.numel() * feats.element_size()
+                    if budget >= 0:  # beyond the budget (hours of encoder states) they are computed again
+                        kept[b] = (feats, frame_lengths)
                 mean = (sums / counts[:, None]).float()  # (V, F)
                 centre = mean[0] if len(speeds) == 1 else mean
             results: list[SegmentPrediction | None] = [None] * len(pieces)
-            sr = self.sample_rate
-            at_one = speeds.index(1.0)
-            for chunk, (feats, frame_lengths) in zip(batches, kept, strict=True):
+            sr, at_one = self.sample_rate, speeds.index(1.0)
+            for b, chunk in enumerate(batches):
                 n = len(chunk)
-                valid = (torch.arange(feats.shape[1], device=feats.device)[None] < frame_lengths[:, None])[..., None]
-                # What FeatureExtractor.raw and forward do after the front end: mean removal, then
-                # the training statistics.
-                cfg = self._checkpoint.feature_config
-                if cfg.utterance_cmn or cfg.speaker_cmn:
-                    rows = feats.sum(1) / frame_lengths.clamp(min=1).to(feats.dtype)[:, None]  # (V*B, F) own means
-                    if cfg.speaker_cmn and centre is not None:
-                        rows = self._centre_rows(centre, n).to(device=feats.device, dtype=feats.dtype)
-                    feats = feats - rows[:, None, :]
-                feats = (feats - extractor.mean) / extractor.std * valid
+                feats, frame_lengths = kept[b] or front_end(chunk)
+                kept[b] = None
+                rows = self._centre_rows(centre, n) if self.speaker_normalised and centre is not None else None
+                feats, frame_lengths = extractor.normalised(*extractor.centred(feats, frame_lengths, rows))
                 logits, weights = self._model(feats, frame_lengths)  # (V*B, C), (V*B, steps)
-                probs = torch.softmax(logits.double(), dim=1).reshape(len(speeds), n, -1).mean(0).cpu().numpy()
-                plain = slice(at_one * n, (at_one + 1) * n)
+                probs = torch.softmax(logits.double(), dim=1).reshape(len(speeds), n, -1).mean(0).cpu().numpy()  # (B, C)
+                plain = slice(at_one * n, (at_one + 1) * n)  # the speed-1.0 rows: the input's time axis
                 steps = self._model.output_lengths(frame_lengths[plain]).cpu()
                 weights = weights[plain].double().cpu().numpy()
                 for row, i in enumerate(chunk):
@@ -520,6 +518,11 @@ class Predictor:
                         ),
                     )
         return results, centre  # type: ignore[return-value]  # every slot is filled above
+
+
+# predict_speech keeps a recording's features between the speaker mean and the model up to this
+# size; past it (long recordings of encoder states) the front end runs again instead.
+_KEEP_BYTES = 256 * 1024 * 1024
 
 
 def _collate(waveforms: list[np.ndarray]) -> tuple[Tensor, Tensor]:

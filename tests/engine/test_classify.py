@@ -53,6 +53,58 @@ def test_predict_speech_equals_the_segment_path_with_one_front_end_pass(predicto
         assert centre is None
 
 
+def test_predict_speech_computes_the_features_again_past_its_memory_budget(predictor, monkeypatch, one_thread):
+    import recognition.engine.predictor as module
+
+    wave = _recording()
+    kept, centre = predictor.predict_speech(wave, batch_size=2)
+    monkeypatch.setattr(module, "_KEEP_BYTES", 0)
+    again, same_centre = predictor.predict_speech(wave, batch_size=2)
+    assert [s.prediction.probabilities for s in again] == [
+        pytest.approx(s.prediction.probabilities, abs=1e-6) for s in kept
+    ]
+    assert (centre is None and same_centre is None) or np.allclose(centre.numpy(), same_centre.numpy())
+
+
+def test_predict_speech_with_the_whisper_front_end_runs_the_encoder_once_per_segment(tmp_path, monkeypatch, one_thread):
+    """A speaker-normalised model over Whisper encoder states: the same segments and probabilities
+    as the segment path, with one encoder pass per segment instead of two (centre, then model)."""
+    import torch
+
+    from recognition.engine.checkpoint import Checkpoint, save_checkpoint
+    from recognition.engine.features import (
+        FeatureConfig,
+        FeatureExtractor,
+        FeatureStats,
+        prepare_waveform,
+    )
+    from recognition.engine.model import EmotionNet, ModelConfig
+
+    torch.manual_seed(0)
+    features = FeatureConfig(kind="whisper", speaker_cmn=True)
+    config = ModelConfig(n_features=features.n_features, n_classes=len(LABELS), conv_channels=(), pools=(),
+                         encoder_layers=features.encoder_layers, frame_pool=2, lstm_hidden=16, attention_dim=16)
+    extractor = FeatureExtractor(features)
+    with torch.inference_mode():
+        feats = [extractor.extract(prepare_waveform(speech_like(label, seed=i), features), normalise=False)
+                 for i, label in enumerate(["neutral", "happy", "sad", "angry"])]
+    path = save_checkpoint(tmp_path / "whisper.pt", Checkpoint(
+        model_config=config, feature_config=features, labels=LABELS, stats=FeatureStats.accumulate(feats),
+        state_dict=EmotionNet(config).state_dict(), metrics={}, extra={}))
+    predictor = Predictor.from_checkpoint(path, device="cpu")
+    wave = np.concatenate([speech_silence_speech("angry")[0], speech_like("sad", 2.0, seed=3)])
+    expected = predictor.predict_segments(wave)
+    calls = []
+    original = FeatureExtractor.uncentred
+    monkeypatch.setattr(FeatureExtractor, "uncentred", lambda self, w, n: calls.append(int(n.sum())) or original(self, w, n))
+    found, _ = predictor.predict_speech(wave)
+    assert len(found) == len(expected) == 3
+    for got, want in zip(found, expected, strict=True):
+        assert (got.start, got.end) == (want.start, want.end)
+        assert got.prediction.probabilities == pytest.approx(want.prediction.probabilities, abs=1e-6)
+    assert len(calls) == 1 and calls[0] <= sum(int(round((s.end - s.start) * SR)) for s in found)
+
+
 def test_predict_speech_takes_given_spans_and_refuses_bad_ones(predictor, one_thread):
     wave = _recording()
     spans = [(8000, 24000), (30000, 40000)]

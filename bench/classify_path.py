@@ -1,7 +1,9 @@
 """What classifying one uploaded recording costs on the app's path: front-end work and time.
 
-Builds the default recipe's model shape (a seed ensemble of five medium EmotionNets, per-speaker
-means, trained speeds 0.9/1.0/1.1; random weights, so the inference cost is the real one),
+Builds the default recipe's model of a front end (``--front-end whisper``: one medium model over
+Whisper-base encoder states; ``logmel``: a seed ensemble of five medium CNN EmotionNets; both with
+per-speaker means and the recipe's training settings; random weights, so the inference cost is
+the real one),
 encodes a synthetic 20 s recording with pauses (utterances of 0.8-2.4 s) as WAV, and classifies
 it the way the upload page and the API do, from the WAV bytes to the result dict. The front
 end is counted by wrapping ``FeatureExtractor.uncentred`` (every feature computation goes
@@ -10,7 +12,7 @@ through it): calls and seconds of audio passed through it. One torch thread.
 Runs on the tree it sits in; on a tree before the one classify path (``recognition.analysis``)
 it measures that path with the same model and audio, for a before/after comparison:
 
-    python bench/classify_path.py [--runs 10] [--seconds 20]
+    python bench/classify_path.py [--front-end whisper|logmel] [--runs 10] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--front-end", default="whisper", choices=["whisper", "logmel"])
     options = parser.parse_args()
 
     import django
@@ -49,7 +52,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="classify-path-"))
-    predictor = Predictor.from_checkpoint(_checkpoint(work / "medium.pt"), device="cpu")
+    predictor = Predictor.from_checkpoint(_checkpoint(work / "medium.pt", options.front_end), device="cpu")
     wave, truth = synth_stream(options.seconds, seed=7)
     data = write_wav(work / "speech.wav", wave).read_bytes()
     version = types.SimpleNamespace(pk=1, name="bench", version=1)
@@ -92,8 +95,8 @@ def main() -> None:
         "recording_seconds": round(wave.size / 16000, 2),
         "speech_seconds_true": round(sum(e - s for s, e in truth), 2),
         "segments": len(result["segments"]),
-        "model": f"{predictor.checkpoint.n_members} medium EmotionNets, speeds {list(predictor.speeds)}, "
-                 f"speaker-normalised: {predictor.speaker_normalised}",
+        "model": f"{predictor.checkpoint.n_members} medium EmotionNet(s) over {options.front_end}, speeds "
+                 f"{list(predictor.speeds)}, speaker-normalised: {predictor.speaker_normalised}",
         "front_end_calls": calls,
         "front_end_audio_seconds": round(samples / 16000, 1),
         "front_end_audio_per_recording_second": round(samples / wave.size, 2),
@@ -104,8 +107,9 @@ def main() -> None:
     print(json.dumps(report))
 
 
-def _checkpoint(path: Path) -> Path:
-    """The default recipe's model shape, features and training settings, random weights."""
+def _checkpoint(path: Path, front_end: str) -> Path:
+    """The default recipe's model shape, features and training settings for ``front_end``
+    (a tree before ``Recipe.for_front_end``: its one default recipe), random weights."""
     import torch
 
     from recognition.engine.checkpoint import Checkpoint, save_checkpoint
@@ -115,9 +119,11 @@ def _checkpoint(path: Path) -> Path:
     from training.engine.experiment import Recipe
 
     torch.manual_seed(0)
-    recipe = Recipe()
+    recipe = Recipe.for_front_end(front_end) if hasattr(Recipe, "for_front_end") else Recipe()
     labels = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
-    config, features = ModelConfig(n_features=recipe.features.n_features, n_classes=len(labels)), recipe.features
+    features = recipe.features
+    config = recipe.model_config(len(labels)) if hasattr(recipe, "model_config") else ModelConfig(
+        n_features=features.n_features, n_classes=len(labels))
     extractor = FeatureExtractor(features)
     with torch.inference_mode():
         feats = [extractor.extract(prepare_waveform(speech_like(label, seed=i), features), normalise=False)

@@ -256,7 +256,7 @@ def main() -> None:
             "speech + 300 ms (the pause that closes a segment) -> segment message received; targets apply to this",
             "latency_from_speech_end": "wall-clock instant the synthetic utterance truly ended (recorder start + its "
             "end time) -> segment message received; includes the 300 ms pause and the chunking wait",
-            "stop_to_final": "stop message sent -> final result (whole recording + spectrogram) received",
+            "stop_to_final": "stop message sent -> final result (verdict from the segments + spectrogram) received",
         },
         "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "the default recipe's shape with random weights: a seed ensemble of five medium EmotionNets, default features (per-speaker means), each model asked once (five passes)",
                   "container": "WebM/Opus", "server": "one Daphne process, SER_INFERENCE_THREADS default"},

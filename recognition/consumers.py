@@ -1,11 +1,15 @@
 """``ws/record/``: live speech emotion recognition of a MediaRecorder stream.
 
 Protocol (client → server): ``{"type": "start", "mime", "model"}``, binary chunks, then
-``{"type": "stop"}``. Server → client: ``ready``, ``segment`` each time speech pauses,
-``progress`` about once a second, ``final`` after stop (then close 1000), or ``error``
-(then close with a 44xx code). The work is in :mod:`recognition.streaming`; this consumer
-only parses messages, keeps the event loop free (decoding in a worker thread, models in
-the inference pool) and cleans up however the connection ends.
+``{"type": "stop"}``. Server → client: ``ready``; ``segment`` (``index``, ``start``,
+``end``, ``label``, ``probabilities``) each time speech pauses or runs past the VAD's
+maximum segment length; ``provisional`` (the same fields, for the segment still in
+progress: ``index`` is the one it will have) about once a second while someone speaks;
+``progress`` about once a second; ``final`` after stop (then close 1000), or ``error`` (then
+close with a 44xx code). A provisional result is never sent after the segment it previews.
+The work is in :mod:`recognition.services.streaming`; this consumer only parses messages,
+keeps the event loop free (decoding in a worker thread, models in the inference pool) and
+cleans up however the connection ends.
 """
 
 from __future__ import annotations
@@ -19,18 +23,13 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from recognition.engine.audio import AudioError
+from recognition.engine.predictor import SegmentPrediction
 from recognition.engine.stream import container_for_mime
 
-from .analysis import model_info
-from .inference import NoModelError, model_version_resolve, predictor_load, run_inference
-from .streaming import (
-    SLOT_REFRESH_SECONDS,
-    SegmentJob,
-    StreamError,
-    StreamLimits,
-    StreamSession,
-    StreamSlots,
-)
+from .services.classify import model_info, segment_dict
+from .services.inference import NoModelError, model_version_resolve, predictor_load, run_inference
+from .services.stream_limits import SLOT_REFRESH_SECONDS, StreamError, StreamLimits, StreamSlots
+from .services.streaming import ProvisionalJob, SegmentJob, StreamSession
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +63,9 @@ class RecordConsumer(AsyncWebsocketConsumer):
         self.slots: StreamSlots | None = None
         self.ended = True  # until accepted; then: an error, the final result or a disconnect
         self.stopping = False
-        self.results: list[dict[str, Any]] = []  # segment results, in index order
+        self.results: list[SegmentPrediction] = []  # segment results, in index order
         self.last_task: asyncio.Task | None = None  # the newest segment classification
+        self.provisional_task: asyncio.Task | None = None  # at most one at a time
         self.tasks: set[asyncio.Task] = set()
         self.watchdog: asyncio.Task | None = None
         self.progress_second = 0
@@ -156,6 +156,10 @@ class RecordConsumer(AsyncWebsocketConsumer):
         if self.ended:
             return
         self._schedule(jobs)
+        provisional = session.provisional_job()
+        if provisional is not None and (self.provisional_task is None or self.provisional_task.done()):
+            # Skipped while the previous one still runs: provisional results never queue up.
+            self.provisional_task = self._track(asyncio.create_task(self._provisional(provisional)))
         second = int(session.seconds)
         if second > self.progress_second:
             self.progress_second = second
@@ -181,10 +185,12 @@ class RecordConsumer(AsyncWebsocketConsumer):
 
     def _schedule(self, jobs: list[SegmentJob]) -> None:
         for job in jobs:
-            task = asyncio.create_task(self._classify(job, self.last_task))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
-            self.last_task = task
+            self.last_task = self._track(asyncio.create_task(self._classify(job, self.last_task)))
+
+    def _track(self, task: asyncio.Task) -> asyncio.Task:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     async def _classify(self, job: SegmentJob, previous: asyncio.Task | None) -> None:
         """Classify in the pool (in parallel with earlier segments), send in index order."""
@@ -201,7 +207,19 @@ class RecordConsumer(AsyncWebsocketConsumer):
         if self.ended:
             return
         self.results.append(result)
-        await self._send({"type": "segment", **result})
+        await self._send({"type": "segment", **segment_dict(job.index, result)})
+
+    async def _provisional(self, job: ProvisionalJob) -> None:
+        """Classify the segment in progress; send it unless that segment has ended meanwhile."""
+        try:
+            result = await run_inference(self.session.classify_provisional, job)
+        except Exception:  # noqa: BLE001 — a provisional result is a courtesy: the segment's own result follows
+            logger.exception("classifying the segment in progress failed")
+            return
+        session = self.session
+        fresh = session.segments_started == job.index and session.vad.open_start == job.start
+        if fresh and not self.ended and not self.stopping:
+            await self._send({"type": "provisional", **result})
 
     # -- limits, errors, cleanup ---------------------------------------------------------
 

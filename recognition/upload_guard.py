@@ -5,7 +5,7 @@ before any view runs, so a view can only refuse a 10 GB upload after it has been
 This guard sits in front of it for the audio endpoints (``POST /api/classify`` and the
 upload page): a declared ``Content-Length`` over the limit is answered with 413 at once,
 and a body without one (chunked) is counted as it arrives and cut off past the limit.
-The views check the same limit again (:mod:`recognition.uploads`), so the guard is an
+The views check the same limit again (:mod:`recognition.services.uploads`), so the guard is an
 early exit, not the only defence.
 
 How early depends on the server: a streaming ASGI server (uvicorn, hypercorn) hands the
@@ -21,7 +21,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from .uploads import format_bytes, max_request_bytes, max_upload_bytes
+from .services.uploads import format_bytes, max_request_bytes, max_upload_bytes
 
 __all__ = ["UploadSizeGuard", "GUARDED_PATHS"]
 

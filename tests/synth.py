@@ -69,6 +69,21 @@ def speech_silence_speech(label: str = "angry", *, seed: int = 0, speech: float 
     return wave.astype(np.float32), [first, second]
 
 
+def continuous_voice(seconds: float, dips: dict[float, float] | None = None) -> np.ndarray:
+    """A voiced tone with no pause for ``seconds`` after 0.3 s of silence, then 0.5 s of silence;
+    each ``{time: depth}`` of ``dips`` lowers the loudness by that factor for 60 ms around that
+    time (too short for a pause). Shape: (samples,)."""
+    rng = np.random.default_rng(3)
+    voice = voiced_burst(seconds, 180.0, 0.0, 0.4, rng)
+    envelope = np.ones(voice.size, np.float32)
+    envelope[: int(0.05 * SR)] = envelope[-int(0.05 * SR) :] = 0.3  # the burst's own fade is slow: keep it loud
+    for at, depth in (dips or {}).items():
+        middle = int((at - 0.3) * SR)
+        envelope[middle - int(0.03 * SR) : middle + int(0.03 * SR)] = depth
+    wave = np.concatenate([np.zeros(int(0.3 * SR), np.float32), voice * envelope, np.zeros(int(0.5 * SR), np.float32)])
+    return wave + rng.normal(0, 0.002, wave.size).astype(np.float32)
+
+
 def write_wav(path: Path, waveform: np.ndarray, sample_rate: int = SR) -> Path:
     """Write 16-bit PCM mono WAV with the standard library (no codec involved)."""
     import wave

@@ -7,6 +7,7 @@ import shutil
 from io import StringIO
 from pathlib import Path
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -95,9 +96,31 @@ def test_classify_text_and_json(trained, tmp_path):
     assert result["label"] in LABELS
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert len(result["segments"]) == 2
+    assert result["speech"] is True and 0 < result["speech_seconds"] < result["duration"]
     text = StringIO()
     call_command("classify", str(wav), "--model", str(model), stdout=text)
-    assert str(wav) in text.getvalue()
+    assert str(wav) in text.getvalue() and "s of speech in" in text.getvalue()
+
+
+def test_classify_says_no_speech_for_silence_and_the_whole_file_only_when_asked(tmp_path):
+    from tests.tiny_model import tiny_checkpoint
+
+    model = tiny_checkpoint(tmp_path / "tiny.pt")
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(5 * 16000, np.float32))
+    speech = write_wav(tmp_path / "speech.wav", speech_silence_speech("sad")[0])
+    stdout = StringIO()
+    call_command("classify", str(silence), str(speech), "--model", str(model), "--json", stdout=stdout)
+    quiet, spoken = json.loads(stdout.getvalue())["results"]
+    assert quiet == {"file": str(silence), "speech": False, "label": None, "probabilities": None, "duration": 5.0,
+                     "speech_seconds": 0.0}
+    assert spoken["speech"] and "whole" not in spoken
+    text = StringIO()
+    call_command("classify", str(silence), str(speech), "--model", str(model), "--whole", stdout=text)
+    lines = text.getvalue().splitlines()
+    assert lines[0] == f"{silence}: no speech [5.00 s]"
+    # Asked for, the whole-file pass is printed for each file, below its verdict.
+    assert lines[1].startswith("    whole file as one utterance: ") and len(lines) == 4
+    assert lines[2].startswith(f"{speech}: ") and lines[3].startswith("    whole file as one utterance: ")
 
 
 def test_classify_reports_bad_files(trained, tmp_path):
@@ -212,12 +235,19 @@ def test_classify_one_speaker_centres_a_speaker_normalised_model_on_all_files(tm
     waves = [decode_audio(f) for f in files]
     centre = predictor.speaker_centre(waves).value
     for probs, wave in zip(run("--one-speaker"), waves, strict=True):
-        assert probs == pytest.approx(predictor.predict(wave, centre).probabilities, abs=1e-5)
+        segments = predictor.predict_segments(wave, centre=centre)
+        assert probs == pytest.approx(duration_weighted(segments), abs=1e-5)
     for probs, wave in zip(run(), waves, strict=True):  # each file its own speaker, centred on its speech
-        pieces = [wave[int(round(s.start * 16000)) : int(round(s.end * 16000))] for s in predictor.predict_segments(wave)]
-        own = predictor.speaker_centre(pieces).value
-        assert probs == pytest.approx(predictor.predict(wave, own).probabilities, abs=1e-5)
-        assert probs != pytest.approx(predictor.predict(wave).probabilities, abs=1e-5)
+        segments = predictor.predict_segments(wave)
+        assert probs == pytest.approx(duration_weighted(segments), abs=1e-5)
+        assert probs != pytest.approx(duration_weighted(predictor.predict_segments(wave, centre=centre)), abs=1e-5)
+
+
+def duration_weighted(segments) -> dict[str, float]:
+    """The verdict the classify path gives: the segments' probabilities weighted by duration."""
+    total = sum(s.end - s.start for s in segments)
+    labels = segments[0].prediction.probabilities
+    return {k: sum((s.end - s.start) * s.prediction.probabilities[k] for s in segments) / total for k in labels}
 
 
 @pytest.mark.parametrize("members", [1, 3])  # every model at its three speeds, or each once at 1.0
@@ -238,6 +268,6 @@ def test_classify_asks_at_the_trained_speeds_unless_told_not_to(tmp_path, member
     wave = decode_audio(wav)
     default, flagged = Predictor.from_checkpoint(model, device="cpu"), Predictor.from_checkpoint(model, device="cpu", tta=False)
     assert (default.passes, flagged.passes) == (3 * members, members)
-    assert run() == pytest.approx(default.predict(wave).probabilities, abs=1e-5)
-    assert run("--no-tta") == pytest.approx(flagged.predict(wave).probabilities, abs=1e-5)
+    assert run() == pytest.approx(duration_weighted(default.predict_segments(wave)), abs=1e-5)
+    assert run("--no-tta") == pytest.approx(duration_weighted(flagged.predict_segments(wave)), abs=1e-5)
     assert run() != pytest.approx(run("--no-tta"), abs=1e-5)

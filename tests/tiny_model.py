@@ -55,8 +55,8 @@ def register_tiny(
     train_config: dict | None = None, members: int = 1,
 ):
     """Register a tiny checkpoint (written under ``folder``) as a ModelVersion; returns it."""
-    from recognition.inference import predictor_cache_clear
     from recognition.services import model_version_register
+    from recognition.services.inference import predictor_cache_clear
 
     predictor_cache_clear()  # ids can repeat between tests; never reuse another test's model
     path = tiny_checkpoint(Path(folder) / f"{name}-{seed}.pt", labels=labels, seed=seed, speaker_cmn=speaker_cmn, train_config=train_config,

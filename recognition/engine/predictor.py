@@ -425,6 +425,105 @@ class Predictor:
             return c.repeat_interleave(n, dim=0)
         raise ValueError(f"centre must have shape ({n_features},) or ({len(self._speeds)}, {n_features}), got {tuple(c.shape)}")
 
+    # -- one front-end pass per recording (recognition.engine.classify) ------------------
+
+    def predict_speech(
+        self,
+        waveform: np.ndarray,
+        spans: Sequence[tuple[int, int]] | None = None,
+        *,
+        vad_config: VadConfig | None = None,
+        centre: Tensor | None = None,
+        batch_size: int = 32,
+    ) -> tuple[list[SegmentPrediction], Tensor | None]:
+        """Classify the speech of one speaker's ``waveform`` ``(samples,)`` with one front-end
+        pass: the waveform is validated once, the VAD finds its speech (or ``spans``, ``[begin,
+        end)`` samples, say where it is), each span is trimmed once and its features at every
+        speed are computed once. A speaker-normalised model without ``centre`` is centred on the
+        mean of those same features, the value :meth:`speaker_centre` of the spans gives. The
+        results equal :meth:`predict_segments`'.
+
+        Returns:
+            One :class:`SegmentPrediction` per span, in order, and the centre used.
+
+        Raises:
+            ValueError: invalid waveform, an empty or out-of-range span, a VAD rate that
+                differs from :attr:`sample_rate`, or batch_size < 1.
+        """
+        x = self._validate(waveform)
+        if spans is None:
+            spans = self._speech_spans(x, vad_config)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        pieces, offsets = [], []
+        for begin, end in spans:
+            if not 0 <= begin < end <= x.size:
+                raise ValueError(f"span ({begin}, {end}) is empty or outside the {x.size} samples")
+            start, stop = self._trim(x[begin:end])
+            pieces.append(x[begin + start : begin + stop])
+            offsets.append(begin + start)
+        speeds, extractor, n_features = self._speeds, self._extractor, self._checkpoint.feature_config.n_features
+        own_centre = centre is None and self.speaker_normalised
+        order = sorted(range(len(pieces)), key=lambda i: pieces[i].size)
+        batches = [order[first : first + batch_size] for first in range(0, len(order), batch_size)]
+
+        def front_end(chunk: list[int]) -> tuple[Tensor, Tensor]:
+            # All speeds in one batch, speed-major: rows [k*n, (k+1)*n) hold speed k.
+            batch, lengths = _collate([change_speed(pieces[i], speed) for speed in speeds for i in chunk])
+            return extractor.uncentred(batch.to(self._device), lengths.to(self._device))
+
+        kept: list[tuple[Tensor, Tensor] | None] = [None] * len(batches)
+        with torch.inference_mode():
+            if own_centre and pieces:
+                sums = torch.zeros(len(speeds), n_features, dtype=torch.float64)
+                counts = torch.zeros(len(speeds), dtype=torch.float64)
+                budget = _KEEP_BYTES
+                for b, chunk in enumerate(batches):
+                    feats, frame_lengths = front_end(chunk)  # (V*B, frames, F), (V*B,)
+                    valid = torch.arange(feats.shape[1], device=feats.device)[None] < frame_lengths[:, None]
+                    sums += (feats * valid[..., None]).sum(1).double().cpu().reshape(len(speeds), len(chunk), -1).sum(1)
+                    counts += frame_lengths.double().cpu().reshape(len(speeds), -1).sum(1)
+                    budget -= feats.numel() * feats.element_size()
+                    if budget >= 0:  # beyond the budget (hours of encoder states) they are computed again
+                        kept[b] = (feats, frame_lengths)
+                mean = (sums / counts[:, None]).float()  # (V, F)
+                centre = mean[0] if len(speeds) == 1 else mean
+            results: list[SegmentPrediction | None] = [None] * len(pieces)
+            sr, at_one = self.sample_rate, speeds.index(1.0)
+            for b, chunk in enumerate(batches):
+                n = len(chunk)
+                feats, frame_lengths = kept[b] or front_end(chunk)
+                kept[b] = None
+                rows = self._centre_rows(centre, n) if self.speaker_normalised and centre is not None else None
+                feats, frame_lengths = extractor.normalised(*extractor.centred(feats, frame_lengths, rows))
+                logits, weights = self._model(feats, frame_lengths)  # (V*B, C), (V*B, steps)
+                probs = torch.softmax(logits.double(), dim=1).reshape(len(speeds), n, -1).mean(0).cpu().numpy()  # (B, C)
+                plain = slice(at_one * n, (at_one + 1) * n)  # the speed-1.0 rows: the input's time axis
+                steps = self._model.output_lengths(frame_lengths[plain]).cpu()
+                weights = weights[plain].double().cpu().numpy()
+                for row, i in enumerate(chunk):
+                    p = probs[row] / probs[row].sum()
+                    att = weights[row, : int(steps[row])]
+                    begin, end = spans[i]
+                    results[i] = SegmentPrediction(
+                        start=begin / sr,
+                        end=end / sr,
+                        prediction=Prediction(
+                            label=self._labels[int(np.argmax(p))],
+                            probabilities={label: float(v) for label, v in zip(self._labels, p, strict=True)},
+                            attention=(att / att.sum()).astype(np.float32),
+                            attention_hop=self._hop_s,
+                            attention_offset=offsets[i] / sr,
+                            duration=(end - begin) / sr,
+                        ),
+                    )
+        return results, centre  # type: ignore[return-value]  # every slot is filled above
+
+
+# predict_speech keeps a recording's features between the speaker mean and the model up to this
+# size; past it (long recordings of encoder states) the front end runs again instead.
+_KEEP_BYTES = 256 * 1024 * 1024
+
 
 def _collate(waveforms: list[np.ndarray]) -> tuple[Tensor, Tensor]:
     """Zero-pad ``(samples_i,)`` arrays into ``(batch, max_samples)`` float32 and lengths ``(batch,)``.

@@ -3,8 +3,10 @@
 webrtcvad labels fixed 10/20/30 ms frames of 16-bit PCM as speech or not. A small state
 machine turns those labels into segments: speech opens when the current frame is voiced
 and most of a short window of recent frames is voiced too (so a lone click does not),
-and closes after ``min_silence_ms`` without a voiced frame. Segments are then padded and
-too-short ones dropped. :class:`StreamingVad` takes audio in chunks of any size and
+and closes after ``min_silence_ms`` without a voiced frame. Speech that runs on past
+``max_segment_s`` is cut at the quietest frame of the open segment's second half (a breath,
+a stop consonant), so a listener gets results while someone keeps talking. Segments are
+then padded and too-short ones dropped. :class:`StreamingVad` takes audio in chunks of any size and
 reports each segment as soon as it is known to be over; :func:`segment_speech` runs the
 same machine over a whole waveform, so both give identical segments.
 """
@@ -44,8 +46,8 @@ class VadConfig:
         min_speech_ms: segments with less speech than this are dropped.
         min_silence_ms: a pause at least this long ends a segment.
         sample_rate: rate of the input, one of 8000, 16000, 32000, 48000 Hz.
-        max_segment_s: speech running longer is cut into pieces of this length, so a
-            listener gets results while someone keeps talking.
+        max_segment_s: speech running longer is cut at the quietest frame of the open
+            segment's second half, so pieces last from half this length up to this length.
     """
 
     frame_ms: int = 30
@@ -54,7 +56,7 @@ class VadConfig:
     min_speech_ms: int = 200
     min_silence_ms: int = 300
     sample_rate: int = 16000
-    max_segment_s: float = 15.0
+    max_segment_s: float = 4.0
 
     def __post_init__(self) -> None:
         if self.frame_ms not in _FRAME_MS:
@@ -136,6 +138,9 @@ class StreamingVad:
         self._silence_frames = max(1, math.ceil(cfg.min_silence_ms / cfg.frame_ms))
         self._max_frames = max(1, int(cfg.max_segment_s * 1000 // cfg.frame_ms))
         self._recent: deque[bool] = deque(maxlen=window)  # labels while no segment is open
+        # Label and energy of the latest frames, enough to cover an open segment and its onset
+        # window: a cut looks back for the quietest frame.
+        self._history: deque[tuple[bool, float]] = deque(maxlen=self._max_frames + window + 1)
         self._pending = np.zeros(0, np.int16)  # samples of the part-frame not yet classified
         self._received = 0  # samples pushed so far
         self._frames = 0  # frames classified so far
@@ -149,6 +154,14 @@ class StreamingVad:
     def position(self) -> float:
         """Seconds of audio pushed so far."""
         return self._received / self.config.sample_rate
+
+    @property
+    def open_start(self) -> float | None:
+        """Start (seconds) the open segment will be reported with, or None while none is open."""
+        if self._start is None:
+            return None
+        pad = 0.0 if self._start_is_cut else self.config.padding_ms / 1000.0
+        return round(max(0.0, self._start * self._frame_s - pad), 6)
 
     def push(self, samples: np.ndarray) -> list[Segment]:
         """Feed float samples, shape ``(n,)`` at ``config.sample_rate``; any ``n`` >= 0.
@@ -170,12 +183,14 @@ class StreamingVad:
             else _to_pcm16(samples)
         )
         whole = pcm.size - pcm.size % self._frame
+        frames = pcm[:whole].reshape(-1, self._frame).astype(np.float64)
+        energies = np.einsum("ij,ij->i", frames, frames)  # (frames,) sum of squares
         segments: list[Segment] = []
-        for offset in range(0, whole, self._frame):
+        for k, offset in enumerate(range(0, whole, self._frame)):
             voiced = self._vad.is_speech(
                 pcm[offset : offset + self._frame].tobytes(), self.config.sample_rate
             )
-            segments.extend(self._step(bool(voiced)))
+            segments.extend(self._step(bool(voiced), float(energies[k])))
         self._pending = pcm[whole:].copy()
         return segments
 
@@ -194,9 +209,10 @@ class StreamingVad:
 
     # -- state machine, one call per classified frame ------------------------------------
 
-    def _step(self, voiced: bool) -> list[Segment]:
+    def _step(self, voiced: bool, energy: float) -> list[Segment]:
         index = self._frames
         self._frames += 1
+        self._history.append((voiced, energy))
         seen_s = self._frames * self._frame_s  # audio classified so far: the clamp for padding
         if self._start is None:
             self._recent.append(voiced)
@@ -216,11 +232,26 @@ class StreamingVad:
         if index + 1 - self._start >= self._max_frames:
             if self._silence_run:  # already pausing: end at the last voiced frame
                 return self._close(self._last_voiced + 1, cut=False, seen_s=seen_s)
-            segments = self._close(index + 1, cut=True, seen_s=seen_s)
-            self._open(index + 1, cut=True)  # speech goes on: the next piece starts here
-            self._last_voiced = index
-            return segments
+            return self._cut(index, seen_s)
         return []
+
+    def _cut(self, index: int, seen_s: float) -> list[Segment]:
+        """Speech goes on past the maximum: end the open segment at the start of the quietest
+        frame of its second half; the next piece starts there and keeps the frames after it."""
+        assert self._start is not None
+        first = self._frames - len(self._history)  # frame index of _history[0]
+        lo = self._start + max(1, self._max_frames // 2)
+        window = [self._history[i - first] for i in range(lo, index + 1)]
+        # (A one- or two-frame maximum leaves no second half: cut after the current frame.)
+        quietest = lo + int(np.argmin([energy for _, energy in window])) if window else index + 1
+        segments = self._close(quietest, cut=True, seen_s=seen_s)
+        self._open(quietest, cut=True)
+        carried = [voiced for voiced, _ in window[quietest - lo :]]  # frames quietest..index
+        voiced_at = [i for i, v in enumerate(carried) if v]
+        # No voiced frame carried over: the piece stays empty (end <= start) unless speech follows.
+        self._last_voiced = quietest + voiced_at[-1] if voiced_at else quietest - 1
+        self._silence_run = index - self._last_voiced
+        return segments
 
     def _open(self, first: int, *, cut: bool) -> None:
         self._start = first

@@ -5,8 +5,14 @@ the profile page) or the browser session. A session request must carry a valid C
 like any form post: otherwise any website could make a logged-in browser call the API.
 Token requests need no CSRF token because a browser never attaches the header by itself.
 
+The answer is the result dict of :mod:`recognition.services.classify` plus, at top level,
+``speech`` (whether any speech was found) and the verdict's ``label`` and ``probabilities``
+(both null without speech: silence has no emotion). Query parameters: ``spectrogram=0``
+leaves the spectrogram out, ``whole=1`` adds the whole recording classified as one
+utterance.
+
 Every error is JSON ``{"error": message, "code": short_code}`` with a fitting status:
-401 no or bad token, 403 CSRF, 400 missing file or bad model id, 413 too large,
+401 no or bad token, 403 CSRF, 400 missing file, bad model id or bad flag, 413 too large,
 422 not decodable audio, 503 no model.
 """
 
@@ -20,14 +26,10 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from recognition.engine.audio import AudioError
-from recognition.tokens import api_token_authenticate
-from recognition.uploads import (
-    NoModelError,
-    UnknownVersionError,
-    upload_limit_install,
-    uploaded_file_classify,
-    version_id_parse,
-)
+from recognition.services.classify import uploaded_file_classify
+from recognition.services.inference import NoModelError, UnknownVersionError
+from recognition.services.tokens import api_token_authenticate
+from recognition.services.uploads import upload_limit_install, version_id_parse
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> JsonResponse:
@@ -56,10 +58,8 @@ def _csrf_failure(request: HttpRequest) -> str | None:
 @login_not_required
 @csrf_exempt
 def classify(request: HttpRequest) -> JsonResponse:
-    """Multipart ``file`` (audio) and optional ``model`` (version id) -> the result dict as JSON.
-
-    The response adds ``label`` and ``probabilities`` of the whole recording at top level.
-    """
+    """Multipart ``file`` (audio) and optional ``model`` (version id) -> the result dict as JSON
+    (see the module docstring)."""
     if request.method != "POST":
         return _error(405, "method_not_allowed", "Use POST with a multipart/form-data body.", Allow="POST")
     limit = upload_limit_install(request)  # before anything parses the body
@@ -96,12 +96,31 @@ def classify(request: HttpRequest) -> JsonResponse:
     except ValueError:
         return _error(400, "bad_model", "'model' must be the id of a model version (a number).")
     try:
-        result = uploaded_file_classify(uploaded=uploaded, version_id=version_id)
+        spectrogram, whole = _flag(request, "spectrogram", True), _flag(request, "whole", False)
+    except ValueError as exc:
+        return _error(400, "bad_flag", str(exc))
+    try:
+        result = uploaded_file_classify(uploaded=uploaded, version_id=version_id, whole=whole, spectrogram=spectrogram)
     except UnknownVersionError as exc:
         return _error(400, "bad_model", str(exc))
     except NoModelError as exc:
         return _error(503, "no_model", str(exc))
     except AudioError as exc:
         return _error(422, "bad_audio", str(exc))
-    whole = result.get("whole") or {}
-    return JsonResponse({"label": whole.get("label"), "probabilities": whole.get("probabilities"), **result})
+    verdict = result["verdict"] or {}
+    return JsonResponse(
+        {"speech": bool(verdict), "label": verdict.get("label"), "probabilities": verdict.get("probabilities"), **result}
+    )
+
+
+def _flag(request: HttpRequest, name: str, default: bool) -> bool:
+    """A yes/no query parameter: 1/true/yes or 0/false/no. Raises ValueError otherwise."""
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise ValueError(f"'{name}' must be 0 or 1, not {raw[:20]!r}.")

@@ -7,7 +7,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from recognition.tokens import ApiTokenError, api_token_create, api_token_list, api_token_revoke
+from recognition.selectors import api_token_list
+from recognition.services.tokens import ApiTokenError, api_token_create, api_token_revoke
 
 # The new secret travels to the next page view in the session and is removed there: shown
 # once, and a reload of that page does not show it again (nor create a second token).

@@ -18,12 +18,9 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from recognition.engine.audio import AudioError
 from recognition.models import ModelVersion
 from recognition.selectors import model_version_list
-from recognition.uploads import (
-    NoModelError,
-    max_upload_bytes,
-    upload_limit_install,
-    uploaded_file_classify,
-)
+from recognition.services.classify import uploaded_file_classify
+from recognition.services.inference import NoModelError
+from recognition.services.uploads import max_upload_bytes, upload_limit_install
 
 
 def _version_label(version: ModelVersion) -> str:

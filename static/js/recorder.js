@@ -4,7 +4,8 @@
 //
 // Protocol (see the consumer): text {"type":"start","mime","model"}, then binary chunks
 // (timeslice 250 ms), then text {"type":"stop"}; the server answers ready, segment,
-// progress, final (then closes with 1000) or error (then closes).
+// provisional (the segment in progress, about once a second), progress, final (then
+// closes with 1000) or error (then closes).
 (function () {
   "use strict";
 
@@ -102,7 +103,7 @@
   function liveResult(rec) {
     return {
       model: rec.model, duration: Math.max(rec.heard, rec.segments.length ? rec.segments[rec.segments.length - 1].end : 0),
-      whole: null, segments: rec.segments, spectrogram: null,
+      verdict: null, whole: null, segments: rec.segments, spectrogram: null, provisional: rec.provisional,
     };
   }
 
@@ -133,7 +134,7 @@
     }
     const rec = {
       number: recordings.length + 1, stream: stream, recorder: recorder, mime: recorder.mimeType || pickMime(),
-      chunks: [], segments: [], heard: 0, model: modelInfo(modelId), modelId: modelId, result: null,
+      chunks: [], segments: [], provisional: null, heard: 0, model: modelInfo(modelId), modelId: modelId, result: null,
       failed: false, listed: false, startedAt: 0, timer: null, maxSeconds: null, note: "",
     };
     current = rec;
@@ -169,9 +170,16 @@
       case "segment": {
         const seg = { index: msg.index, start: msg.start, end: msg.end, label: msg.label, probabilities: msg.probabilities };
         rec.segments.push(seg);
+        if (rec.provisional && rec.provisional.index <= seg.index) rec.provisional = null; // it has ended
         if (!rec.result) window.renderResult(ui.result, liveResult(rec), { live: true });
         break;
       }
+      case "provisional":
+        if (!rec.segments.length || msg.index > rec.segments[rec.segments.length - 1].index) {
+          rec.provisional = { index: msg.index, start: msg.start, end: msg.end, label: msg.label, probabilities: msg.probabilities };
+          if (!rec.result) window.renderResult(ui.result, liveResult(rec), { live: true });
+        }
+        break;
       case "progress":
         rec.heard = msg.seconds || rec.heard;
         if (!rec.result && rec.recorder.state === "recording") {
@@ -181,7 +189,8 @@
       case "final":
         rec.result = msg.result;
         window.renderResult(ui.result, rec.result, { live: false });
-        setStatus("Done: " + (rec.result.whole ? rec.result.whole.label : "no speech found") + "." +
+        rec.provisional = null;
+        setStatus("Done: " + (rec.result.verdict ? rec.result.verdict.label : "no speech") + "." +
           (rec.note ? " " + rec.note : ""));
         listRecording(rec);
         break;
@@ -205,7 +214,7 @@
     rec.recorder.onstop = () => {
       if (rec.ws.readyState === WebSocket.OPEN && !rec.failed) {
         rec.ws.send(JSON.stringify({ type: "stop" }));
-        setStatus("Analysing the whole recording…");
+        setStatus("Finishing the last segment…");
       }
       releaseMicrophone(rec);
     };
@@ -217,7 +226,7 @@
     rec.startedAt = performance.now();
     ui.box.classList.add("recording");
     ui.stop.disabled = false;
-    setStatus("Recording with " + describeModel(rec.model) + " — speak, pause now and then, press Stop when done.");
+    setStatus("Recording with " + describeModel(rec.model) + " — speak, press Stop when done.");
     rec.timer = setInterval(() => {
       const seconds = (performance.now() - rec.startedAt) / 1000;
       ui.time.textContent = seconds.toFixed(1) + " s";
@@ -261,6 +270,7 @@
     }
     if (!rec.result) {
       setStatus(rec.chunks.length ? "The recording was kept below; it has no result." : "");
+      rec.provisional = null;
       if (rec.segments.length) window.renderResult(ui.result, liveResult(rec), { live: false });
       else window.clearResult(ui.result); // no "Listening…" left behind
     }
@@ -304,12 +314,12 @@
     download.textContent = "Download";
     if (item.result) {
       const r = item.result;
-      const label = r.whole ? r.whole.label : "no speech";
+      const label = r.verdict ? r.verdict.label : "no speech";
       summary.innerHTML = "";
-      if (r.whole) {
+      if (r.verdict) {
         const chip = document.createElement("span");
         chip.className = "rv-swatch small";
-        chip.style.background = window.emotionColor(r.whole.label);
+        chip.style.background = window.emotionColor(r.verdict.label);
         summary.appendChild(chip);
       }
       summary.appendChild(document.createTextNode(" " + label + " · " + r.duration.toFixed(1) + " s · " +

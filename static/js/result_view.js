@@ -1,7 +1,9 @@
-// Draws a recognition result (the dict of recognition/analysis.py) into a container:
-// the current emotion with one probability bar per class, a Plotly timeline of the speech
-// segments, the recording's log-Mel spectrogram with the model's attention over it, and
-// a table of the segments. Used by the record page (live, then final) and the upload page.
+// Draws a recognition result (the dict of recognition/services/classify.py) into a container:
+// the emotion (the verdict of the speech segments; "No speech" without any) with one
+// probability bar per class, a Plotly timeline of the speech segments, the recording's
+// log-Mel spectrogram with the model's attention over it, and a table of the segments.
+// Used by the record page (live, then final) and the upload page. While live, a result may
+// carry `provisional`: the segment in progress, shown marked as provisional.
 //
 //   window.renderResult(container, result, {live: bool})
 //
@@ -40,7 +42,7 @@
 
   function labelsOf(result) {
     if (result.model && result.model.labels && result.model.labels.length) return result.model.labels;
-    const first = result.whole || (result.segments || [])[0];
+    const first = result.verdict || result.whole || (result.segments || [])[0] || result.provisional;
     return first ? Object.keys(first.probabilities) : [];
   }
 
@@ -79,31 +81,50 @@
     return parts;
   }
 
-  function renderCurrent(parts, result, live) {
+  function plural(n, word) {
+    return n + " " + word + (n === 1 ? "" : "s");
+  }
+
+  // What the Emotion card shows: the final verdict, else (live) the segment in progress or the
+  // latest segment. Returns {shown, caption, provisional} or null.
+  function current(result, live) {
     const segments = result.segments || [];
-    let shown = null;
-    let caption = "";
-    if (result.whole) {
-      shown = result.whole;
-      caption = "Whole recording, " + fmtTime(result.duration) +
-        (segments.length ? " · " + segments.length + " speech segment" + (segments.length === 1 ? "" : "s") : "");
-    } else if (segments.length) {
-      const last = segments[segments.length - 1];
-      shown = last;
-      caption = "Latest segment, " + fmtTime(last.start) + " – " + fmtTime(last.end);
+    const last = segments[segments.length - 1];
+    if (!live && result.verdict) {
+      let caption = "From the speech: " + plural(result.verdict.segments, "segment") + ", " +
+        fmtTime(result.verdict.speech_seconds) + " of speech in " + fmtTime(result.duration);
+      if (result.whole) caption += " · the whole recording as one utterance: " + result.whole.label + " " +
+        pct(result.whole.probabilities[result.whole.label] || 0);
+      return { shown: result.verdict, caption: caption, provisional: false };
     }
+    // Live, or a recording cut off before its final result: the segment in progress, else the latest.
+    const p = live ? result.provisional : null;
+    if (p && (!last || p.index > last.index)) {
+      return { shown: p, caption: "Segment in progress, from " + fmtTime(p.start) + " · provisional: it may change " +
+        "until the segment ends", provisional: true };
+    }
+    if (last) return { shown: last, caption: "Latest segment, " + fmtTime(last.start) + " – " + fmtTime(last.end), provisional: false };
+    return null;
+  }
+
+  function renderCurrent(parts, result, live) {
+    const now = current(result, live);
     parts.bars.textContent = "";
     parts.label.textContent = "";
-    if (!shown) {
-      parts.label.appendChild(el("span", { className: "muted", text: live ? "Listening…" : "No speech found" }));
-      parts.caption.textContent = live ? "The emotion appears after each pause in speech." : "";
+    parts.label.dataset.provisional = String(Boolean(now && now.provisional));
+    if (!now) {
+      parts.label.appendChild(el("span", { className: live ? "muted" : "muted rv-no-speech", text: live ? "Listening…" : "No speech" }));
+      parts.caption.textContent = live ? "An emotion appears as soon as you speak." :
+        "No speech was found in this recording, so there is no emotion to show.";
       return;
     }
+    const shown = now.shown;
     const color = window.emotionColor(shown.label);
     parts.label.appendChild(el("span", { className: "rv-swatch", style: "background:" + color }));
     parts.label.appendChild(el("span", { className: "rv-name", text: shown.label }));
     parts.label.appendChild(el("span", { className: "rv-prob muted", text: pct(shown.probabilities[shown.label] || 0) }));
-    parts.caption.textContent = caption;
+    if (now.provisional) parts.label.appendChild(el("span", { className: "badge rv-provisional", text: "provisional" }));
+    parts.caption.textContent = now.caption;
     for (const label of labelsOf(result)) {
       const p = shown.probabilities[label] || 0;
       const fill = el("div", { style: "width:" + (100 * p).toFixed(1) + "%;background:" + window.emotionColor(label) });
@@ -166,25 +187,41 @@
     card.classList.remove("rv-empty");
     const columns = spec.db[0].length;
     const times = Array.from({ length: columns }, (_, j) => (j + 0.5) * spec.hop);
+    // A flat picture (digital silence) is drawn as the floor, not as Plotly's middle colour.
+    let lowest = Infinity;
+    let highest = -Infinity;
+    for (const row of spec.db) for (const v of row) { lowest = Math.min(lowest, v); highest = Math.max(highest, v); }
+    if (highest <= lowest) highest = lowest + 80;
     const traces = [{
       type: "heatmap",
       z: spec.db,
       x: times,
       y: Array.from({ length: spec.n_mels }, (_, i) => i),
       colorscale: "Viridis",
+      zmin: lowest,
+      zmax: highest,
       showscale: false,
       hovertemplate: "%{x:.2f} s, Mel band %{y}: %{z:.0f} dB<extra></extra>",
       name: "log-Mel",
     }];
-    const whole = result.whole;
-    if (whole && whole.attention && whole.attention.length) {
-      const at = whole.attention.map((_, i) => whole.attention_offset + (i + 0.5) * whole.attention_hop);
+    // The attention of each segment (or of the whole recording, when it was asked for) on the
+    // recording's time axis; a gap between segments.
+    const whole = result.whole && result.whole.attention && result.whole.attention.length ? result.whole : null;
+    const sources = whole ? [whole] : (result.segments || []).filter((s) => s.attention && s.attention.length);
+    const at = [];
+    const weight = [];
+    for (const s of sources) {
+      if (at.length) { at.push(null); weight.push(null); }
+      s.attention.forEach((w, i) => { at.push(s.attention_offset + (i + 0.5) * s.attention_hop); weight.push(w); });
+    }
+    if (at.length) {
       traces.push({
         type: "scatter",
         mode: "lines",
         name: "attention",
         x: at,
-        y: whole.attention,
+        y: weight,
+        connectgaps: false,
         yaxis: "y2",
         line: { color: "#ff5a36", width: 2.5, shape: "spline", smoothing: 0.6 },
         fill: "tozeroy",
@@ -197,7 +234,7 @@
       type: "rect", xref: "x", yref: "paper", x0: s.start, x1: s.end, y0: 1.01, y1: 1.06,
       fillcolor: window.emotionColor(s.label), line: { width: 0 },
     }));
-    const maxAttention = whole && whole.attention && whole.attention.length ? Math.max(...whole.attention) : 1;
+    const maxAttention = weight.length ? Math.max(...weight.filter((w) => w !== null)) : 1;
     const layout = {
       margin: { l: 48, r: 56, t: 22, b: 40 },
       font: FONT,
@@ -210,9 +247,10 @@
       shapes: shapes,
       showlegend: false,
     };
-    parts.specNote.textContent = "Log-Mel spectrogram (0–" + Math.round(spec.f_max) + " Hz); the orange line is the " +
-      "weight the model's attention gave each moment when it classified the whole recording; the strip on top " +
-      "shows the speech segments.";
+    parts.specNote.textContent = "Log-Mel spectrogram (0–" + Math.round(spec.f_max) + " Hz)" + (at.length ?
+      "; the orange line is the weight the model's attention gave each moment when it classified " +
+      (whole ? "the whole recording" : "each speech segment") + "; the strip on top shows the speech segments." :
+      ". No speech segment, so no attention to show.");
     window.Plotly.react(parts.spec, traces, layout, PLOT_CONFIG);
   }
 

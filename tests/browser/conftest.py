@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import ROOT, worker_env
-from tests.synth import SR, speech_like, write_wav
+from tests.synth import SR, continuous_voice, speech_like, write_wav
 
 CHROMIUM = Path(os.environ.get("SER_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = ROOT / "var" / "screenshots"
@@ -159,8 +159,11 @@ def speech_with_pauses(seconds: float = 8.0, *, seed: int = 0) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def fake_microphone_wav(tmp_path_factory) -> Path:
-    """16-bit PCM mono WAV that Chromium's fake microphone plays in a loop."""
-    return write_wav(tmp_path_factory.mktemp("mic") / "speech.wav", speech_with_pauses())
+    """16-bit PCM mono WAV that Chromium's fake microphone plays in a loop: about 4 s of bursts
+    with pauses, then 6 s of voice without a pause (cut at the VAD's maximum segment length),
+    then a pause."""
+    wave = np.concatenate([speech_with_pauses(4.0), continuous_voice(6.0)])
+    return write_wav(tmp_path_factory.mktemp("mic") / "speech.wav", wave)
 
 
 BASE_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--autoplay-policy=no-user-gesture-required"]

@@ -1,9 +1,10 @@
 """The record and upload pages in a real Chromium against a real Daphne server.
 
-The record test speaks into Chromium's fake microphone (a synthetic WAV with pauses, see
-conftest.py), streams it over the websocket to the real consumer, and checks what the
-person sees: live segments, the final emotion, the timeline, and the attention drawn over
-the spectrogram. Screenshots land in var/screenshots/.
+The record test speaks into Chromium's fake microphone (a synthetic WAV with pauses, then
+continuous voice, see conftest.py), streams it over the websocket to the real consumer, and
+checks what the person sees: live segments, a provisional emotion for the segment in
+progress, the final emotion (from the speech segments), the timeline, and the attention
+drawn over the spectrogram. Screenshots land in var/screenshots/.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import http.client
 import json
 import re
 
+import numpy as np
 import pytest
 
 from tests.browser.conftest import launch_chromium, open_logged_in_page
@@ -49,9 +51,16 @@ def test_record_live(logged_in_page, model, screenshot):
     assert page.locator("#start").is_enabled() and page.locator("#stop").is_disabled()
     page.click("#start")
     page.wait_for_selector("#stop:enabled")
-    # Speak for about four seconds of recorded time; segments arrive while recording.
-    page.wait_for_function("() => parseFloat(document.getElementById('rec-time').textContent) >= 4.2", timeout=30_000)
-    page.wait_for_selector("#result .rv-segments tbody tr", timeout=30_000)
+    # While someone speaks, the segment in progress gets a provisional emotion, marked as such.
+    page.wait_for_selector("#result .rv-label[data-provisional=true] .rv-provisional", timeout=30_000)
+    assert page.locator("#result .rv-provisional").text_content() == "provisional"
+    assert page.locator("#result .rv-name").text_content() in LABELS
+    assert "provisional" in page.locator("#result .rv-caption").text_content()
+    screenshot(page, "record-provisional")
+    # Speak for about ten seconds of recorded time: bursts with pauses, then six seconds of voice
+    # without a pause. Segments arrive while recording, the long stretch cut into pieces.
+    page.wait_for_function("() => parseFloat(document.getElementById('rec-time').textContent) >= 10.0", timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('#result .rv-segments tbody tr').length >= 4", timeout=30_000)
     assert page.locator("#result").get_attribute("data-state") == "live"
     level = page.evaluate("() => parseFloat(document.querySelector('#meter > div').style.width)")
     screenshot(page, "record-live")
@@ -63,14 +72,15 @@ def test_record_live(logged_in_page, model, screenshot):
     assert page.locator("#rec-error").is_hidden(), page.locator("#rec-error").text_content()
     label = page.locator("#result .rv-name").text_content()
     assert label in LABELS
+    assert page.locator("#result .rv-provisional").count() == 0
     caption = page.locator("#result .rv-caption").text_content()
-    assert caption.startswith("Whole recording")
+    assert caption.startswith("From the speech:")
     # Every chunk arrived and was decoded: the server heard (about) what was recorded.
-    assert float(re.search(r"([\d.]+) s", caption).group(1)) >= 3.5, caption
+    assert float(re.search(r"in ([\d.]+) s", caption).group(1)) >= 9.5, caption
     bars = page.locator("#result .rv-bars .emotion-bar")
     assert bars.count() == len(LABELS)
     rows = page.locator("#result .rv-segments tbody tr").count()
-    assert rows >= 2, "the fake microphone's pauses cut the speech into segments"
+    assert rows >= 4, "the fake microphone's pauses and the maximum length cut the speech into segments"
     timeline = plot_traces(page, "#result .rv-timeline")
     assert [t["name"] for t in timeline] == LABELS and all(t["n"] == rows for t in timeline)
     spec = plot_traces(page, "#result .rv-spec")
@@ -209,6 +219,16 @@ def test_upload_page(logged_in_page, model, tmp_path, screenshot):
     assert page.locator("#result").count() == 0
     screenshot(page, "upload-error", full_page=False)
 
+    # Digital silence: no speech, never an emotion.
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(10 * 16000, np.float32))
+    page.set_input_files("input[name=file]", str(silence))
+    page.click("button[type=submit]")
+    page.wait_for_selector("#result .rv-spec .main-svg")
+    assert page.locator("#result .rv-no-speech").text_content() == "No speech"
+    assert page.locator("#result .rv-name").count() == 0 and page.locator("#result .rv-bars .emotion-bar").count() == 0
+    screenshot(page, "upload-silence")
+    assert page.js_errors == []
+
 
 def _multipart(fields: dict[str, tuple[str, bytes] | str]) -> tuple[bytes, str]:
     boundary = "ser-test-boundary-7d1f"
@@ -227,7 +247,7 @@ def _multipart(fields: dict[str, tuple[str, bytes] | str]) -> tuple[bytes, str]:
 def test_api_over_daphne(daphne_server, model, user, tmp_path, daphne_extra_env):
     """The API through the real ASGI stack (Daphne, the upload guard, Django): a token request
     classifies a file; one over the limit gets the JSON 413."""
-    from recognition.tokens import api_token_create
+    from recognition.services.tokens import api_token_create
 
     _, secret = api_token_create(user=user, name="daphne")
 
@@ -254,7 +274,7 @@ def test_api_over_daphne(daphne_server, model, user, tmp_path, daphne_extra_env)
 def test_profile_tokens(logged_in_page, screenshot):
     """Create a token (its secret is shown once), then revoke it after confirming."""
     from recognition.models import ApiToken
-    from recognition.tokens import api_token_authenticate
+    from recognition.services.tokens import api_token_authenticate
 
     page = logged_in_page
     page.goto("/profile/")

@@ -9,10 +9,11 @@ from __future__ import annotations
 import io
 import math
 
+import numpy as np
 import pytest
 from django.test import Client
 
-from recognition.tokens import api_token_create, api_token_revoke
+from recognition.services.tokens import api_token_create, api_token_revoke
 from tests.synth import speech_silence_speech, write_wav
 from tests.tiny_model import LABELS, register_tiny
 
@@ -54,19 +55,44 @@ def test_token_classifies_a_file(client, version, secret, wav_bytes, user):
     assert response.status_code == 200, response.content
     data = response.json()
     assert data["model"] == {"id": version.pk, "name": "tiny", "version": 1, "labels": LABELS}
-    assert data["label"] in LABELS and data["label"] == data["whole"]["label"]
-    assert data["probabilities"] == data["whole"]["probabilities"]
+    # The verdict comes from the speech segments; the whole-recording pass was not asked for.
+    assert data["speech"] is True and data["whole"] is None
+    assert data["label"] in LABELS and data["label"] == data["verdict"]["label"]
+    assert data["probabilities"] == data["verdict"]["probabilities"]
     assert math.isclose(sum(data["probabilities"].values()), 1.0, abs_tol=1e-4)
     assert data["duration"] == pytest.approx(3.4, abs=0.01)
     # Speech, a pause, speech: two segments, in order, inside the recording.
     assert [s["index"] for s in data["segments"]] == [0, 1]
     assert 0 <= data["segments"][0]["start"] < data["segments"][0]["end"] < data["segments"][1]["start"]
     assert data["segments"][1]["end"] <= data["duration"]
-    assert len(data["whole"]["attention"]) > 0 and data["whole"]["attention_hop"] > 0
+    assert all(len(s["attention"]) > 0 and s["attention_hop"] > 0 for s in data["segments"])
     assert data["spectrogram"]["n_mels"] == len(data["spectrogram"]["db"]) == 64
     # The use is recorded on the token.
     token = user.api_tokens.get()
     assert token.last_used_at is not None
+
+
+def test_spectrogram_off_and_whole_on_request(client, version, secret, wav_bytes):
+    response = client.post(URL + "?spectrogram=0&whole=1", upload(wav_bytes), **bearer(secret))
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["spectrogram"] is None
+    assert data["whole"]["label"] in LABELS and len(data["whole"]["attention"]) > 0
+    assert data["label"] == data["verdict"]["label"]  # the verdict stays the speech's
+    assert len(response.content) < 20_000
+    refused = client.post(URL + "?spectrogram=maybe", upload(wav_bytes), **bearer(secret))
+    assert refused.status_code == 400 and refused.json()["code"] == "bad_flag"
+    assert "'spectrogram' must be 0 or 1" in refused.json()["error"]
+
+
+def test_silence_is_no_speech_not_an_emotion(client, version, secret, tmp_path):
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(10 * 16000, np.float32)).read_bytes()
+    response = client.post(URL, upload(silence), **bearer(secret))
+    assert response.status_code == 200, response.content
+    data = response.json()
+    assert data["speech"] is False and data["label"] is None and data["probabilities"] is None
+    assert data["verdict"] is None and data["segments"] == [] and data["whole"] is None
+    assert data["duration"] == 10.0
 
 
 def test_without_token_is_401(client, version, wav_bytes):

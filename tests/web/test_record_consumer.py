@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 
 from recognition.engine.audio import decode_audio
 from recognition.engine.stream import encode_chunks
-from tests.synth import speech_like, speech_silence_speech, write_wav
+from tests.synth import continuous_voice, speech_like, speech_silence_speech, write_wav
 from tests.tiny_model import LABELS, tiny_checkpoint
 
 TIMEOUT = 30  # seconds a test waits for one message: generous, never an assertion on speed
@@ -22,8 +22,8 @@ TIMEOUT = 30  # seconds a test waits for one message: generous, never an asserti
 @pytest.fixture
 def live(transactional_db, redis_server, tmp_path, user, one_thread):
     """An active tiny model, an empty predictor cache and a user; the per-user slot key is emptied."""
-    from recognition.inference import predictor_cache_clear
     from recognition.services import model_version_register
+    from recognition.services.inference import predictor_cache_clear
 
     predictor_cache_clear()
     version = model_version_register(name="tiny", checkpoint_path=tiny_checkpoint(tmp_path / "tiny.pt"), activate=True)
@@ -90,7 +90,7 @@ def wait_for_no_decoders() -> None:
 
 @pytest.mark.parametrize("container,mime", [("webm", "audio/webm;codecs=opus"), ("ogg", "audio/ogg;codecs=opus")])
 def test_stream_gives_segments_as_speech_pauses_and_a_final_result(live, user, settings, container, mime):
-    from recognition.inference import predictor_for
+    from recognition.services.inference import predictor_for
 
     wave, truth = speech_silence_speech("angry", speech=1.0, silence=1.0)
     chunks = encode_chunks(wave, container=container)
@@ -130,18 +130,26 @@ def test_stream_gives_segments_as_speech_pauses_and_a_final_result(live, user, s
         assert set(seg["probabilities"]) == set(LABELS)
         assert sum(seg["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
         assert seg["label"] == max(seg["probabilities"], key=seg["probabilities"].get)
+    live_keys = ["index", "start", "end", "label", "probabilities"]
+    assert all(sorted(s) == sorted(["type", *live_keys]) for s in segments)
     progress = [m["seconds"] for m in messages if m["type"] == "progress"]
     assert progress == sorted(progress) and 2.5 <= progress[-1] <= wave.size / 16000 + 0.1
 
-    # The final result is the whole decoded recording, classified exactly as the predictor does.
+    # The final result: the live segments (with their attention now), the verdict from them,
+    # no whole-recording pass, the spectrogram of the whole decoded recording.
     result = messages[-1]["result"]
     _, predictor = predictor_for()
     decoded = decode_audio(b"".join(chunks))
     assert result["duration"] == pytest.approx(decoded.size / 16000, abs=1e-3)
-    expected = predictor.predict(decoded)
-    assert result["whole"]["label"] == expected.label
-    assert result["whole"]["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
-    assert result["segments"] == segments_without_type(segments)
+    assert result["whole"] is None
+    assert [{k: s[k] for k in live_keys} for s in result["segments"]] == segments_without_type(segments)
+    for seg in result["segments"]:  # the attention on the recording's time axis, inside its segment
+        assert sum(seg["attention"]) == pytest.approx(1.0, abs=1e-3)
+        assert seg["start"] <= seg["attention_offset"] < seg["end"]
+    seconds = np.array([s["end"] - s["start"] for s in segments])
+    expected = seconds @ np.array([[s["probabilities"][k] for k in LABELS] for s in segments]) / seconds.sum()
+    assert result["verdict"]["label"] == LABELS[int(np.argmax(expected))]
+    assert [result["verdict"]["probabilities"][k] for k in LABELS] == pytest.approx(list(expected), abs=1e-5)
     batch = predictor.predict_segments(decoded)
     assert [(s["start"], s["end"], s["label"]) for s in segments] == [
         (round(b.start, 4), round(b.end, 4), b.prediction.label) for b in batch
@@ -240,7 +248,7 @@ def test_bad_messages_get_a_clear_error(live, user, messages, code):
 
 
 def test_no_active_model(transactional_db, redis_server, user):
-    from recognition.inference import predictor_cache_clear
+    from recognition.services.inference import predictor_cache_clear
 
     predictor_cache_clear()
 
@@ -254,9 +262,48 @@ def test_no_active_model(transactional_db, redis_server, user):
     run(scenario())
 
 
+def test_continuous_speech_gets_segments_and_provisional_results_while_it_goes_on(live, user):
+    """Nine seconds of voice without a pause: segments are cut at the maximum length before
+    the stop, and a provisional result for the segment in progress comes in between."""
+    chunks = encode_chunks(continuous_voice(9.0))
+
+    async def scenario():
+        comm = communicator(user)
+        assert (await start(comm))["type"] == "ready"
+        messages = []
+        for chunk in chunks:
+            await comm.send_to(bytes_data=chunk)
+            # Let the consumer finish this chunk (its provisional result included) before the next.
+            while not await comm.receive_nothing(timeout=0.2):
+                messages.append(await comm.receive_json_from(timeout=TIMEOUT))
+        before_stop = len(messages)
+        await comm.send_json_to({"type": "stop"})
+        while messages[-1]["type"] != "final":
+            messages.append(await comm.receive_json_from(timeout=TIMEOUT))
+        await comm.disconnect(timeout=TIMEOUT)
+        return messages, before_stop
+
+    messages, before_stop = run(scenario())
+    live_segments = [m for m in messages[:before_stop] if m["type"] == "segment"]
+    assert len(live_segments) >= 2, "speech longer than the maximum is cut while it goes on"
+    provisional = [m for m in messages if m["type"] == "provisional"]
+    assert len(provisional) >= 3
+    for p in provisional:
+        assert sorted(p) == ["end", "index", "label", "probabilities", "start", "type"]
+        assert p["label"] in LABELS and sum(p["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert p["end"] - p["start"] >= 0.5
+    # Never after the segment it previews: each provisional index is still open when it arrives.
+    for position, m in enumerate(messages):
+        if m["type"] == "provisional":
+            assert all(s["index"] < m["index"] for s in messages[:position] if s["type"] == "segment")
+    segments = [m for m in messages if m["type"] == "segment"]
+    assert [s["index"] for s in segments] == list(range(len(segments)))
+    assert messages[-1]["result"]["verdict"]["segments"] == len(segments) >= 3
+
+
 @pytest.mark.parametrize("when", ["after_start", "mid_stream", "during_stop"])
 def test_client_vanishing_releases_everything(live, user, when):
-    from recognition.inference import inference_executor
+    from recognition.services.inference import inference_executor
 
     wave, _ = speech_silence_speech("happy", speech=1.0, silence=0.6)
     chunks = encode_chunks(wave)
@@ -349,7 +396,7 @@ def test_streams_per_user_limit_across_connections(live, user, settings):
 
 
 def test_a_busy_inference_thread_does_not_stall_a_stream(live, user):
-    from recognition.inference import inference_executor
+    from recognition.services.inference import inference_executor
 
     assert inference_executor()._max_workers >= 2
     gate = threading.Event()
@@ -380,7 +427,7 @@ def test_a_dead_process_slot_expires_and_racing_streams_cannot_overbook(redis_se
     import redis.asyncio as aioredis
     from django.conf import settings
 
-    from recognition.streaming import StreamError, StreamSlots
+    from recognition.services.stream_limits import StreamError, StreamSlots
 
     async def scenario():
         client = aioredis.Redis.from_url(settings.SER_REDIS_URL)
@@ -402,7 +449,7 @@ def test_a_dead_process_slot_expires_and_racing_streams_cannot_overbook(redis_se
 
 
 def test_byte_rate_is_a_token_bucket_with_a_burst():
-    from recognition.streaming import ByteRateLimiter, StreamError
+    from recognition.services.stream_limits import ByteRateLimiter, StreamError
 
     now = [0.0]
     limiter = ByteRateLimiter(1000, burst_seconds=4.0, clock=lambda: now[0])

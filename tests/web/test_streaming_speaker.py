@@ -27,7 +27,8 @@ def session_parts(request, db, tmp_path, one_thread):
 
 
 def test_segments_carry_the_running_speaker_mean_and_the_result_uses_all_speech(session_parts):
-    from recognition.streaming import StreamLimits, StreamSession
+    from recognition.services.stream_limits import StreamLimits
+    from recognition.services.streaming import StreamSession
 
     version, predictor = session_parts
     session = StreamSession(
@@ -50,8 +51,50 @@ def test_segments_carry_the_running_speaker_mean_and_the_result_uses_all_speech(
     segments = [session.classify(j) for j in jobs]
     for job, seg in zip(jobs, segments, strict=True):
         expected = predictor.predict(job.samples, job.centre).probabilities
-        assert seg["probabilities"] == pytest.approx(expected, abs=1e-5)
+        assert seg.prediction.probabilities == pytest.approx(expected, abs=1e-5)
     result = session.result(segments)
-    whole = predictor.predict(session.audio.view(), both).probabilities
-    assert result["whole"]["probabilities"] == pytest.approx(whole, abs=1e-5)
-    assert np.isclose(sum(result["whole"]["probabilities"].values()), 1.0, atol=1e-4)
+    # The final verdict is the live segments' (as the listener saw them), weighted by duration.
+    seconds = np.array([s.end - s.start for s in segments])
+    labels = predictor.labels
+    expected = seconds @ np.array([[s.prediction.probabilities[k] for k in labels] for s in segments]) / seconds.sum()
+    assert [result["verdict"]["probabilities"][k] for k in labels] == pytest.approx(list(expected), abs=1e-5)
+    assert [s["probabilities"] for s in result["segments"]] == [
+        pytest.approx(s.prediction.probabilities, abs=1e-5) for s in segments
+    ]
+    assert result["whole"] is None
+
+
+def test_provisional_jobs_preview_the_segment_in_progress_about_once_a_second(session_parts):
+    from recognition.services.stream_limits import StreamLimits
+    from recognition.services.streaming import PROVISIONAL_EVERY_SECONDS, StreamSession
+
+    version, predictor = session_parts
+    session = StreamSession(
+        version=version, predictor=predictor, mime="audio/webm;codecs=opus",
+        limits=StreamLimits(max_seconds=60, max_bytes_per_second=10**7, max_streams=2),
+    )
+    wave, truth = speech_silence_speech("angry", speech=2.5, silence=1.0)
+    previews, ended = [], []
+    for chunk in encode_chunks(wave, container="webm"):
+        ended += session.feed(chunk)
+        job = session.provisional_job()
+        if job is not None:
+            previews.append((job, len(ended)))
+    ended += session.finish()
+    assert len(ended) == 2
+    assert len(previews) >= 3
+    for (job, _), (later, _) in zip(previews, previews[1:], strict=False):
+        assert later.end - job.end >= PROVISIONAL_EVERY_SECONDS
+    for job, ended_before in previews:
+        assert job.index == ended_before  # the index the open segment will get
+        assert job.end - job.start >= 0.5
+        assert job.samples.size == pytest.approx((job.end - job.start) * 16000, abs=400)
+        burst = truth[job.index]
+        assert burst[0] - 0.3 <= job.start <= burst[0]
+        fields = session.classify_provisional(job)
+        assert fields["index"] == job.index and fields["start"] == job.start
+        expected = predictor.predict(job.samples, job.centre).probabilities
+        assert fields["probabilities"] == pytest.approx(expected, abs=1e-5)
+    # The second burst's previews are centred on the speech that ended before it.
+    second = [job for job, _ in previews if job.index == 1]
+    assert second and all(job.centre is not None for job in second) == predictor.speaker_normalised

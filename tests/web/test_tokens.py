@@ -1,4 +1,4 @@
-"""API tokens: the services (recognition.tokens) and the profile page that manages them."""
+"""API tokens: the services (recognition.services.tokens, recognition.selectors.tokens) and the profile page that manages them."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import re
 import pytest
 
 from recognition.models import ApiToken
-from recognition.tokens import (
+from recognition.selectors import api_token_list
+from recognition.services.tokens import (
     MAX_TOKENS_PER_USER,
     ApiTokenError,
     api_token_authenticate,
     api_token_create,
-    api_token_list,
     api_token_revoke,
 )
 

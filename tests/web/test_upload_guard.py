@@ -112,7 +112,7 @@ def test_other_requests_are_untouched(path, method):
 
 def test_corpus_uploads_are_guarded_with_their_own_limit(settings):
     """The served application refuses a corpus upload over SER_MAX_UPLOAD_BYTES before Django."""
-    from recognition.uploads import format_bytes
+    from recognition.services.uploads import format_bytes
     from ser_site.asgi import application
     from training.services.corpora import corpus_request_limit
 

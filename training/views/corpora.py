@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
-from recognition.uploads import UploadLimit
+from recognition.services.uploads import UploadLimit
 from training import selectors
 from training.engine.corpora import FORMATS
 from training.models import Corpus

@@ -1,6 +1,8 @@
-"""python manage.py classify FILE [FILE ...] [--model MODEL.pt] [--segments] [--json]
+"""python manage.py classify FILE [FILE ...] [--model MODEL.pt] [--segments] [--whole] [--json]
 
-The model is ``--model``, else ``$SER_MODEL``, else the registry's active ModelVersion."""
+The model is ``--model``, else ``$SER_MODEL``, else the registry's active ModelVersion. Each
+file's verdict comes from its speech segments (:mod:`recognition.services.classify`, the path
+the upload page and the API take); a file without speech says "no speech"."""
 
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ from recognition.engine.audio import AudioError, decode_audio
 from recognition.engine.checkpoint import CheckpointError
 from recognition.engine.predictor import Predictor
 from recognition.engine.vad import VadConfig
-from recognition.inference import NoModelError, predictor_for
+from recognition.models import ModelVersion
+from recognition.services.classify import recording_classify
+from recognition.services.inference import NoModelError, predictor_for
 
 
 class Command(BaseCommand):
-    help = "Classify the emotion of audio files (any format the engine decodes), whole or per speech segment."
+    help = "Classify the emotion of audio files (any format the engine decodes) from their speech segments."
 
     def add_arguments(self, parser):
         parser.add_argument("files", nargs="+", metavar="FILE")
@@ -26,7 +30,11 @@ class Command(BaseCommand):
             "--model", default=os.environ.get("SER_MODEL"),
             help="checkpoint file (.pt); default: $SER_MODEL, else the active model version of the registry",
         )
-        parser.add_argument("--segments", action="store_true", help="also cut speech segments with the VAD and classify each")
+        parser.add_argument("--segments", action="store_true", help="also list each speech segment and its emotion")
+        parser.add_argument(
+            "--whole", action="store_true",
+            help="also classify each whole file as one utterance, silences included (one more pass per file)",
+        )
         parser.add_argument("--aggressiveness", type=int, default=VadConfig().aggressiveness, choices=range(4))
         parser.add_argument(
             "--one-speaker", action="store_true",
@@ -41,7 +49,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
     def handle(self, *args, **options):
-        model_name, predictor = self._model(options["model"])
+        model_name, version, predictor = self._model(options["model"])
         if options["no_tta"]:
             predictor = Predictor(predictor.checkpoint, device="cpu", tta=False)
         vad = VadConfig(aggressiveness=options["aggressiveness"])
@@ -58,13 +66,21 @@ class Command(BaseCommand):
         for i, wave in waves.items():
             # Without --one-speaker a speaker-normalised model centres each file on its own
             # speech segments' mean, as the classify page does.
+            found = recording_classify(
+                predictor=predictor, waveform=wave, version=version, centre=centre, vad_config=vad,
+                whole=options["whole"], spectrogram=False,
+            )
+            verdict = found["verdict"] or {}
+            results[i].update(
+                speech=bool(verdict), label=verdict.get("label"), probabilities=verdict.get("probabilities"),
+                duration=found["duration"], speech_seconds=verdict.get("speech_seconds", 0.0),
+            )
             if options["segments"]:
-                recording = predictor.predict_recording(wave, vad, centre=centre)
-                results[i].update(recording.whole.to_dict(include_attention=False))
-                results[i]["segments"] = [seg.to_dict() for seg in recording.segments]
-            else:
-                own = centre if centre is not None else predictor.recording_centre(wave, vad)
-                results[i].update(predictor.predict(wave, own).to_dict(include_attention=False))
+                results[i]["segments"] = [
+                    {k: seg[k] for k in ("start", "end", "label", "probabilities")} for seg in found["segments"]
+                ]
+            if options["whole"]:
+                results[i]["whole"] = {k: found["whole"][k] for k in ("label", "probabilities")}
         if options["json"]:
             self.stdout.write(json.dumps({"model": model_name, "labels": predictor.labels, "results": results}, indent=2))
         else:
@@ -73,11 +89,12 @@ class Command(BaseCommand):
         if not waves:
             raise CommandError("no file could be classified")
 
-    def _model(self, given: str | None) -> tuple[str, Predictor]:
-        """(name to report, predictor): the given file, else the registry's active ModelVersion."""
+    def _model(self, given: str | None) -> tuple[str, ModelVersion | None, Predictor]:
+        """(name to report, registered version or None, predictor): the given file, else the
+        registry's active ModelVersion."""
         if given:
             try:
-                return given, Predictor.from_checkpoint(given)
+                return given, None, Predictor.from_checkpoint(given)
             except CheckpointError as exc:
                 raise CommandError(str(exc)) from exc
         try:
@@ -85,14 +102,25 @@ class Command(BaseCommand):
         except NoModelError as exc:
             raise CommandError(f"no model: {exc} Or pass --model MODEL.pt or set SER_MODEL.") from exc
         self.stderr.write(f"using the active model {version}")
-        return str(version), predictor
+        return str(version), version, predictor
 
     def _print(self, item: dict) -> None:
         if "error" in item:
             self.stderr.write(f"{item['file']}: error: {item['error']}")
             return
-        top = sorted(item["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-        others = ", ".join(f"{k} {v:.2f}" for k, v in top[1:])
-        self.stdout.write(f"{item['file']}: {item['label']} {top[0][1]:.2f} ({others}) [{item['duration']:.2f} s]")
+        if not item["speech"]:
+            self.stdout.write(f"{item['file']}: no speech [{item['duration']:.2f} s]")
+        else:
+            self.stdout.write(f"{item['file']}: {_top(item['probabilities'])} "
+                              f"[{item['speech_seconds']:.2f} s of speech in {item['duration']:.2f} s]")
+        if "whole" in item:
+            self.stdout.write(f"    whole file as one utterance: {_top(item['whole']['probabilities'])}")
         for seg in item.get("segments", []):
             self.stdout.write(f"    {seg['start']:7.2f}-{seg['end']:7.2f} s  {seg['label']} {seg['probabilities'][seg['label']]:.2f}")
+
+
+def _top(probabilities: dict[str, float]) -> str:
+    """``"angry 0.61 (sad 0.20, calm 0.09)"``: the top label and the next two."""
+    top = sorted(probabilities.items(), key=lambda kv: -kv[1])[:3]
+    others = ", ".join(f"{k} {v:.2f}" for k, v in top[1:])
+    return f"{top[0][0]} {top[0][1]:.2f} ({others})"

@@ -1,7 +1,7 @@
-"""Classifying uploaded audio files: the size limit and the call into the shared analysis.
+"""The size limit on uploaded audio files (``SER_API_MAX_UPLOAD_BYTES``).
 
-Used by the upload page and by ``POST /api/classify``, so both apply the same limit
-(``SER_API_MAX_UPLOAD_BYTES``), decode the same formats and return the same result dict.
+The upload page and ``POST /api/classify`` apply the same limit, then classify through
+:func:`recognition.services.classify.uploaded_file_classify`.
 
 The limit is enforced twice: from ``Content-Length`` before anything is read, and by an
 upload handler that counts the bytes while Django parses the multipart body, so a client
@@ -13,20 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
-
-from .analysis import analyse_file
-from .inference import NoModelError, UnknownVersionError, inference_executor, predictor_for
 
 __all__ = [
     "UploadLimit",
     "max_upload_bytes",
     "max_request_bytes",
     "upload_limit_install",
-    "uploaded_file_classify",
     "version_id_parse",
     "format_bytes",
 ]
@@ -110,34 +105,3 @@ def version_id_parse(raw: Any) -> int | None:
     if value < 1:
         raise ValueError("a version id is a positive number")
     return value
-
-
-def uploaded_file_classify(*, uploaded: UploadedFile, version_id: int | None = None) -> dict[str, Any]:
-    """Analyse an uploaded audio file with the given model version (None: the active one).
-
-    The work runs in the process-wide inference pool, which bounds how many models run at
-    once however many requests arrive; this thread waits for it.
-
-    Returns:
-        The shared result dict (see :mod:`recognition.analysis`).
-
-    Raises:
-        UnknownVersionError: ``version_id`` names no version (a ``NoModelError``).
-        NoModelError: no active model, or an unloadable checkpoint.
-        AudioError: the file is not decodable audio, or is longer than ``SER_MAX_AUDIO_SECONDS``.
-    """
-    version, predictor = predictor_for(version_id)
-    # Large uploads were spooled to disk by Django: decode from the path, not a copy in memory.
-    path = getattr(uploaded, "temporary_file_path", None)
-    if callable(path):
-        source: Any = path()
-    else:
-        uploaded.seek(0)
-        source = uploaded.read()
-    future = inference_executor().submit(
-        analyse_file, version=version, predictor=predictor, source=source, max_seconds=settings.SER_MAX_AUDIO_SECONDS
-    )
-    return future.result()
-
-
-__all__ += ["NoModelError", "UnknownVersionError"]

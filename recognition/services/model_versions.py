@@ -21,8 +21,7 @@ from django.db.models import Max
 
 from recognition.engine.checkpoint import CheckpointError, load_checkpoint
 from recognition.engine.tta import tta_speeds
-
-from .models import ModelVersion
+from recognition.models import ModelVersion
 
 __all__ = [
     "CheckpointError",

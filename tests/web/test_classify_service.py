@@ -1,4 +1,4 @@
-"""The shared result dict (recognition.analysis) and the per-process model cache (recognition.inference)."""
+"""The one classify path (recognition.services.classify) and the per-process model cache (recognition.services.inference)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from recognition.engine.audio import AudioError
+from recognition.engine.spectrogram import MAX_COLUMNS, spectrogram
 from recognition.engine.vad import segment_speech
 from tests.synth import SR, speech_like, speech_silence_speech, write_wav
 from tests.tiny_model import LABELS, tiny_checkpoint
@@ -20,8 +21,8 @@ from tests.tiny_model import LABELS, tiny_checkpoint
 @pytest.fixture
 def active_version(db, tmp_path, one_thread):
     """A registered, active ModelVersion with a tiny checkpoint; the predictor cache is emptied around it."""
-    from recognition.inference import predictor_cache_clear
     from recognition.services import model_version_register
+    from recognition.services.inference import predictor_cache_clear
 
     predictor_cache_clear()
     version = model_version_register(name="tiny", checkpoint_path=tiny_checkpoint(tmp_path / "tiny.pt"), activate=True)
@@ -30,7 +31,7 @@ def active_version(db, tmp_path, one_thread):
 
 
 def test_no_active_model_is_a_clear_error(db):
-    from recognition.inference import NoModelError, predictor_for
+    from recognition.services.inference import NoModelError, predictor_for
 
     with pytest.raises(NoModelError, match="No model is active"):
         predictor_for()
@@ -39,7 +40,7 @@ def test_no_active_model_is_a_clear_error(db):
 
 
 def test_predictor_is_loaded_once_and_shared_between_threads(active_version):
-    from recognition.inference import predictor_for, predictor_load
+    from recognition.services.inference import predictor_for, predictor_load
 
     version, predictor = predictor_for()
     assert version.pk == active_version.pk
@@ -57,8 +58,8 @@ def test_predictor_is_loaded_once_and_shared_between_threads(active_version):
 
 
 def test_test_time_augmentation_follows_the_setting(db, tmp_path, settings, one_thread):
-    from recognition.inference import predictor_cache_clear, predictor_for
     from recognition.services import model_version_register
+    from recognition.services.inference import predictor_cache_clear, predictor_for
     from training.engine.trainer import TrainConfig
 
     predictor_cache_clear()
@@ -72,8 +73,8 @@ def test_test_time_augmentation_follows_the_setting(db, tmp_path, settings, one_
 
 
 def test_a_seed_ensemble_asks_every_pair_when_the_setting_says_so(db, tmp_path, settings, one_thread):
-    from recognition.inference import predictor_cache_clear, predictor_for
     from recognition.services import model_version_register
+    from recognition.services.inference import predictor_cache_clear, predictor_for
     from training.engine.trainer import TrainConfig
 
     predictor_cache_clear()
@@ -87,7 +88,7 @@ def test_a_seed_ensemble_asks_every_pair_when_the_setting_says_so(db, tmp_path, 
 
 
 def test_run_inference_runs_in_the_pool(settings):
-    from recognition.inference import inference_executor, run_inference
+    from recognition.services.inference import inference_executor, run_inference
 
     names = asyncio.run(run_inference(lambda: threading.current_thread().name))
     assert names.startswith("ser-inference")
@@ -95,7 +96,7 @@ def test_run_inference_runs_in_the_pool(settings):
 
 
 def test_missing_checkpoint_file_is_no_model_error(active_version):
-    from recognition.inference import NoModelError, predictor_cache_clear, predictor_for
+    from recognition.services.inference import NoModelError, predictor_cache_clear, predictor_for
 
     predictor_cache_clear()
     Path(active_version.checkpoint.path).unlink()
@@ -104,24 +105,16 @@ def test_missing_checkpoint_file_is_no_model_error(active_version):
 
 
 def test_result_dict_of_a_waveform(active_version):
-    from recognition.analysis import MAX_COLUMNS, analyse_waveform
-    from recognition.inference import predictor_for
+    from recognition.services.classify import recording_classify
+    from recognition.services.inference import predictor_for
 
     version, predictor = predictor_for()
     wave, truth = speech_silence_speech("angry", speech=0.8, silence=0.8)
-    result = analyse_waveform(version=version, predictor=predictor, waveform=wave)
+    result = recording_classify(version=version, predictor=predictor, waveform=wave)
 
     assert result["model"] == {"id": version.pk, "name": "tiny", "version": 1, "labels": LABELS}
     assert result["duration"] == pytest.approx(wave.size / SR, abs=1e-4)
-    whole, expected = result["whole"], predictor.predict(wave)
-    assert set(whole) == {"label", "probabilities", "attention", "attention_hop", "attention_offset"}
-    assert whole["label"] == expected.label
-    assert whole["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
-    assert len(whole["attention"]) == expected.attention.size
-    assert sum(whole["attention"]) == pytest.approx(1.0, abs=1e-3)
-    assert whole["attention_hop"] == pytest.approx(0.08)
-    # Edge trimming skips the leading silence: step 0 starts near the first burst.
-    assert 0.2 < whole["attention_offset"] < truth[0][0] + 0.05
+    assert result["whole"] is None  # only when asked
 
     segments = result["segments"]
     assert [s["index"] for s in segments] == list(range(len(truth)))
@@ -130,7 +123,17 @@ def test_result_dict_of_a_waveform(active_version):
         assert seg["end"] == pytest.approx(end, abs=0.35)
         assert seg["label"] == max(seg["probabilities"], key=seg["probabilities"].get)
         assert sum(seg["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        # The attention of each segment, on the recording's time axis, for the spectrogram.
+        assert sum(seg["attention"]) == pytest.approx(1.0, abs=1e-3) and seg["attention_hop"] == pytest.approx(0.08)
+        assert seg["start"] <= seg["attention_offset"] < seg["end"]
     assert [(s.start, s.end) for s in segment_speech(wave)] == [(s["start"], s["end"]) for s in segments]
+
+    verdict = result["verdict"]
+    seconds = np.array([s["end"] - s["start"] for s in segments])
+    expected = seconds @ np.array([[s["probabilities"][k] for k in LABELS] for s in segments]) / seconds.sum()
+    assert verdict["probabilities"] == pytest.approx(dict(zip(LABELS, expected, strict=True)), abs=1e-5)
+    assert verdict["label"] == LABELS[int(np.argmax(expected))]
+    assert verdict["segments"] == 2 and verdict["speech_seconds"] == pytest.approx(seconds.sum(), abs=1e-3)
 
     spec = result["spectrogram"]
     assert spec["n_mels"] == 64 and len(spec["db"]) == 64
@@ -145,9 +148,32 @@ def test_result_dict_of_a_waveform(active_version):
     assert loud > quiet + 20
 
 
+def test_whole_and_spectrogram_on_request(active_version):
+    from recognition.services.classify import recording_classify
+    from recognition.services.inference import predictor_for
+
+    version, predictor = predictor_for()
+    wave, _ = speech_silence_speech("sad", speech=0.8, silence=0.8)
+    result = recording_classify(version=version, predictor=predictor, waveform=wave, whole=True, spectrogram=False)
+    assert result["spectrogram"] is None
+    whole, expected = result["whole"], predictor.predict(wave)
+    assert set(whole) == {"label", "probabilities", "attention", "attention_hop", "attention_offset"}
+    assert whole["probabilities"] == pytest.approx(expected.probabilities, abs=1e-6)
+    assert len(whole["attention"]) == expected.attention.size
+
+
+def test_digital_silence_is_no_speech(active_version):
+    from recognition.services.classify import recording_classify
+    from recognition.services.inference import predictor_for
+
+    version, predictor = predictor_for()
+    result = recording_classify(version=version, predictor=predictor, waveform=np.zeros(10 * SR, np.float32))
+    assert result["verdict"] is None and result["segments"] == [] and result["whole"] is None
+    assert result["duration"] == 10.0 and len(result["spectrogram"]["db"]) == 64
+
+
 def test_long_audio_is_pooled_to_max_columns(active_version):
-    from recognition.analysis import MAX_COLUMNS, spectrogram
-    from recognition.inference import predictor_for
+    from recognition.services.inference import predictor_for
 
     _, predictor = predictor_for()
     wave = np.tile(speech_like("happy", duration=2.0), 40)[: 70 * SR]  # 70 s: 6998 frames
@@ -160,40 +186,29 @@ def test_long_audio_is_pooled_to_max_columns(active_version):
     assert np.isfinite(np.array(spec["db"])).all()
 
 
-def test_given_segments_are_used_as_they_are(active_version):
-    from recognition.analysis import analyse_waveform
-    from recognition.inference import predictor_for
+def test_empty_waveform_has_no_verdict_and_no_spectrogram(active_version):
+    from recognition.services.classify import recording_classify
+    from recognition.services.inference import predictor_for
 
     version, predictor = predictor_for()
-    wave = speech_like("sad", duration=1.0)
-    given = [{"start": 0.1, "end": 0.9, "label": "happy",
-              "probabilities": {"neutral": 0.2, "happy": 0.5, "sad": 0.1, "angry": 0.2}}]
-    result = analyse_waveform(version=version, predictor=predictor, waveform=wave, segments=given)
-    assert result["segments"] == [{"index": 0, **given[0]}]
-
-
-def test_empty_waveform_has_no_whole_and_no_spectrogram(active_version):
-    from recognition.analysis import analyse_waveform
-    from recognition.inference import predictor_for
-
-    version, predictor = predictor_for()
-    result = analyse_waveform(version=version, predictor=predictor, waveform=np.zeros(0, np.float32))
-    assert result["whole"] is None and result["spectrogram"] is None
+    result = recording_classify(version=version, predictor=predictor, waveform=np.zeros(0, np.float32), whole=True)
+    assert result["verdict"] is None and result["whole"] is None and result["spectrogram"] is None
     assert result["segments"] == [] and result["duration"] == 0
 
 
-def test_analyse_file_decodes_and_refuses_bad_input(active_version, tmp_path):
-    from recognition.analysis import analyse_file
-    from recognition.inference import predictor_for
+def test_file_classify_decodes_and_refuses_bad_input(active_version, tmp_path, settings):
+    from recognition.services.classify import file_classify
+    from recognition.services.inference import predictor_for
 
     version, predictor = predictor_for()
     wave = speech_like("angry", duration=1.0)
     path = write_wav(tmp_path / "a.wav", wave)
-    result = analyse_file(version=version, predictor=predictor, source=str(path), max_seconds=60)
-    assert result["whole"]["label"] in LABELS
+    result = file_classify(version=version, predictor=predictor, source=str(path))
+    assert result["verdict"]["label"] in LABELS
     assert result["duration"] == pytest.approx(wave.size / SR, abs=1e-3)
-    assert analyse_file(version=version, predictor=predictor, source=path.read_bytes(), max_seconds=60)["whole"] == result["whole"]
+    assert file_classify(version=version, predictor=predictor, source=path.read_bytes())["verdict"] == result["verdict"]
     with pytest.raises(AudioError):
-        analyse_file(version=version, predictor=predictor, source=b"not audio at all" * 100, max_seconds=60)
+        file_classify(version=version, predictor=predictor, source=b"not audio at all" * 100)
+    settings.SER_MAX_AUDIO_SECONDS = 0.2
     with pytest.raises(AudioError, match="limit"):
-        analyse_file(version=version, predictor=predictor, source=str(path), max_seconds=0.2)
+        file_classify(version=version, predictor=predictor, source=str(path))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import QuerySet
 
-from .engine.tta import inference_speeds
-from .models import ModelVersion
+from recognition.engine.tta import inference_speeds
+from recognition.models import ModelVersion
 
 __all__ = ["model_version_active", "model_version_list", "tta_is_as_asked"]
 

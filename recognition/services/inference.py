@@ -26,9 +26,8 @@ from django.conf import settings
 
 from recognition.engine.checkpoint import CheckpointError
 from recognition.engine.predictor import Predictor
-
-from .models import ModelVersion
-from .selectors import model_version_active
+from recognition.models import ModelVersion
+from recognition.selectors import model_version_active
 
 __all__ = [
     "NoModelError",

@@ -1,4 +1,5 @@
-"""Personal API tokens for ``POST /api/classify``: create, list, authenticate, revoke.
+"""Personal API tokens for ``POST /api/classify``: create, authenticate, revoke (the list is
+``recognition.selectors.api_token_list``).
 
 A token is ``ser_`` followed by 43 URL-safe characters (32 random bytes). Only its SHA-256
 is stored, so a leaked database does not leak usable tokens; the secret is shown to its
@@ -13,17 +14,15 @@ import secrets
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
 from django.utils import timezone
 
-from .models import ApiToken
+from recognition.models import ApiToken
 
 __all__ = [
     "TOKEN_PREFIX",
     "MAX_TOKENS_PER_USER",
     "ApiTokenError",
     "api_token_create",
-    "api_token_list",
     "api_token_authenticate",
     "api_token_revoke",
     "token_hash",
@@ -63,11 +62,6 @@ def api_token_create(*, user: AbstractBaseUser, name: str) -> tuple[ApiToken, st
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(user=user, name=name, prefix=secret[:_SHOWN_CHARS], key_hash=token_hash(secret))
     return token, secret
-
-
-def api_token_list(*, user: AbstractBaseUser) -> QuerySet[ApiToken]:
-    """The user's tokens, newest first."""
-    return ApiToken.objects.filter(user=user).order_by("-created_at", "-id")
 
 
 def api_token_authenticate(*, secret: str) -> ApiToken | None:

@@ -32,7 +32,7 @@ from common import ROOT, corpora_dir, machine  # adds the repo to sys.path
 from recognition.engine.audio import decode_audio
 from recognition.engine.predictor import Predictor
 from recognition.engine.whisper.encoder import get_encoder
-from recognition.starter import STARTER_PATH
+from recognition.services.starter import STARTER_PATH
 from training.engine.corpora import scan_corpus
 from training.engine.data import WaveformCache
 from training.engine.experiment import Recipe, build_dataset

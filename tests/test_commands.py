@@ -16,7 +16,8 @@ from tests.synth import make_folder_corpus, speech_silence_speech, write_wav
 from training.engine.experiment import Recipe
 
 LABELS = ["neutral", "happy", "sad", "angry"]
-FAST = ["--epochs", "3", "--batch-size", "8", "--model-size", "small", "--trim", "none", "--threads", "1", "--patience", "0"]
+# The from-scratch CNN's recipe (a five-model ensemble) unless a test says otherwise.
+FAST = ["--features", "logmel", "--epochs", "3", "--batch-size", "8", "--model-size", "small", "--trim", "none", "--threads", "1", "--patience", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -66,11 +67,24 @@ def test_train_resume_continues_from_the_work_dir(trained, corpus, tmp_path):
     text = stdout.getvalue()
     # Every model of the ensemble (the default recipe's size) had finished: each resumes after
     # its last epoch and trains no more.
-    n = Recipe().train.members
+    n = Recipe.for_front_end("logmel").train.members
     assert n > 1 and [line for line in text.splitlines() if "resumed" in line] == [
         f"model {m}/{n} resumed from the last checkpoint after epoch 3" for m in range(1, n + 1)
     ]
     assert "epoch   1/3" not in text and "model written to" in text
+
+
+def test_train_defaults_to_the_whisper_front_end(corpus, tmp_path):
+    report_path = tmp_path / "report.json"
+    stdout = StringIO()
+    call_command("train", "--corpus", str(corpus), "--speaker-regex", r"^(?P<speaker>spk\d+)_", "--out", str(tmp_path / "w.pt"),
+                 "--test-speakers", "spk3", "--report", str(report_path), "--cache-dir", str(tmp_path / "cache"),
+                 "--epochs", "2", "--threads", "1", stdout=stdout)
+    report = json.loads(report_path.read_text())
+    assert report["front_end"].startswith("Whisper-base") and report["recipe"]["features"]["kind"] == "whisper"
+    assert report["recipe"]["train"]["members"] == 1 and report["recipe"]["train"]["augment"]["speed"] == [1.0]
+    assert "epoch   2/2" in stdout.getvalue()
+    assert any((tmp_path / "cache").rglob("whisper-base-*"))  # the states were cached for the next run
 
 
 def test_evaluate_on_held_out_speaker(trained, corpus, tmp_path):
@@ -179,8 +193,7 @@ def test_bad_corpus_path_is_a_clear_error(tmp_path):
 
 def test_bad_recipe_option_is_a_clear_error(corpus, tmp_path):
     with pytest.raises(CommandError, match="n_mels must be a positive integer"):
-        call_command("train", "--corpus", str(corpus), "--out", str(tmp_path / "m.pt"), "--n-mels", "0",
-                     *FAST, stdout=StringIO())
+        call_command("train", "--corpus", str(corpus), "--out", str(tmp_path / "m.pt"), *FAST, "--n-mels", "0", stdout=StringIO())
     with pytest.raises(CommandError, match="members must be between 1 and 8"):
         call_command("train", "--corpus", str(corpus), "--out", str(tmp_path / "m.pt"), "--members", "9",
                      *FAST, stdout=StringIO())

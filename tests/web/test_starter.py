@@ -14,7 +14,7 @@ import pytest
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.engine.predictor import Predictor
 from recognition.models import ModelVersion
-from recognition.starter import STARTER_DIR, STARTER_PATH, model_version_register_starter
+from recognition.services.starter import STARTER_DIR, STARTER_PATH, model_version_register_starter
 from tests.conftest import ROOT, worker_env
 from tests.synth import speech_silence_speech, write_wav
 

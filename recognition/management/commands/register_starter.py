@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from recognition.engine.checkpoint import CheckpointError
-from recognition.starter import model_version_register_starter
+from recognition.services.starter import model_version_register_starter
 
 
 class Command(BaseCommand):

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from recognition.engine.checkpoint import load_checkpoint, save_checkpoint
-from recognition.starter import STARTER_PATH
+from recognition.services.starter import STARTER_PATH
 from training import cli
 from training.engine.corpora import CorpusError, scan_corpus
 from training.engine.data import WaveformCache

@@ -16,12 +16,12 @@ from django.db import IntegrityError, transaction
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.engine.tta import tta_speeds
 
-from .models import ModelVersion
-from .services import _test_metrics, file_sha256
+from ..models import ModelVersion
+from .model_versions import _test_metrics, file_sha256
 
 __all__ = ["STARTER_DIR", "STARTER_NAME", "STARTER_PATH", "model_version_register_starter"]
 
-STARTER_DIR = Path(__file__).resolve().parent / "starter"
+STARTER_DIR = Path(__file__).resolve().parent.parent / "starter"
 STARTER_PATH = STARTER_DIR / "starter.pt"
 STARTER_NAME = "Starter (Whisper-base, RAVDESS + nEMO)"
 

@@ -45,6 +45,7 @@ from recognition.engine.checkpoint import Checkpoint, save_checkpoint
 from recognition.engine.features import FeatureConfig, FeatureExtractor, FeatureStats
 from recognition.engine.model import EmotionNet, ModelConfig
 from recognition.engine.predictor import Predictor
+from training.engine.events import BatchProgress, EpochReport, Event
 from training.engine.experiment import Recipe
 from training.engine.trainer import TrainConfig
 
@@ -460,14 +461,14 @@ def bench_train(counts: dict, epochs: int, split_mode: str, cache_dir: Path, def
     valid = [examples[i] for i in valid_idx]
     train_audio_s = sum(e.waveform.size for e in train) / SAMPLE_RATE
 
-    events: list[dict] = []
+    events: list[EpochReport] = []
 
-    def callback(event: dict) -> None:
-        if event["type"] == "epoch":
+    def callback(event: Event) -> None:
+        if isinstance(event, EpochReport):
             events.append(event)
-            log(f"train: epoch {event['epoch']}/{event['epochs']} {event['duration']:.1f}s (UA {event['ua']:.3f})")
-        elif event["type"] == "progress":
-            log(f"train: epoch {event['epoch']} batch {event['batch']}/{event['batches']}")
+            log(f"train: epoch {event.epoch}/{event.epochs} {event.duration:.1f}s (UA {event.ua:.3f})")
+        elif isinstance(event, BatchProgress):
+            log(f"train: epoch {event.epoch} batch {event.batch}/{event.batches}")
 
     with tempfile.TemporaryDirectory(prefix="bench-speed-train-") as tmp:
         trainer = Trainer(labels=ds.labels, feature_config=recipe.features, model_config=recipe.model_config(len(ds.labels)),
@@ -475,7 +476,7 @@ def bench_train(counts: dict, epochs: int, split_mode: str, cache_dir: Path, def
         started = time.perf_counter()
         trainer.fit(train, valid)
         fit_s = time.perf_counter() - started
-    durations = [e["duration"] for e in events]
+    durations = [e.duration for e in events]
     per_epoch = statistics.median(durations) if durations else float("nan")
     out = {
         "corpus": str(root),

@@ -25,21 +25,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import ROOT, machine, percentile, ravdess_labels  # noqa: E402
 from bench.stack import LiveStack  # noqa: E402
+from training.engine.events import EpochReport  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-renderer-backgrounding",
         "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows"]
 
 
-def fake_epoch(epoch: int, epochs: int, labels: list[str]) -> dict:
+def fake_epoch(epoch: int, epochs: int, labels: list[str]) -> EpochReport:
     n = len(labels)
     confusion = [[(5 if i == j else 1) for j in range(n)] for i in range(n)]
-    return {
-        "type": "epoch", "epoch": epoch, "epochs": epochs, "progress": epoch / epochs, "train_loss": 1.0 / epoch, "train_acc": 0.5,
-        "val_loss": 1.1 / epoch, "wa": 0.5, "ua": 0.4 + 0.01 * epoch, "macro_f1": 0.45, "confusion": confusion,
-        "per_class_recall": {label: 0.5 for label in labels}, "lr": 1e-3, "duration": 1.0,
-        "best_ua": 0.5, "best_epoch": epoch, "is_best": True,
-    }
+    return EpochReport(
+        epoch=epoch, epochs=epochs, train_loss=1.0 / epoch, train_acc=0.5, val_loss=1.1 / epoch, wa=0.5,
+        ua=0.4 + 0.01 * epoch, macro_f1=0.45, confusion=confusion, per_class_recall={label: 0.5 for label in labels},
+        lr=1e-3, duration=1.0, is_best=True,
+    )
 
 
 class SocketWatchers:
@@ -101,7 +101,7 @@ def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: fl
         page.goto(stack.url(f"/runs/{run.pk}/"))
         page.wait_for_function("document.getElementById('live').textContent === 'live'", timeout=30000)
         pages.append(page)
-    reporter = _Reporter(run, folds=1)
+    reporter = _Reporter(run)
     watchers = SocketWatchers(stack, run.pk, sockets) if sockets else None
     if watchers:
         watchers.__enter__()

@@ -50,6 +50,7 @@ from recognition.engine.predictor import Predictor
 from recognition.engine.whisper import get_encoder
 from tests.synth import CLASS_STYLES, speech_like
 from training.engine.data import AugmentConfig, Example, assign_speaker_centres, collate
+from training.engine.events import EpochReport
 from training.engine.experiment import Recipe
 from training.engine.state_cache import StateCache
 from training.engine.trainer import TrainConfig, Trainer
@@ -145,11 +146,11 @@ def check_resume(device: torch.device, tmp: Path) -> dict:
     data = synthetic(6, 0, 0.5), synthetic(2, 500, 0.5)
     reference = small_trainer(tmp / "ref", device, epochs=3).fit(*data)
     done: list[dict] = []
-    small_trainer(tmp / "cut", device, epochs=3, callback=lambda e: done.append(e) if e["type"] == "epoch" else None,
+    small_trainer(tmp / "cut", device, epochs=3, callback=lambda e: done.append(e) if isinstance(e, EpochReport) else None,
                   should_stop=lambda: len(done) >= 1).fit(*data)
     resumed = small_trainer(tmp / "cut", device, epochs=3).fit(*data, resume=True)
-    ref_losses = [h["val_loss"] for h in reference.history]
-    got = [h["val_loss"] for h in resumed.history]
+    ref_losses = [h.val_loss for h in reference.history]
+    got = [h.val_loss for h in resumed.history]
     diff = max((abs(a - b) for a, b in zip(ref_losses, got, strict=True)), default=float("inf")) if len(got) == len(ref_losses) else float("inf")
     return {"ok": len(got) == len(ref_losses) and diff <= 1e-3, "exact": got == ref_losses, "max_val_loss_diff": diff,
             "epochs_after_resume": len(got)}
@@ -189,7 +190,7 @@ def time_training(device: torch.device, tmp: Path, utterances: int, seconds: flo
     uas: list[float] = []
     trainer = Trainer(labels=LABELS, feature_config=recipe.features, model_config=recipe.model_config(len(LABELS)),
                       train_config=config, out_dir=tmp / "timing",
-                      callback=lambda e: (durations.append(e["duration"]), uas.append(e["ua"])) if e["type"] == "epoch" else None)
+                      callback=lambda e: (durations.append(e.duration), uas.append(e.ua)) if isinstance(e, EpochReport) else None)
     trainer.fit(train, valid)
     return {"ok": max(uas) >= 0.9, "train_utterances": len(train), "valid_utterances": len(valid), "seconds_each": seconds,
             "encode_s": round(encode_s, 2), "epoch_s": [round(d, 2) for d in durations],

@@ -35,6 +35,7 @@ from recognition.engine.whisper.encoder import get_encoder
 from recognition.services.starter import STARTER_PATH
 from training.engine.corpora import scan_corpus
 from training.engine.data import WaveformCache
+from training.engine.events import EpochReport
 from training.engine.experiment import Recipe, build_dataset
 from training.engine.splits import kfold_splits
 from training.engine.state_cache import StateCache
@@ -140,7 +141,7 @@ def bench_train(epochs: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-speed-train-") as tmp:
         trainer = Trainer(labels=ds.labels, feature_config=recipe.features, model_config=recipe.model_config(len(ds.labels)),
                           train_config=config, out_dir=tmp,
-                          callback=lambda e: durations.append(e["duration"]) if e["type"] == "epoch" else None)
+                          callback=lambda e: durations.append(e.duration) if isinstance(e, EpochReport) else None)
         trainer.fit(train, valid)
     per_epoch = statistics.median(durations)
     return {"train_utterances": len(train), "valid_utterances": len(valid), "threads": torch.get_num_threads(),

@@ -18,6 +18,7 @@ from recognition.engine.features import FEATURE_KINDS, MEAN_NORMS, TRIM_METHODS,
 from recognition.engine.model import MODEL_SIZES
 from training.engine.corpora import FORMATS, CorpusError, CorpusScan, scan_corpus
 from training.engine.data import WaveformCache
+from training.engine.events import BatchProgress, EpochReport, Event, Resumed
 from training.engine.experiment import Dataset, Recipe, build_dataset
 
 
@@ -193,21 +194,21 @@ class ProgressBar:
 def epoch_printer(out: TextIO, bar: ProgressBar):
     """Trainer callback: a progress bar within the epoch and one line per epoch."""
 
-    def callback(event: dict) -> None:
-        prefix = f"fold {event['fold']}/{event['folds']} " if "fold" in event else ""
-        if event["type"] == "progress":
-            bar.label = f"{prefix}epoch {event['epoch']}/{event['epochs']}"
-            bar(event["batch"], event["batches"], f"loss {event['train_loss']:.3f}")
-        elif event["type"] == "resumed":
-            model = f"model {event['member']}/{event['members']} " if event.get("members", 1) > 1 else ""
-            out.write(f"{prefix}{model}resumed from the last checkpoint after epoch {event['epoch']}\n")
+    def callback(event: Event) -> None:
+        prefix = f"fold {event.fold}/{event.folds} " if event.folds > 1 else ""
+        if isinstance(event, BatchProgress):
+            bar.label = f"{prefix}epoch {event.epoch}/{event.epochs}"
+            bar(event.batch, event.batches, f"loss {event.train_loss:.3f}")
+        elif isinstance(event, Resumed):
+            model = f"model {event.member}/{event.members} " if event.members > 1 else ""
+            out.write(f"{prefix}{model}resumed from the last checkpoint after epoch {event.epoch}\n")
             out.flush()
-        elif event["type"] == "epoch":
-            star = " *" if event["is_best"] else ""
+        elif isinstance(event, EpochReport):
+            star = " *" if event.is_best else ""
             out.write(
-                f"{prefix}epoch {event['epoch']:3d}/{event['epochs']}  loss {event['train_loss']:.3f}  "
-                f"train acc {event['train_acc']:.3f}  val loss {event['val_loss']:.3f}  WA {event['wa']:.3f}  "
-                f"UA {event['ua']:.3f}  F1 {event['macro_f1']:.3f}  lr {event['lr']:.2e}  {event['duration']:.1f}s{star}\n"
+                f"{prefix}epoch {event.epoch:3d}/{event.epochs}  loss {event.train_loss:.3f}  "
+                f"train acc {event.train_acc:.3f}  val loss {event.val_loss:.3f}  WA {event.wa:.3f}  "
+                f"UA {event.ua:.3f}  F1 {event.macro_f1:.3f}  lr {event.lr:.2e}  {event.duration:.1f}s{star}\n"
             )
             out.flush()
 

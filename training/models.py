@@ -137,11 +137,16 @@ class TrainingRun(models.Model):
 
 
 class EpochMetric(models.Model):
+    """One training.engine.events.EpochReport, stored: its columns are the report's fields."""
+
     run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="epochs")
     fold = models.PositiveSmallIntegerField(default=1)
+    folds = models.PositiveSmallIntegerField(default=1)
     # Seed ensembles train several models per fold, each numbering its epochs from 1.
     member = models.PositiveSmallIntegerField(default=1)
+    members = models.PositiveSmallIntegerField(default=1)
     epoch = models.PositiveIntegerField()
+    epochs = models.PositiveIntegerField(default=0, help_text="0: stored before the count was kept.")
     train_loss = models.FloatField()
     train_acc = models.FloatField()
     val_loss = models.FloatField()

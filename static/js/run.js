@@ -1,5 +1,7 @@
 // Live run page: draws the stored history, then extends the charts from websocket messages.
-// Never polls. Reconnects with the last drawn (fold, member, epoch) so the server replays
+// Every epoch, stored or live, is one EpochReport payload (training/engine/events.py): fold,
+// member, epoch, epochs, its scores and progress, the run's share done. Never polls.
+// Reconnects with the last drawn (fold, member, epoch) so the server replays
 // exactly what was missed; duplicates are dropped by (fold, member, epoch). A seed ensemble
 // (cfg.members > 1) trains its models one after another, each numbering epochs from 1.
 (function () {
@@ -35,24 +37,21 @@
   }
   for (const c of Object.values(charts)) Plotly.newPlot(c.el, [], layout(c.title, c.yrange), plotConfig);
 
-  // Epochs stored before ensembles existed (and older workers' messages) carry no member.
-  const memberOf = (e) => e.member || 1;
-
   // One series per (fold, model): "fold 2 · model 3", "model 3" (hold-out), "fold 2" (one model).
   function seriesParts(e) {
-    return [...(cfg.folds > 1 ? [`fold ${e.fold}`] : []), ...(members > 1 ? [`model ${memberOf(e)}`] : [])];
+    return [...(cfg.folds > 1 ? [`fold ${e.fold}`] : []), ...(members > 1 ? [`model ${e.member}`] : [])];
   }
   const seriesName = (e) => seriesParts(e).join(" · ");
 
   function traceFor(chartKey, metric, name, e) {
-    const key = `${chartKey}|${metric}|${e.fold}|${memberOf(e)}`;
+    const key = `${chartKey}|${metric}|${e.fold}|${e.member}`;
     if (traces[key] !== undefined) return traces[key];
     const el = document.getElementById(charts[chartKey].el);
     const index = el.data.length;
     const series = seriesName(e);
     // A colour per series when there are several, else per metric.
     const metricIndex = charts[chartKey].metrics.findIndex((m) => m[0] === metric);
-    const colour = series ? (e.fold - 1) * members + memberOf(e) - 1 : metricIndex;
+    const colour = series ? (e.fold - 1) * members + e.member - 1 : metricIndex;
     Plotly.addTraces(el, {
       x: [], y: [], mode: "lines+markers", name: series ? `${name} (${series})` : name,
       line: { dash: dash[metric], color: palette[colour % palette.length], width: metric === "ua" ? 3 : 2 },
@@ -116,13 +115,13 @@
       type: "bar", x: labels, y: values, marker: { color: labels.map(emotionColor) },
       text: values.map((v) => v.toFixed(2)), textposition: "outside", hovertemplate: "%{x}: %{y:.3f}<extra></extra>",
     }], {
-      title: { text: `Per-class recall, epoch ${e.epoch}${members > 1 ? `, model ${memberOf(e)}` : ""}`, font: { size: 14 } },
+      title: { text: `Per-class recall, epoch ${e.epoch}${members > 1 ? `, model ${e.member}` : ""}`, font: { size: 14 } },
       margin: { t: 36, r: 10, b: 60, l: 48 }, yaxis: { range: [0, 1.1] },
     }, plotConfig);
   }
 
   function accept(e) {
-    const here = [e.fold, memberOf(e), e.epoch];
+    const here = [e.fold, e.member, e.epoch];
     const key = here.join(":");
     if (seen.has(key)) return false;
     seen.add(key);
@@ -190,7 +189,7 @@
         const since = () => Date.now() / 1000 - m.sent_at;
         drawEpochs([m], m.sent_at ? () => latencies.push(since()) : null, m.sent_at ? () => fullDraws.push(since()) : null);
         logEpoch(m, m.replay ? "caught up" : "");
-        setBar("bar-epoch", 1, `epoch ${m.epoch} done`);
+        setBar("bar-epoch", 1, `epoch ${m.epoch}${m.epochs ? `/${m.epochs}` : ""} done`);
         if (m.progress !== undefined) setBar("bar-overall", m.progress, `${Math.round(m.progress * 100)}%`);
         if (m.phase) document.getElementById("run-phase").textContent = m.phase;
       } else if (m.type === "run.progress") {

@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from tests.browser.conftest import DaphneServer
+from training.engine.events import EpochReport
 from training.models import TrainingRun
 from training.services.execution import _Reporter
 
@@ -18,13 +19,12 @@ pytestmark = pytest.mark.timeout(180)
 LABELS = ["happy", "sad", "angry"]
 
 
-def epoch_event(epoch: int) -> dict:
-    return {
-        "type": "epoch", "epoch": epoch, "epochs": 10, "progress": epoch / 10, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0,
-        "wa": 0.5, "ua": 0.3 + 0.05 * epoch, "macro_f1": 0.4, "confusion": [[2, 1, 0], [0, 3, 0], [1, 0, 2]],
-        "per_class_recall": {"happy": 0.6, "sad": 1.0, "angry": 0.6}, "lr": 1e-3, "duration": 1.0,
-        "best_ua": 0.5, "best_epoch": epoch, "is_best": True,
-    }
+def epoch_event(epoch: int, **place: int) -> EpochReport:
+    return EpochReport(
+        **place, epoch=epoch, epochs=10, train_loss=1.0, train_acc=0.5, val_loss=1.0, wa=0.5, ua=0.3 + 0.05 * epoch,
+        macro_f1=0.4, confusion=[[2, 1, 0], [0, 3, 0], [1, 0, 2]], per_class_recall={"happy": 0.6, "sad": 1.0, "angry": 0.6},
+        lr=1e-3, duration=1.0, is_best=True,
+    )
 
 
 def report(reporter: _Reporter, epochs: range) -> None:
@@ -37,7 +37,7 @@ def report(reporter: _Reporter, epochs: range) -> None:
 def test_page_catches_up_after_a_server_restart(daphne_server, logged_in_page, screenshot):
     run = TrainingRun.objects.create(name="restart", labels=LABELS, status="running", heartbeat_at=timezone.now(),
                                      hyperparameters={"train": {"epochs": 10}})
-    reporter = _Reporter(run, folds=1)
+    reporter = _Reporter(run)
     report(reporter, range(1, 3))  # stored before the page opens: drawn from the history
     page = logged_in_page
     page.goto(f"/runs/{run.pk}/")
@@ -72,11 +72,10 @@ def test_page_catches_up_after_a_server_restart(daphne_server, logged_in_page, s
 def test_a_seed_ensemble_draws_a_series_per_model(daphne_server, logged_in_page, screenshot):
     run = TrainingRun.objects.create(name="trio", labels=LABELS, status="running", heartbeat_at=timezone.now(),
                                      hyperparameters={"train": {"epochs": 10, "members": 2}})
-    reporter = _Reporter(run, folds=1)
+    reporter = _Reporter(run)
 
     def report_member(member: int, epochs: range) -> None:
-        # As the trainer sends them: progress spans both models.
-        events = [{**epoch_event(e), "member": member, "members": 2, "progress": (member - 1 + e / 10) / 2} for e in epochs]
+        events = [epoch_event(e, member=member, members=2) for e in epochs]
         thread = threading.Thread(target=lambda: [reporter(event) for event in events])
         thread.start()
         thread.join()

@@ -23,6 +23,7 @@ from tests.engine.test_trainer import (
 from training.engine import trainer as trainer_module
 from training.engine.data import AugmentConfig
 from training.engine.ensemble import distillation_loss
+from training.engine.events import BatchProgress, EpochReport
 from training.engine.experiment import Recipe, cross_validate
 from training.engine.trainer import TrainConfig, Trainer
 
@@ -79,12 +80,12 @@ def test_distilled_ensemble_saves_the_student_alone_and_its_teacher_beside_it(tm
     assert any(not torch.equal(student.state_dict[k], alone.state_dict[k]) for k in alone.state_dict)
     assert student.metrics["validation"]["ua"] == pytest.approx(result.best_metrics["ua"])
     # Events: the student is model 3 of 3, and progress spans all three.
-    epochs = [e for e in events if e["type"] == "epoch"]
-    assert [(e["member"], e["epoch"]) for e in epochs] == [(m, k) for m in (1, 2, 3) for k in (1, 2, 3)]
-    assert all(e["members"] == 3 for e in events)
-    progress = [e["progress"] for e in events if e["type"] == "progress"]
+    epochs = [e for e in events if isinstance(e, EpochReport)]
+    assert [(e.member, e.epoch) for e in epochs] == [(m, k) for m in (1, 2, 3) for k in (1, 2, 3)]
+    assert all(e.members == 3 for e in events)
+    progress = [e.progress for e in events if isinstance(e, BatchProgress)]
     assert progress == sorted(progress) and progress[-1] == pytest.approx(1.0)
-    assert [(h["member"], h["epoch"]) for h in result.history] == [(e["member"], e["epoch"]) for e in epochs]
+    assert [(h.member, h.epoch) for h in result.history] == [(e.member, e.epoch) for e in epochs]
 
 
 def test_cancelled_student_leaves_the_ensemble_and_resumes_exactly(tmp_path, small_data, distilled_run):
@@ -93,8 +94,8 @@ def test_cancelled_student_leaves_the_ensemble_and_resumes_exactly(tmp_path, sma
     done = []
 
     def remember(event):
-        if event["type"] == "epoch":
-            done.append((event["member"], event["epoch"]))
+        if isinstance(event, EpochReport):
+            done.append((event.member, event.epoch))
 
     first = small_trainer(tmp_path, epochs=3, members=2, distil_weight=0.9, callback=remember,
                           should_stop=lambda: (3, 1) in done).fit(train, valid)
@@ -103,8 +104,8 @@ def test_cancelled_student_leaves_the_ensemble_and_resumes_exactly(tmp_path, sma
     resumed_events = []
     second = small_trainer(tmp_path, epochs=3, members=2, distil_weight=0.9, callback=resumed_events.append).fit(train, valid, resume=True)
     assert second.stopped == "completed"
-    assert [(e["member"], e["epoch"]) for e in resumed_events if e["type"] == "epoch"] == [(3, 2), (3, 3)]
-    assert [h["val_loss"] for h in second.history] == [h["val_loss"] for h in reference.history]
+    assert [(e.member, e.epoch) for e in resumed_events if isinstance(e, EpochReport)] == [(3, 2), (3, 3)]
+    assert [h.val_loss for h in second.history] == [h.val_loss for h in reference.history]
     assert_same_weights(load_checkpoint(second.best_path).state_dict, load_checkpoint(reference.best_path).state_dict)
 
 
@@ -128,7 +129,7 @@ def test_the_student_follows_its_teacher_over_the_labels(tmp_path):
     teacher = load_checkpoint(taught.best_path)
     # Selected on validation against the teacher's (swapped) labels, as it was taught.
     student = trainer(tmp_path / "student", distil_weight=1.0, distil_temperature=1.0).fit(train, swapped(valid), teacher=teacher)
-    assert student.best_metrics["ua"] >= 0.9, [round(h["ua"], 3) for h in student.history]
+    assert student.best_metrics["ua"] >= 0.9, [round(h.ua, 3) for h in student.history]
 
 
 def test_a_teacher_must_share_labels_and_features_and_needs_a_one_model_distilling_run(tmp_path, small_data, distilled_run):

@@ -24,6 +24,7 @@ from training.cli import summary_line
 from training.engine.corpora import scan_corpus
 from training.engine.data import AugmentConfig, Example
 from training.engine.evaluation import example_probabilities
+from training.engine.events import BatchProgress, EpochReport
 from training.engine.experiment import cross_validate, train_holdout
 from training.engine.trainer import TrainConfig
 
@@ -95,7 +96,7 @@ def test_members_train_as_their_seeds_would_alone(tmp_path, small_data, ensemble
     assert [m["seed"] for m in ck.extra["members"]] == [0, 1]
     for seed, member in enumerate(result.members):
         alone = small_trainer(tmp_path / f"seed{seed}", epochs=3, seed=seed).fit(train, valid)
-        assert [h["val_loss"] for h in member.history] == [h["val_loss"] for h in alone.history]
+        assert [h.val_loss for h in member.history] == [h.val_loss for h in alone.history]
         assert_same_weights((ck.state_dict, *ck.member_states)[seed], load_checkpoint(alone.best_path).state_dict)
     # The ensemble is validated as one model; its score is what the result reports.
     assert ck.metrics["validation"]["ua"] == pytest.approx(result.best_metrics["ua"])
@@ -104,17 +105,17 @@ def test_members_train_as_their_seeds_would_alone(tmp_path, small_data, ensemble
 
 def test_ensemble_events_name_their_member_and_progress_spans_all(ensemble_run):
     result, events = ensemble_run
-    epochs = [e for e in events if e["type"] == "epoch"]
-    assert [(e["member"], e["epoch"]) for e in epochs] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
-    assert all(e["members"] == 2 for e in events)
-    assert [(h["member"], h["epoch"]) for h in result.history] == [(e["member"], e["epoch"]) for e in epochs]
-    progress = [e["progress"] for e in events if e["type"] == "progress"]
+    epochs = [e for e in events if isinstance(e, EpochReport)]
+    assert [(e.member, e.epoch) for e in epochs] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    assert all(e.members == 2 for e in events)
+    assert [(h.member, h.epoch) for h in result.history] == [(e.member, e.epoch) for e in epochs]
+    progress = [e.progress for e in events if isinstance(e, BatchProgress)]
     assert progress == sorted(progress)
     assert progress[0] < 0.5 and progress[-1] == pytest.approx(1.0)
-    first_member = [e["progress"] for e in events if e["type"] == "progress" and e["member"] == 1]
+    first_member = [e.progress for e in events if isinstance(e, BatchProgress) and e.member == 1]
     assert first_member[-1] == pytest.approx(0.5)
     # Epoch events carry the same ensemble-wide progress (model 2's epoch 1 of 3: (1 + 1/3) / 2).
-    assert [e["progress"] for e in epochs] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
+    assert [e.progress for e in epochs] == pytest.approx([1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6, 1.0])
 
 
 def test_cancelled_ensemble_keeps_its_members_and_resumes_exactly(tmp_path, small_data, ensemble_run):
@@ -123,8 +124,8 @@ def test_cancelled_ensemble_keeps_its_members_and_resumes_exactly(tmp_path, smal
     done = []
 
     def remember(event):
-        if event["type"] == "epoch":
-            done.append((event["member"], event["epoch"]))
+        if isinstance(event, EpochReport):
+            done.append((event.member, event.epoch))
 
     # Stop after member 2's first epoch.
     first = small_trainer(tmp_path, epochs=3, members=2, callback=remember, should_stop=lambda: (2, 1) in done).fit(train, valid)
@@ -133,8 +134,8 @@ def test_cancelled_ensemble_keeps_its_members_and_resumes_exactly(tmp_path, smal
     resumed_events = []
     second = small_trainer(tmp_path, epochs=3, members=2, callback=resumed_events.append).fit(train, valid, resume=True)
     assert second.stopped == "completed"
-    assert [(e["member"], e["epoch"]) for e in resumed_events if e["type"] == "epoch"] == [(2, 2), (2, 3)]
-    assert [h["val_loss"] for h in second.history] == [h["val_loss"] for h in reference.history]
+    assert [(e.member, e.epoch) for e in resumed_events if isinstance(e, EpochReport)] == [(2, 2), (2, 3)]
+    assert [h.val_loss for h in second.history] == [h.val_loss for h in reference.history]
     ours, theirs = load_checkpoint(second.best_path), load_checkpoint(reference.best_path)
     for a, b in zip((ours.state_dict, *ours.member_states), (theirs.state_dict, *theirs.member_states), strict=True):
         assert_same_weights(a, b)

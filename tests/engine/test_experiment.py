@@ -13,6 +13,7 @@ from recognition.engine.features import FeatureConfig, FeatureExtractor
 from tests.synth import make_folder_corpus
 from training.engine.corpora import scan_corpus
 from training.engine.data import AugmentConfig, WaveformCache
+from training.engine.events import EpochReport
 from training.engine.experiment import (
     Recipe,
     build_dataset,
@@ -105,7 +106,7 @@ def test_train_holdout_and_evaluate(tmp_path, scans):
     assert report["n"] == 3 * len(test_speakers)  # one utterance per class and speaker
     assert set(report["per_corpus"]) == {"alpha", "beta"}
     assert sum(p["n"] for p in report["per_corpus"].values()) == report["n"]
-    assert [e["epoch"] for e in events if e["type"] == "epoch"] == [1, 2]
+    assert [e.epoch for e in events if isinstance(e, EpochReport)] == [1, 2]
     json.dumps(report)
 
     ck = load_checkpoint(out)

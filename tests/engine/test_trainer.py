@@ -23,30 +23,10 @@ from training.engine.data import (
     assign_speaker_centres,
     collate,
 )
+from training.engine.events import BatchProgress, EpochReport, Resumed
 from training.engine.trainer import TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-EPOCH_KEYS = {
-    "type",
-    "epoch",
-    "epochs",
-    "progress",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "wa",
-    "ua",
-    "macro_f1",
-    "confusion",
-    "per_class_recall",
-    "lr",
-    "duration",
-    "best_ua",
-    "best_epoch",
-    "is_best",
-}
-PROGRESS_KEYS = {"type", "epoch", "epochs", "batch", "batches", "progress", "train_loss"}
 
 LABELS4 = ["neutral", "happy", "sad", "angry"]
 LABELS2 = ["neutral", "angry"]
@@ -96,10 +76,10 @@ def assert_resume_after_one_epoch_matches(out_dir, data, reference, **overrides)
     """A 3-epoch run cancelled after its first epoch, then resumed, ends with ``reference``'s history."""
     train, valid = data
     done = []
-    small_trainer(out_dir, epochs=3, callback=lambda e: done.append(e) if e["type"] == "epoch" else None,
+    small_trainer(out_dir, epochs=3, callback=lambda e: done.append(e) if isinstance(e, EpochReport) else None,
                   should_stop=lambda: len(done) >= 1, **overrides).fit(train, valid)
     resumed = small_trainer(out_dir, epochs=3, **overrides).fit(train, valid, resume=True)
-    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in reference.history]
+    assert [h.val_loss for h in resumed.history] == [h.val_loss for h in reference.history]
 
 
 def test_trainer_learns_synthetic_emotions(tmp_path):
@@ -120,29 +100,30 @@ def test_trainer_learns_synthetic_emotions(tmp_path):
     )
     result = trainer.fit(train, valid)
     assert result.stopped == "completed"
-    assert result.best_metrics["ua"] >= 0.9, [round(h["ua"], 3) for h in result.history]
-    assert result.history[-1]["ua"] >= 0.9
-    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.best_metrics["ua"] >= 0.9, [round(h.ua, 3) for h in result.history]
+    assert result.history[-1].ua >= 0.9
+    assert result.history[-1].train_loss < result.history[0].train_loss
 
-    epoch_events = [e for e in events if e["type"] == "epoch"]
-    progress_events = [e for e in events if e["type"] == "progress"]
-    assert [e["epoch"] for e in epoch_events] == list(range(1, epochs + 1))
+    epoch_events = [e for e in events if isinstance(e, EpochReport)]
+    progress_events = [e for e in events if isinstance(e, BatchProgress)]
+    assert [e.epoch for e in epoch_events] == list(range(1, epochs + 1))
     assert epoch_events == result.history
     for e in epoch_events:
-        assert set(e) == EPOCH_KEYS
-        assert e["epochs"] == epochs
-        assert np.array(e["confusion"]).shape == (4, 4) and np.array(e["confusion"]).sum() == len(valid)
-        assert set(e["per_class_recall"]) == set(LABELS4)
-        assert 0 <= e["wa"] <= 1 and 0 <= e["ua"] <= 1 and 0 <= e["macro_f1"] <= 1
-        assert e["lr"] > 0 and e["duration"] >= 0
-        json.dumps(e)
-    best = max(epoch_events, key=lambda e: e["ua"])  # first epoch reaching the maximum
-    assert result.best_epoch == best["epoch"] == epoch_events[-1]["best_epoch"]
-    assert epoch_events[-1]["best_ua"] == pytest.approx(best["ua"])
-    assert sum(e["is_best"] for e in epoch_events) >= 1 and epoch_events[0]["is_best"]
-    assert progress_events and all(set(e) == PROGRESS_KEYS for e in progress_events)
-    fractions = [e["progress"] for e in progress_events]
+        assert (e.fold, e.folds, e.member, e.members, e.epochs) == (1, 1, 1, 1, epochs)
+        assert np.array(e.confusion).shape == (4, 4) and np.array(e.confusion).sum() == len(valid)
+        assert set(e.per_class_recall) == set(LABELS4)
+        assert 0 <= e.wa <= 1 and 0 <= e.ua <= 1 and 0 <= e.macro_f1 <= 1
+        assert e.lr > 0 and e.duration >= 0
+        assert e.progress == pytest.approx(e.epoch / epochs)
+        assert EpochReport.from_payload(json.loads(json.dumps(e.to_payload()))) == e  # JSON round trip
+    best = max(epoch_events, key=lambda e: e.ua)  # first epoch reaching the maximum
+    assert result.best_epoch == best.epoch == max(e.epoch for e in epoch_events if e.is_best)
+    assert result.best_metrics["ua"] == pytest.approx(best.ua)
+    assert sum(e.is_best for e in epoch_events) >= 1 and epoch_events[0].is_best
+    assert progress_events and all(e.epochs == epochs and 1 <= e.batch <= e.batches for e in progress_events)
+    fractions = [e.progress for e in progress_events]
     assert fractions == sorted(fractions) and fractions[-1] == pytest.approx(1.0)
+    json.dumps(progress_events[0].to_payload())
 
     ck = load_checkpoint(result.best_path)
     assert ck.labels == LABELS4
@@ -158,10 +139,10 @@ def test_same_seed_same_history(tmp_path, small_data):
     a = small_trainer(tmp_path / "a", epochs=3).fit(train, valid)
     b = small_trainer(tmp_path / "b", epochs=3).fit(train, valid)
     keys = ("train_loss", "val_loss", "train_acc", "ua", "lr")
-    assert [[h[k] for k in keys] for h in a.history] == [[h[k] for k in keys] for h in b.history]
+    assert [[getattr(h, k) for k in keys] for h in a.history] == [[getattr(h, k) for k in keys] for h in b.history]
     assert_same_weights(final_weights(a.last_path), final_weights(b.last_path))
     c = small_trainer(tmp_path / "c", epochs=3, seed=1).fit(train, valid)
-    assert [h["train_loss"] for h in c.history] != [h["train_loss"] for h in a.history]
+    assert [h.train_loss for h in c.history] != [h.train_loss for h in a.history]
 
 
 def test_cancellation_keeps_a_usable_model(tmp_path, small_data):
@@ -199,24 +180,24 @@ def test_resume_after_cancellation_between_epochs(tmp_path, small_data, uninterr
     done = []
 
     def remember(event):
-        if event["type"] == "epoch":
-            done.append(event["epoch"])
+        if isinstance(event, EpochReport):
+            done.append(event.epoch)
 
     first = small_trainer(tmp_path, epochs=4, callback=remember, should_stop=lambda: len(done) >= 2).fit(train, valid)
     assert first.stopped == "cancelled"
-    assert [h["epoch"] for h in first.history] == [1, 2]
+    assert [h.epoch for h in first.history] == [1, 2]
 
     resumed_events = []
     second = small_trainer(tmp_path, epochs=4, callback=resumed_events.append).fit(train, valid, resume=True)
     assert second.stopped == "completed"
-    assert [h["epoch"] for h in second.history] == [1, 2, 3, 4]
-    assert [e["epoch"] for e in resumed_events if e["type"] == "epoch"] == [3, 4]
+    assert [h.epoch for h in second.history] == [1, 2, 3, 4]
+    assert [e.epoch for e in resumed_events if isinstance(e, EpochReport)] == [3, 4]
     # Before any new epoch, the caller gets the restored history (to fill a gap a kill left).
-    assert resumed_events[0]["type"] == "resumed" and resumed_events[0]["epoch"] == 2
-    assert resumed_events[0]["history"] == first.history
+    assert isinstance(resumed_events[0], Resumed) and resumed_events[0].epoch == 2
+    assert list(resumed_events[0].history) == first.history
     # Exactly the uninterrupted run: same losses, same weights, same best epoch.
-    assert [h["train_loss"] for h in second.history] == [h["train_loss"] for h in reference.history]
-    assert [h["val_loss"] for h in second.history] == [h["val_loss"] for h in reference.history]
+    assert [h.train_loss for h in second.history] == [h.train_loss for h in reference.history]
+    assert [h.val_loss for h in second.history] == [h.val_loss for h in reference.history]
     assert second.best_epoch == reference.best_epoch
     assert_same_weights(final_weights(second.last_path), reference_weights)
 
@@ -236,8 +217,8 @@ def test_resume_after_cancellation_mid_epoch(tmp_path, small_data, uninterrupted
     assert first.stopped == "cancelled" and len(first.history) == 2
     assert load_checkpoint(first.last_path).extra["trainer"]["epoch"] == 2
     second = small_trainer(tmp_path, epochs=4).fit(train, valid, resume=True)
-    assert [h["epoch"] for h in second.history] == [1, 2, 3, 4]
-    assert [h["train_loss"] for h in second.history] == [h["train_loss"] for h in reference.history]
+    assert [h.epoch for h in second.history] == [1, 2, 3, 4]
+    assert [h.train_loss for h in second.history] == [h.train_loss for h in reference.history]
     assert_same_weights(final_weights(second.last_path), reference_weights)
 
 
@@ -269,10 +250,10 @@ def test_early_stopping_with_patience(tmp_path, small_data, monkeypatch):
     events = []
     result = small_trainer(tmp_path, epochs=8, patience=3, callback=events.append).fit(train, valid)
     assert result.stopped == "early_stopping"
-    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4, 5]  # best at 2, then 3 bad epochs
+    assert [h.epoch for h in result.history] == [1, 2, 3, 4, 5]  # best at 2, then 3 bad epochs
     assert result.best_epoch == 2
-    assert [h["is_best"] for h in result.history] == [True, True, False, False, False]
-    assert result.history[-1]["best_ua"] == 0.75
+    assert [h.is_best for h in result.history] == [True, True, False, False, False]
+    assert result.best_metrics["ua"] == 0.75
     assert load_checkpoint(result.best_path).metrics["validation"]["epoch"] == 2
 
 
@@ -298,7 +279,7 @@ def test_own_centre_share_changes_speaker_normalised_training_and_resumes_exactl
     data = (train, valid)
     reference = small_trainer(tmp_path / "ref", epochs=3, features=features, own_centre_share=0.5).fit(*data)
     plain = small_trainer(tmp_path / "plain", epochs=3, features=features, own_centre_share=0.0).fit(*data)
-    assert [h["train_loss"] for h in reference.history] != [h["train_loss"] for h in plain.history]
+    assert [h.train_loss for h in reference.history] != [h.train_loss for h in plain.history]
     assert_resume_after_one_epoch_matches(tmp_path / "cut", data, reference, features=features, own_centre_share=0.5)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -9,6 +10,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.web.factories import ready_corpus
+from training import selectors
+from training.engine.events import BatchProgress, EpochReport
 from training.models import Corpus, EpochMetric, TrainingRun
 from training.services import execution
 from training.services import runs as services
@@ -275,48 +278,49 @@ def test_run_history_orders_a_seed_ensembles_models_within_each_fold():
     assert [e["member"] for e in selectors.run_compare_data([run.pk])[0]["epochs"]] == [1, 1, 2, 2, 1, 2]
 
 
-def epoch_event(epoch: int, ua: float, **extra) -> dict:
-    return {
-        "type": "epoch", "epoch": epoch, "epochs": 4, "progress": epoch / 4, "train_loss": 1.0, "train_acc": 0.5, "val_loss": 1.0, "wa": ua, "ua": ua,
-        "macro_f1": 0.5, "confusion": [[1, 0, 0], [0, 1, 0], [0, 0, 1]], "per_class_recall": {"happy": 1.0, "sad": 1.0, "angry": 1.0},
-        "lr": 1e-3, "duration": 1.0, "best_ua": ua, "best_epoch": epoch, "is_best": True, **extra,
-    }
+def epoch_event(epoch: int, ua: float, **place: int) -> EpochReport:
+    return EpochReport(
+        **place, epoch=epoch, epochs=4, train_loss=1.0, train_acc=0.5, val_loss=1.0, wa=ua, ua=ua, macro_f1=0.5,
+        confusion=[[1, 0, 0], [0, 1, 0], [0, 0, 1]], per_class_recall={"happy": 1.0, "sad": 1.0, "angry": 1.0},
+        lr=1e-3, duration=1.0, is_best=True,
+    )
 
 
 def test_reporter_keeps_each_ensemble_models_epochs_apart(corpus, monkeypatch):
     sent = []
     monkeypatch.setattr(execution, "group_send", lambda group, message: sent.append(message))
     run = make_run(corpus, status="running", protocol="kfold", folds=2)
-    reporter = execution._Reporter(run, folds=2)
-    # The trainer's progress spans the ensemble: model 2 of 3 done with epoch 1 of 4 is (1 + 1/4) / 3.
-    reporter(epoch_event(1, 0.4, fold=2, member=1, members=3, progress=0.25 / 3))
-    reporter(epoch_event(1, 0.6, fold=2, member=2, members=3, progress=1.25 / 3))
-    reporter(epoch_event(1, 0.7, fold=2, member=2, members=3, progress=1.25 / 3))  # a resumed model stores its epoch again
+    reporter = execution._Reporter(run)
+    reporter(epoch_event(1, 0.4, fold=2, folds=2, member=1, members=3))
+    reporter(epoch_event(1, 0.6, fold=2, folds=2, member=2, members=3))
+    reporter(epoch_event(1, 0.7, fold=2, folds=2, member=2, members=3))  # a resumed model stores its epoch again
     rows = EpochMetric.objects.filter(run=run)
     assert [(m.fold, m.member, m.epoch, m.ua) for m in rows] == [(2, 1, 1, 0.4), (2, 2, 1, 0.7)]
     assert [(m["member"], m["ua"]) for m in sent] == [(1, 0.4), (2, 0.6), (2, 0.7)]  # live messages carry it too
     run.refresh_from_db()
     assert run.phase == "training fold 2/2, model 2/3" and run.current_fold == 2 and run.current_epoch == 1
-    # Fold 2 of 2 at that point: (1 + (1 + 1/4) / 3) / 2.
-    assert run.progress == pytest.approx((1 + 1.25 / 3) / 2)
-    reporter({"type": "progress", "fold": 2, "member": 3, "members": 3, "epoch": 2, "epochs": 4, "batch": 5,
-              "batches": 5, "progress": 0.75, "train_loss": 0.9})
+    # Fold 2 of 2, model 2 of 3 done with epoch 1 of 4: (1 + (1 + 1/4) / 3) / 2, live and stored alike.
+    assert run.progress == pytest.approx((1 + 1.25 / 3) / 2) == sent[-1]["progress"]
+    assert [m["progress"] for m in selectors.run_history(run.pk)] == [pytest.approx((1 + 0.25 / 3) / 2), run.progress]
+    reporter(BatchProgress(fold=2, folds=2, member=3, members=3, epoch=2, epochs=4, batch=5, batches=5, train_loss=0.9))
     run.refresh_from_db()
-    assert run.phase == "training fold 2/2, model 3/3" and run.progress == pytest.approx(0.875)
+    # Model 3 of 3 through epoch 2 of 4: (1 + (2 + 2/4) / 3) / 2.
+    assert run.phase == "training fold 2/2, model 3/3" and run.progress == pytest.approx((1 + 2.5 / 3) / 2)
     assert sent[-1]["type"] == "run.progress" and (sent[-1]["member"], sent[-1]["members"]) == (3, 3)
+    assert sent[-1]["progress"] == pytest.approx(run.progress)
 
     holdout = make_run(corpus, status="running")
-    execution._Reporter(holdout, folds=1)(epoch_event(3, 0.5, member=2, members=3))
+    execution._Reporter(holdout)(epoch_event(3, 0.5, member=2, members=3))
     holdout.refresh_from_db()
     assert holdout.phase == "training model 2/3"
     single = make_run(corpus, status="running")
-    execution._Reporter(single, folds=1)(epoch_event(4, 0.5))  # one model: no member keys, as before
+    execution._Reporter(single)(epoch_event(4, 0.5))  # one model
     single.refresh_from_db()
     assert single.phase == "training" and single.progress == 1.0
     assert list(EpochMetric.objects.filter(run=single).values_list("member", "epoch")) == [(1, 4)]
     # A distilled ensemble: the trainer counts the student as model 3 of 3; the phase names it.
     distilled = make_run(corpus, status="running", hyperparameters=services.recipe_build(members=2, distil=True).to_dict())
-    reporter = execution._Reporter(distilled, folds=1)
+    reporter = execution._Reporter(distilled)
     reporter(epoch_event(1, 0.5, member=2, members=3))
     distilled.refresh_from_db()
     assert distilled.phase == "training model 2/2"
@@ -326,13 +330,26 @@ def test_reporter_keeps_each_ensemble_models_epochs_apart(corpus, monkeypatch):
 
 
 def test_epoch_payload_carries_the_member():
-    from training import selectors
-
     run = TrainingRun.objects.create(name="p")
     row = metric_row(run, 1, 2, 3)
     assert selectors.epoch_payload(row)["member"] == 2
     assert selectors.run_snapshot(run)["epochs"][0]["member"] == 2
-    assert selectors.epoch_payload({**epoch_event(1, 0.5), "fold": 1, "member": 1})["member"] == 1
+
+
+def test_an_epoch_is_stored_sent_and_replayed_as_one_payload(corpus, monkeypatch):
+    """The EpochMetric row holds every field of an EpochReport; the live message and the
+    replayed history carry the same payload."""
+    stored = {f.name for f in EpochMetric._meta.concrete_fields} - {"id", "run", "created_at"}
+    assert stored == {f.name for f in dataclasses.fields(EpochReport)}
+    sent = []
+    monkeypatch.setattr(execution, "group_send", lambda group, message: sent.append(message))
+    run = make_run(corpus, status="running", protocol="kfold", folds=3)
+    report = epoch_event(2, 0.625, fold=2, folds=3, member=2, members=3)
+    execution._Reporter(run)(report)
+    live = {k: v for k, v in sent[-1].items() if k not in ("type", "replay", "sent_at", "phase")}
+    replayed = {k: v for k, v in selectors.run_history(run.pk)[0].items() if k != "at"}
+    assert live == replayed == report.to_payload()
+    assert EpochReport.from_payload(replayed) == report
 
 
 @pytest.mark.parametrize(("members", "label"), [(3, b'<dd id="ua-tta">0.681'), (5, b'<dd id="ua-tta-every">0.681')])

@@ -10,6 +10,7 @@ from pathlib import Path
 from recognition.engine.config import known_fields
 
 from .data import AugmentConfig
+from .events import EpochReport
 
 __all__ = ["TrainConfig", "TrainResult", "MAX_MEMBERS", "RETIRED"]
 
@@ -98,7 +99,7 @@ class TrainResult:
     last_path: Path
     best_epoch: int
     best_metrics: dict
-    history: list[dict]
+    history: list[EpochReport]  # every model's epochs, in the order they trained
     stopped: str  # "completed" | "early_stopping" | "cancelled"
     members: list[TrainResult] = field(default_factory=list)  # a seed ensemble's, in order
     teacher_path: Path | None = None  # a distilled ensemble's teacher (best_path is the student)

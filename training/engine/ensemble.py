@@ -16,6 +16,7 @@ from recognition.engine.features import FeatureExtractor
 from .config import TrainResult
 from .data import Example
 from .evaluation import brief_metrics, evaluate_examples
+from .events import EpochReport
 
 if TYPE_CHECKING:
     from .trainer import Trainer  # the trainer imports this module; it only passes itself in
@@ -57,8 +58,7 @@ def fit_ensemble(trainer: Trainer, train: list[Example], valid: list[Example], r
     best_metrics = {**brief_metrics(metrics), "members": len(results)}
     combined.metrics = {"validation": best_metrics}
     combined.extra = {"train_config": cfg.to_dict(), **trainer.metadata, "members": members}
-    count = trainees(cfg.members, cfg.distil_weight)
-    history = [{**record, "member": i + 1, "members": count} for i, r in enumerate(results) for record in r.history]
+    history = [report for r in results for report in r.history]
     cancelled = results[-1].stopped == "cancelled"
     if cfg.distil_weight <= 0 or cancelled:
         save_checkpoint(trainer.best_path, combined)
@@ -68,7 +68,7 @@ def fit_ensemble(trainer: Trainer, train: list[Example], valid: list[Example], r
 
 
 def _distil(trainer: Trainer, teacher: Checkpoint, split: tuple[list[Example], list[Example]], resume: bool,
-            history: list, results: list[TrainResult]) -> TrainResult:
+            history: list[EpochReport], results: list[TrainResult]) -> TrainResult:
     """Train the student on the ensemble ``teacher``'s soft targets and save it alone as
     ``best.pt``; the ensemble goes to ``teacher.pt``. Cancelled, the run keeps the ensemble as
     ``best.pt``; resume continues the student."""
@@ -76,8 +76,7 @@ def _distil(trainer: Trainer, teacher: Checkpoint, split: tuple[list[Example], l
     teacher_path = trainer.out_dir / "teacher.pt"
     save_checkpoint(teacher_path, teacher)
     result = trainer.member(cfg.members, "student").fit_model(*split, resume, teacher=teacher)
-    count = trainees(cfg.members, cfg.distil_weight)
-    history = history + [{**record, "member": cfg.members + 1, "members": count} for record in result.history]
+    history = history + result.history
     if result.stopped == "cancelled":
         save_checkpoint(trainer.best_path, teacher)
         return TrainResult(trainer.best_path, result.last_path, results[0].best_epoch, teacher.metrics["validation"], history,

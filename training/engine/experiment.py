@@ -27,11 +27,12 @@ from recognition.engine.whisper import get_encoder
 from .corpora import CorpusScan, Utterance
 from .data import AugmentConfig, Example, WaveformCache, assign_speaker_centres
 from .evaluation import evaluate_examples
+from .events import Callback, Place
 from .labels import LabelSet, resolve_label_set
 from .metrics import scores, summarise_folds
 from .splits import TRAIN_SPEAKER_VALIDATION, Split, holdout_split, kfold_splits
 from .state_cache import StateCache
-from .trainer import Callback, TrainConfig, Trainer, pick_device
+from .trainer import TrainConfig, Trainer, pick_device
 
 Progress = Callable[[int, int, str], None]
 
@@ -193,6 +194,7 @@ def _run_split(
     should_stop: Callable[[], bool] | None,
     resume: bool,
     metadata: dict,
+    place: Place,
 ) -> tuple[dict, Any]:
     labels = ds.labels
     trainer = Trainer(
@@ -204,6 +206,7 @@ def _run_split(
         callback=callback,
         should_stop=should_stop,
         metadata={"protocol": split.protocol, "split": split.to_dict(), "label_set": ds.label_set.to_dict(), **metadata},
+        place=place,
     )
     started = time.perf_counter()
     result = trainer.fit([examples[i] for i in split.train], [examples[i] for i in split.valid], resume=resume)
@@ -319,7 +322,8 @@ def train_holdout(
     split = holdout_split(*_split_args(ds), test_speakers=test_speakers, test_fraction=test_fraction, seed=recipe.train.seed)
     out = Path(out)
     work = Path(work_dir) if work_dir else out.with_suffix(".work")
-    fold, _ = _run_split(ds, examples, split, recipe, work, callback=callback, should_stop=should_stop, resume=resume, metadata={})
+    fold, _ = _run_split(ds, examples, split, recipe, work, callback=callback, should_stop=should_stop, resume=resume,
+                          metadata={}, place=Place())
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(work / "best.pt", out)
     report = {"protocol": split.protocol, **_report_head(ds, scans, recipe), **{k: v for k, v in fold.items() if k != "protocol"}}
@@ -370,14 +374,9 @@ def cross_validate(
         if f in completed:
             results.append(completed[f])
             continue
-
-        def fold_callback(event: dict, f: int = f) -> None:
-            if callback:
-                callback({**event, "fold": f + 1, "folds": folds})
-
         fold, _ = _run_split(
-            ds, examples, splits[f], recipe, Path(work_dir) / f"fold{f + 1}",
-            callback=fold_callback, should_stop=should_stop, resume=resume and first_remaining, metadata={"fold": f + 1},
+            ds, examples, splits[f], recipe, Path(work_dir) / f"fold{f + 1}", callback=callback, should_stop=should_stop,
+            resume=resume and first_remaining, metadata={"fold": f + 1}, place=Place(fold=f + 1, folds=folds),
         )
         first_remaining = False
         fold["fold"] = f + 1

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -38,10 +37,10 @@ from .data import (
 )
 from .ensemble import distillation_loss, fit_ensemble, teacher_targets, trainees
 from .evaluation import brief_metrics, evaluate_examples
+from .events import BatchProgress, Callback, EpochReport, Place, Resumed
 
 __all__ = ["TrainConfig", "Trainer", "TrainResult", "pick_device"]
 
-Callback = Callable[[dict[str, Any]], None]
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -69,6 +68,7 @@ class Trainer:
         callback: Callback | None = None,
         should_stop: Callable[[], bool] | None = None,
         metadata: dict | None = None,
+        place: Place | None = None,
     ) -> None:
         if model_config.n_classes != len(labels) or model_config.n_features != feature_config.n_features:
             raise ValueError("model config does not match the labels or the feature config")
@@ -86,6 +86,7 @@ class Trainer:
         self.callback = callback or (lambda event: None)
         self.should_stop = should_stop or (lambda: False)
         self.metadata = metadata or {}
+        self.place = place or Place()  # where its events say they are: fold of folds, model of models
         self.device = pick_device(train_config.device)
         self.best_path = self.out_dir / "best.pt"
         self.last_path = self.out_dir / "last.pt"
@@ -111,13 +112,9 @@ class Trainer:
         same labels and front end, into this model. Seed ensembles with ``distil_weight`` > 0
         distil themselves (see :class:`TrainConfig`).
 
-        Callback events (dicts by ``type``): ``progress`` every ``progress_every`` batches
-        (``epoch``, ``epochs``, ``batch``, ``batches``, ``progress`` 0–1 over the whole run,
-        ``train_loss`` so far); ``epoch`` after each (its scores, ``confusion`` true ×
-        predicted, ``per_class_recall``, ``lr``, ``duration`` s, ``best_ua``, ``best_epoch``,
-        ``is_best``); ``resumed`` once on resume (``epoch`` done and their ``history`` from
-        ``last.pt``, so a caller killed before delivering an epoch fills the gap). With
-        ``members > 1`` events also carry ``member`` (1-based) and ``members``.
+        The callback gets :mod:`.events`: :class:`BatchProgress` every ``progress_every``
+        batches, an :class:`EpochReport` after every epoch, :class:`Resumed` once on resume.
+        A seed ensemble's models report as models ``1..members`` of the run's :class:`Place`.
         """
         if not train:
             raise ValueError("no training examples")
@@ -140,21 +137,10 @@ class Trainer:
         """The one-model trainer of an ensemble's model ``index`` (0-based; the student after
         the members), seeded ``seed + index``, writing into ``out_dir/folder``."""
         cfg = self.config
+        place = replace(self.place, member=index + 1, members=trainees(cfg.members, cfg.distil_weight))
         return Trainer(labels=self.labels, feature_config=self.feature_config, model_config=self.model_config,
                        train_config=replace(cfg, seed=cfg.seed + index, members=1), out_dir=self.out_dir / folder,
-                       callback=self._member_callback(index), should_stop=self.should_stop, metadata=self.metadata)
-
-    def _member_callback(self, index: int) -> Callback:
-        """Tags a member's events with its index; progress spans all members (and the student)."""
-        count = trainees(self.config.members, self.config.distil_weight)
-
-        def forward(event: dict[str, Any]) -> None:
-            event = {**event, "member": index + 1, "members": count}
-            if "progress" in event:
-                event["progress"] = (index + event["progress"]) / count
-            self.callback(event)
-
-        return forward
+                       callback=self.callback, should_stop=self.should_stop, metadata=self.metadata, place=place)
 
     def fit_model(self, train: list[Example], valid: list[Example], resume: bool, teacher: Checkpoint | None = None) -> TrainResult:
         """One model; with ``teacher`` (a checkpoint of the same labels and front end) its loss
@@ -217,13 +203,15 @@ class Trainer:
         run.optimiser.load_state_dict(state["optimiser"])
         run.epoch, run.step = int(state["epoch"]), int(state["step"])
         run.best_ua, run.best_epoch, run.bad_epochs = float(state["best_ua"]), int(state["best_epoch"]), int(state["bad_epochs"])
-        run.best_metrics, run.history = dict(state.get("best_metrics") or {}), list(state.get("history") or [])
+        run.best_metrics = dict(state.get("best_metrics") or {})
+        # Stored as payloads; this trainer's place, as older records carried none.
+        run.history = [EpochReport.from_payload({**record, **vars(self.place)}) for record in state.get("history") or []]
         run.rng.bit_generator.state = state["numpy_rng"]
         run.gen.set_state(state["torch_rng"])
         torch.set_rng_state(state["torch_global_rng"])
         # last.pt is written before the epoch's callback, so a killed caller may have missed
         # the last epoch it holds: give the caller the restored history to fill any gap.
-        self.callback({"type": "resumed", "epoch": run.epoch, "history": list(run.history)})
+        self.callback(Resumed(**vars(self.place), epoch=run.epoch, history=tuple(run.history)))
 
     def _train_epoch(self, run: _Run, train: Sequence[Example]) -> tuple[float, float] | None:
         """One pass over the (augmented) training set. Returns the mean training loss and
@@ -259,15 +247,8 @@ class Trainer:
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
             if (b + 1) % max(1, cfg.progress_every) == 0 or b + 1 == len(batches):
-                self.callback({
-                    "type": "progress",
-                    "epoch": run.epoch + 1,
-                    "epochs": cfg.epochs,
-                    "batch": b + 1,
-                    "batches": len(batches),
-                    "progress": (run.epoch + (b + 1) / len(batches)) / cfg.epochs,
-                    "train_loss": loss_sum / max(1, seen),
-                })
+                self.callback(BatchProgress(**vars(self.place), epoch=run.epoch + 1, epochs=cfg.epochs, batch=b + 1,
+                                            batches=len(batches), train_loss=loss_sum / max(1, seen)))
         return loss_sum / max(1, seen), correct / max(1, seen)
 
     def _batch_loss(self, run: _Run, x: torch.Tensor, lengths: torch.Tensor, centres: torch.Tensor | None,
@@ -310,28 +291,15 @@ class Trainer:
             save_checkpoint(self.best_path, self._checkpoint(run.model, run.stats, {"validation": run.best_metrics}, {}))
         else:
             run.bad_epochs += 1
-        record = {
-            "type": "epoch",
-            "epoch": run.epoch,
-            "epochs": cfg.epochs,
-            "progress": run.epoch / cfg.epochs,
-            "train_loss": totals[0],
-            "train_acc": totals[1],
-            "val_loss": metrics["loss"],
-            "wa": metrics["wa"],
-            "ua": metrics["ua"],
-            "macro_f1": metrics["macro_f1"],
-            "confusion": metrics["confusion"],
-            "per_class_recall": {k: v["recall"] for k, v in metrics["per_class"].items()},
-            "lr": run.optimiser.param_groups[0]["lr"],
-            "duration": time.perf_counter() - started,
-            "best_ua": run.best_ua,
-            "best_epoch": run.best_epoch,
-            "is_best": is_best,
-        }
-        run.history.append(record)
+        report = EpochReport(
+            **vars(self.place), epoch=run.epoch, epochs=cfg.epochs, train_loss=totals[0], train_acc=totals[1],
+            val_loss=metrics["loss"], wa=metrics["wa"], ua=metrics["ua"], macro_f1=metrics["macro_f1"],
+            confusion=metrics["confusion"], per_class_recall={k: v["recall"] for k, v in metrics["per_class"].items()},
+            lr=run.optimiser.param_groups[0]["lr"], duration=time.perf_counter() - started, is_best=is_best,
+        )
+        run.history.append(report)
         self._save_last(run)
-        self.callback(record)
+        self.callback(report)
 
     def _cancel(self, run: _Run, at_start: _EpochStart, valid: list[Example]) -> None:
         """A cancelled epoch: ``last.pt`` gets the epoch's start, so resume redoes it exactly."""
@@ -357,7 +325,7 @@ class Trainer:
             "best_epoch": run.best_epoch,
             "bad_epochs": run.bad_epochs,
             "best_metrics": run.best_metrics,
-            "history": run.history,
+            "history": [report.to_payload() for report in run.history],
             "numpy_rng": run.rng.bit_generator.state,
             "torch_rng": run.gen.get_state(),
             "torch_global_rng": torch.get_rng_state(),
@@ -385,7 +353,7 @@ class _Run:
     best_epoch: int = 0
     bad_epochs: int = 0
     best_metrics: dict = field(default_factory=dict)
-    history: list[dict] = field(default_factory=list)
+    history: list[EpochReport] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

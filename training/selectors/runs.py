@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from django.db.models import Q, QuerySet
 
+from training.engine.events import EpochReport
 from training.models import EpochMetric, TrainingRun
 
 __all__ = ["run_exists", "run_list", "run_snapshot", "run_status_payload", "epoch_payload", "run_history", "run_compare_data"]
-
-EPOCH_FIELDS = (
-    "fold", "member", "epoch", "train_loss", "train_acc", "val_loss", "wa", "ua", "macro_f1",
-    "confusion", "per_class_recall", "lr", "duration", "is_best",
-)
 
 
 def run_exists(run_id: int) -> bool:
@@ -22,11 +18,9 @@ def run_list() -> QuerySet[TrainingRun]:
     return TrainingRun.objects.prefetch_related("corpora").select_related("model_version")
 
 
-def epoch_payload(metric: EpochMetric | dict) -> dict:
-    """The JSON an epoch is drawn from; the same for stored history and live messages."""
-    if isinstance(metric, EpochMetric):
-        return {k: getattr(metric, k) for k in EPOCH_FIELDS}
-    return {k: metric[k] for k in EPOCH_FIELDS}
+def epoch_payload(metric: EpochMetric) -> dict:
+    """A stored epoch as the live message carried it: its EpochReport's payload."""
+    return EpochReport.from_payload(vars(metric)).to_payload()
 
 
 def run_status_payload(run: TrainingRun) -> dict:

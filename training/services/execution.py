@@ -25,9 +25,9 @@ from django.utils import timezone
 from recognition.services import model_version_register
 from ser_site.channels_util import group_send
 from training.engine.data import WaveformCache
+from training.engine.events import BatchProgress, EpochReport, Event, Place, Resumed
 from training.engine.experiment import build_dataset, cross_validate, train_holdout
 from training.models import EpochMetric, TrainingRun
-from training.selectors.runs import epoch_payload
 
 from .datasets import corpus_scans
 from .groups import run_group
@@ -94,75 +94,60 @@ def _finish(run_id: int, status: str, **fields: object) -> str:
 
 
 class _Reporter:
-    """Turns trainer events into rows, run fields and group messages."""
+    """Turns trainer events into rows, run fields and group messages. Each event says where it
+    is in the run (fold, model) and how far the run has come; nothing here rescales it."""
 
-    def __init__(self, run: TrainingRun, folds: int) -> None:
+    def __init__(self, run: TrainingRun) -> None:
         self.run = run
-        self.folds = folds
         self.group = run_group(run.pk)
         self.last_progress = 0.0
 
-    def phase(self, fold: int, member: int = 1, members: int = 1) -> str:
-        parts = [f"fold {fold}/{self.folds}"] if self.folds > 1 else []
-        if members > 1:
+    def phase(self, where: Place) -> str:
+        parts = [f"fold {where.fold}/{where.folds}"] if where.folds > 1 else []
+        if where.members > 1:
             # A distilled ensemble's events count its student as one more model.
-            ensemble = members - int(self.run.distilled)
-            parts += ["distilled model"] if member > ensemble else [f"model {member}/{ensemble}"]
+            ensemble = where.members - int(self.run.distilled)
+            parts += ["distilled model"] if where.member > ensemble else [f"model {where.member}/{ensemble}"]
         return f"training {', '.join(parts)}" if parts else "training"
 
-    def overall(self, fold: int, fraction: float) -> float:
-        return min(1.0, ((fold - 1) + fraction) / self.folds)
-
-    def __call__(self, event: dict) -> None:
-        fold = int(event.get("fold", 1))
-        # Seed ensembles: the trainer tags events with the model (1-based) and the count.
-        member, members = int(event.get("member", 1)), int(event.get("members", 1))
-        phase = self.phase(fold, member, members)
-        if event["type"] == "progress":
+    def __call__(self, event: Event) -> None:
+        phase = self.phase(event)
+        if isinstance(event, BatchProgress):
             now = time.monotonic()
-            if now - self.last_progress < PROGRESS_INTERVAL and event["batch"] != event["batches"]:
+            if now - self.last_progress < PROGRESS_INTERVAL and event.batch != event.batches:
                 return
             self.last_progress = now
-            progress = self.overall(fold, event["progress"])  # the trainer's progress spans all members
             TrainingRun.objects.filter(pk=self.run.pk).update(
-                progress=progress, current_fold=fold, current_epoch=event["epoch"] - 1, phase=phase
+                progress=event.progress, current_fold=event.fold, current_epoch=event.epoch - 1, phase=phase
             )
-            group_send(self.group, {
-                "type": "run.progress", "fold": fold, "member": member, "members": members, "phase": phase,
-                "epoch": event["epoch"], "epochs": event["epochs"], "batch": event["batch"], "batches": event["batches"],
-                "progress": progress, "train_loss": event["train_loss"],
-            })
-        elif event["type"] == "resumed":
-            self._fill_gaps(event["history"], fold, member)
-        elif event["type"] == "epoch":
+            group_send(self.group, {"type": "run.progress", "phase": phase, **event.to_payload()})
+        elif isinstance(event, Resumed):
+            # A worker killed between writing last.pt and storing an epoch left that epoch only
+            # in the checkpoint: store the restored epochs that have no row yet.
+            for report in event.history:
+                if self._store(report, overwrite=False):
+                    group_send(self.group, {"type": "run.epoch", "replay": False, **report.to_payload()})
+        elif isinstance(event, EpochReport):
             ended_at = time.time()  # the latency benchmark measures from here to the drawn chart
-            values = epoch_payload({**event, "fold": fold, "member": member})
-            EpochMetric.objects.update_or_create(**self._row(values))
-            progress = self.overall(fold, event["progress"])
+            self._store(event, overwrite=True)
             TrainingRun.objects.filter(pk=self.run.pk).update(
-                progress=progress, current_fold=fold, current_epoch=event["epoch"],
-                best_ua=Greatest(Coalesce(F("best_ua"), Value(0.0)), Value(float(event["ua"]))),
+                progress=event.progress, current_fold=event.fold, current_epoch=event.epoch,
+                best_ua=Greatest(Coalesce(F("best_ua"), Value(0.0)), Value(float(event.ua))),
                 phase=phase,
             )
-            # The run's progress and phase ride along: the page's bars move with every epoch,
-            # not only with batch messages (which a fast epoch may not send at all).
-            group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": ended_at,
-                                    "progress": progress, "phase": phase, **values})
+            # The phase rides along: the page's bars move with every epoch, not only with batch
+            # messages (which a fast epoch may not send at all).
+            group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": ended_at, "phase": phase,
+                                    **event.to_payload()})
 
-    def _row(self, values: dict) -> dict:
-        """Lookup and defaults of an epoch's EpochMetric row, from its epoch_payload values."""
-        keys = ("fold", "member", "epoch")
-        return {"run_id": self.run.pk, **{k: values[k] for k in keys},
-                "defaults": {k: v for k, v in values.items() if k not in keys}}
-
-    def _fill_gaps(self, history: list[dict], fold: int, member: int) -> None:
-        """Store the restored epochs that have no row yet: a worker killed between writing
-        last.pt and storing the epoch leaves that epoch only in the checkpoint."""
-        for record in history:
-            values = epoch_payload({**record, "fold": fold, "member": member})
-            _, created = EpochMetric.objects.get_or_create(**self._row(values))
-            if created:
-                group_send(self.group, {"type": "run.epoch", "replay": False, **values})
+    def _store(self, report: EpochReport, *, overwrite: bool) -> bool:
+        """The epoch's EpochMetric row from its payload; True when it was not stored before."""
+        values = report.to_payload()
+        del values["progress"]  # derived from the stored fields
+        lookup = {"run_id": self.run.pk, **{k: values.pop(k) for k in ("fold", "member", "epoch")}}
+        store = EpochMetric.objects.update_or_create if overwrite else EpochMetric.objects.get_or_create
+        _, created = store(**lookup, defaults=values)
+        return created
 
 
 def _train(run: TrainingRun, cancel: threading.Event) -> str:
@@ -176,7 +161,7 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     cache = WaveformCache(recipe.features, settings.SER_FEATURE_CACHE_DIR)
     folds = run.folds if run.protocol == TrainingRun.Protocol.KFOLD else 1
-    reporter = _Reporter(run, folds)
+    reporter = _Reporter(run)
     resume = run.resume_requested
 
     step, current = 0, ""

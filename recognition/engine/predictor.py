@@ -2,17 +2,11 @@
 
 The :class:`Predictor` rebuilds the feature extractor and the model from a
 :class:`~recognition.engine.checkpoint.Checkpoint` once, keeps both in eval mode and then
-only reads them. Inference applies exactly what training applied: edge-silence trimming
-(:func:`~recognition.engine.features.prepare_waveform`), log-Mel/MFCC features normalised
-with the checkpoint's statistics, the model and a softmax.
-
-Test-time augmentation (on by default): each utterance is also classified at the other
-playback speeds the model was trained with (``0.9``/``1.1`` for the default recipe, see
-:func:`~recognition.engine.tta.tta_speeds`) and the probabilities are averaged; this costs
-one forward pass per speed. A seed ensemble asks every model at every speed while that
-stays within nine passes (three models), and each model once beyond, averaging all of them
-(see :func:`~recognition.engine.tta.inference_speeds`). The attention is the speed-1.0
-pass's (the mean of the models' for an ensemble).
+only reads them. Inference applies exactly what training applied: edge-silence trimming,
+the front end (Whisper encoder states, or log-Mel/MFCC) centred and scaled with the
+checkpoint's statistics, the model and a softmax. A model trained with speed augmentation
+is also asked at those speeds and the answers averaged (:mod:`.tta`); the attention is the
+speed-1.0 pass's.
 
 Thread safety: one Predictor may be shared by the threads of a web server's pool. Every
 call works on its own local tensors under ``torch.inference_mode()`` (a thread-local
@@ -25,11 +19,9 @@ of torch state, the LSTM's flattened weight list, is settled by a warm-up forwar
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -39,85 +31,11 @@ from .audio import DEFAULT_MAX_SECONDS, decode_audio
 from .checkpoint import Checkpoint, load_checkpoint
 from .features import FeatureConfig, FeatureExtractor, SpeakerCentre, trim_span
 from .model import EmotionNet, EnsembleNet, ModelConfig
+from .predictions import Prediction, SegmentPrediction
 from .tta import change_speed, inference_speeds, tta_speeds
 from .vad import VadConfig, segment_speech
 
-__all__ = ["Prediction", "SegmentPrediction", "RecordingPrediction", "Predictor"]
-
-# Rounding for JSON: probabilities keep 6 decimals (tiny classes stay distinguishable),
-# attention weights 5, times 4 (0.1 ms, far below one 10 ms frame).
-_PROB_DECIMALS = 6
-_ATTENTION_DECIMALS = 5
-_TIME_DECIMALS = 4
-
-
-@dataclass
-class Prediction:
-    """The model's verdict on one utterance.
-
-    Attributes:
-        label: the most probable label.
-        probabilities: label -> probability, in the checkpoint's label order, summing to 1.
-        attention: ``(steps,)`` float32 attention weights summing to 1; step ``i`` covers
-            the audio from ``attention_offset + i * attention_hop`` seconds on.
-        attention_hop: seconds per attention step (hop_length * time_stride / sample_rate).
-        attention_offset: seconds from the start of the original waveform to the first
-            analysed sample (edge silence trimmed before the features is skipped).
-        duration: seconds of the input waveform, before trimming.
-    """
-
-    label: str
-    probabilities: dict[str, float]
-    attention: np.ndarray
-    attention_hop: float
-    attention_offset: float
-    duration: float
-
-    def to_dict(self, *, include_attention: bool = True) -> dict[str, Any]:
-        """JSON-able dict: plain floats and lists, rounded."""
-        data: dict[str, Any] = {
-            "label": self.label,
-            "probabilities": {k: round(float(v), _PROB_DECIMALS) for k, v in self.probabilities.items()},
-            "duration": round(float(self.duration), _TIME_DECIMALS),
-        }
-        if include_attention:
-            data["attention"] = [round(float(w), _ATTENTION_DECIMALS) for w in self.attention]
-            data["attention_hop"] = round(float(self.attention_hop), _TIME_DECIMALS)
-            data["attention_offset"] = round(float(self.attention_offset), _TIME_DECIMALS)
-        return data
-
-
-@dataclass
-class SegmentPrediction:
-    """A speech segment ``[start, end)`` (seconds, absolute in the input) and its prediction.
-
-    ``prediction.attention_offset`` is absolute in the whole input too, so the attention
-    can be drawn on the same time axis as ``start``/``end``; ``prediction.duration`` is the
-    segment's length.
-    """
-
-    start: float
-    end: float
-    prediction: Prediction
-
-    def to_dict(self, *, include_attention: bool = False) -> dict[str, Any]:
-        """Flat JSON-able dict: start, end, label, probabilities (+ attention fields)."""
-        data = self.prediction.to_dict(include_attention=include_attention)
-        data.pop("duration")
-        return {
-            "start": round(float(self.start), _TIME_DECIMALS),
-            "end": round(float(self.end), _TIME_DECIMALS),
-            **data,
-        }
-
-
-@dataclass
-class RecordingPrediction:
-    """A whole recording's prediction and its speech segments' (see :meth:`Predictor.predict_recording`)."""
-
-    whole: Prediction
-    segments: list[SegmentPrediction]
-
+__all__ = ["Prediction", "SegmentPrediction", "Predictor"]
 
 class Predictor:
     """Inference with one checkpoint; safe to share between threads (see module docstring).
@@ -269,10 +187,9 @@ class Predictor:
     def predict_segments(
         self, waveform: np.ndarray, vad_config: VadConfig | None = None, batch_size: int = 32, centre: Tensor | None = None
     ) -> list[SegmentPrediction]:
-        """Cut ``waveform`` ``(samples,)`` into speech segments (webrtcvad) and classify each.
-
-        A speaker-normalised model without ``centre`` takes the recording as one speaker and
-        centres every segment on the mean of all its segments.
+        """Cut ``waveform`` ``(samples,)`` into speech segments (webrtcvad) and classify each:
+        :meth:`predict_speech`'s segments. A speaker-normalised model without ``centre`` takes
+        the recording as one speaker and centres every segment on the mean of all its segments.
 
         Returns:
             One :class:`SegmentPrediction` per segment, in time order; empty when no speech.
@@ -281,37 +198,7 @@ class Predictor:
             ValueError: invalid waveform, or ``vad_config.sample_rate`` differs from
                 :attr:`sample_rate`.
         """
-        return self._segments(self._validate(waveform), vad_config, batch_size, centre)[0]
-
-    def predict_recording(
-        self, waveform: np.ndarray, vad_config: VadConfig | None = None, batch_size: int = 32, centre: Tensor | None = None
-    ) -> RecordingPrediction:
-        """Classify ``waveform`` ``(samples,)`` whole and each of its speech segments.
-
-        A speaker-normalised model without ``centre`` takes the recording as one speaker:
-        the whole and every segment are centred on the mean of its speech segments (on
-        itself when it has none). The VAD and the mean run once.
-
-        Raises:
-            ValueError: as :meth:`predict_segments`.
-        """
-        waveform = self._validate(waveform)
-        segments, centre = self._segments(waveform, vad_config, batch_size, centre)
-        return RecordingPrediction(whole=self._forward([waveform], centre)[0], segments=segments)
-
-    def recording_centre(self, waveform: np.ndarray, vad_config: VadConfig | None = None) -> Tensor | None:
-        """The centre :meth:`predict_recording` gives ``waveform`` ``(samples,)`` when none is
-        passed: the mean of its speech segments for a speaker-normalised model (see
-        :meth:`speaker_centre` for its shape); None for other models or without speech.
-
-        Raises:
-            ValueError: invalid waveform; for a speaker-normalised model also a VAD rate that
-                differs from :attr:`sample_rate`.
-        """
-        waveform = self._validate(waveform)
-        if not self.speaker_normalised:  # no need to find the speech
-            return None
-        return self._own_centre(waveform, self._speech_spans(waveform, vad_config))
+        return self.predict_speech(waveform, vad_config=vad_config, centre=centre, batch_size=batch_size)[0]
 
     # -- internals -----------------------------------------------------------------------
 
@@ -328,32 +215,6 @@ class Predictor:
             if stop > begin:
                 spans.append((begin, stop))
         return spans
-
-    def _own_centre(self, waveform: np.ndarray, spans: list[tuple[int, int]]) -> Tensor | None:
-        """A speaker-normalised model's centre for a recording taken as one speaker: the mean
-        of its speech ``spans``; None for other models or without speech."""
-        if not spans or not self.speaker_normalised:
-            return None
-        return self.speaker_centre([waveform[b:e] for b, e in spans]).value
-
-    def _segments(
-        self, waveform: np.ndarray, vad_config: VadConfig | None, batch_size: int, centre: Tensor | None
-    ) -> tuple[list[SegmentPrediction], Tensor | None]:
-        """(segments of the validated ``waveform``, the centre they used): see :meth:`predict_segments`."""
-        sr = self.sample_rate
-        spans = self._speech_spans(waveform, vad_config)
-        if centre is None:
-            centre = self._own_centre(waveform, spans)
-        predictions = self.predict_batch([waveform[b:e] for b, e in spans], batch_size=batch_size, centre=centre)
-        segments = [
-            SegmentPrediction(
-                start=b / sr,
-                end=e / sr,
-                prediction=dataclasses.replace(p, attention_offset=p.attention_offset + b / sr),
-            )
-            for (b, e), p in zip(spans, predictions, strict=True)
-        ]
-        return segments, centre
 
     def _validate(self, waveform: np.ndarray) -> np.ndarray:
         """Check one input and return it as contiguous float32 ``(samples,)``."""

@@ -258,36 +258,3 @@ def test_segments_of_a_speaker_normalised_model_share_the_recording_centre(speak
         )
 
 
-def test_predict_recording_centres_the_whole_on_its_speech_segments(speaker_predictor):
-    p = speaker_predictor
-    wave, _ = speech_silence_speech("sad", seed=4)
-    recording = p.predict_recording(wave)
-    segments = p.predict_segments(wave)
-    assert [(s.start, s.end) for s in recording.segments] == [(s.start, s.end) for s in segments]
-    for got, expected in zip(recording.segments, segments, strict=True):
-        assert got.prediction.probabilities == pytest.approx(expected.prediction.probabilities, abs=1e-6)
-    pieces = [wave[int(round(s.start * SR)) : int(round(s.end * SR))] for s in segments]
-    centre = p.speaker_centre(pieces).value
-    assert recording.whole.probabilities == pytest.approx(p.predict(wave, centre).probabilities, abs=1e-5)
-    # recording_centre gives that centre without classifying anything.
-    torch.testing.assert_close(p.recording_centre(wave), centre)
-    assert p.recording_centre(np.zeros(SR, np.float32)) is None
-    # A given centre (the live stream's) wins over the recording's own.
-    other = p.speaker_centre([speech_like("happy", seed=9)]).value
-    given = p.predict_recording(wave, centre=other)
-    assert given.whole.probabilities == pytest.approx(p.predict(wave, other).probabilities, abs=1e-5)
-    # No speech: no segments, and the whole is centred on itself.
-    quiet = np.zeros(SR, np.float32)
-    silent = p.predict_recording(quiet)
-    assert silent.segments == []
-    assert silent.whole.probabilities == pytest.approx(p.predict(quiet).probabilities, abs=1e-6)
-
-
-def test_predict_recording_of_a_plain_model_is_predict_plus_segments(predictor):
-    wave, _ = speech_silence_speech("angry", seed=5)
-    recording = predictor.predict_recording(wave)
-    assert recording.whole.probabilities == pytest.approx(predictor.predict(wave).probabilities, abs=1e-6)
-    assert len(recording.segments) == len(predictor.predict_segments(wave)) == 2
-    with pytest.raises(ValueError, match="VAD runs at 8000"):
-        predictor.predict_recording(wave, VadConfig(sample_rate=8000))
-    assert predictor.recording_centre(wave) is None  # not speaker-normalised

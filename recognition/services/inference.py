@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 
 from recognition.engine.checkpoint import CheckpointError
+from recognition.engine.whisper import WhisperWeightsError
 from recognition.engine.predictor import Predictor
 from recognition.models import ModelVersion
 from recognition.selectors import model_version_active
@@ -90,7 +91,8 @@ def predictor_load(version: ModelVersion) -> Predictor:
     other, already loaded versions are not held up by it.
 
     Raises:
-        NoModelError: the checkpoint file is missing or refused by the engine's loader.
+        NoModelError: the checkpoint file is missing or refused by the engine's loader, or its
+            front end's encoder weights are missing or altered (the message says how to fix it).
     """
     key = (int(version.pk), str(version.sha256))
     with _cache_lock:
@@ -112,7 +114,7 @@ def predictor_load(version: ModelVersion) -> Predictor:
             # The CPU is the right place for interactive inference of this small model even on
             # a GPU host: no transfer latency, and the GPU stays free for training.
             predictor = Predictor.from_checkpoint(path, device="cpu", tta=settings.SER_TEST_TIME_AUGMENTATION)
-        except CheckpointError as exc:
+        except (CheckpointError, WhisperWeightsError) as exc:
             raise NoModelError(f"Model {version} cannot be loaded: {exc}") from exc
         with _cache_lock:
             _cache[key] = predictor

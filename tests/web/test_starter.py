@@ -88,3 +88,21 @@ def test_build_starter_is_documented_in_the_model_card():
     for needle in ("build_starter", "CC BY-NC-SA 4.0", "RAVDESS", "nEMO", "TESS"):
         assert needle in card
     assert (ROOT / "LICENSE").is_file()
+
+
+@pytest.mark.django_db
+def test_missing_encoder_weights_are_a_clear_503(auth_client, tmp_path, monkeypatch):
+    from recognition.engine.whisper import encoder as encoder_module
+    from recognition.services.inference import predictor_cache_clear
+
+    model_version_register_starter()
+    predictor_cache_clear()
+    monkeypatch.setattr(encoder_module, "_ENCODERS", {})  # as in a fresh process
+    monkeypatch.setenv("SER_WHISPER_DIR", str(tmp_path / "nowhere"))
+    wave, _ = speech_silence_speech("sad", speech=0.6, silence=0.4)
+    f = io.BytesIO(write_wav(tmp_path / "s.wav", wave).read_bytes())
+    f.name = "s.wav"
+    response = auth_client.post("/api/classify", {"file": f})
+    assert response.status_code == 503
+    assert "SER_WHISPER_DIR" in response.json()["error"]
+    predictor_cache_clear()

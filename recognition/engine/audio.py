@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,9 +18,30 @@ import numpy as np
 
 from . import SAMPLE_RATE
 
-__all__ = ["AudioError", "decode_audio", "probe_duration", "DEFAULT_MAX_SECONDS"]
+__all__ = [
+    "ALLOWED_DEMUXERS", "AudioError", "DEFAULT_MAX_SECONDS", "DEFAULT_MIN_SECONDS", "MAX_SAMPLE_MAGNITUDE",
+    "UNSUPPORTED_FORMAT", "decode_audio", "native_sample_rate", "open_input", "probe_duration",
+]
 
 DEFAULT_MAX_SECONDS = 600.0
+# Shorter audio holds too few analysis frames for any emotion: refused as "too short".
+DEFAULT_MIN_SECONDS = 0.1
+
+# FFmpeg demuxers (by name) that the browsers' recorders and the corpora need: WAV (and
+# Wave64), FLAC, MP3, Ogg (Vorbis, Opus), Matroska/WebM, MP4/M4A/MOV, raw AAC (ADTS), AIFF, CAF.
+ALLOWED_DEMUXERS = frozenset(
+    {"wav", "w64", "flac", "mp3", "ogg", "matroska", "webm", "mov", "mp4", "m4a", "aac", "aiff", "caf"}
+)
+_FORMAT_WHITELIST = ",".join(sorted(ALLOWED_DEMUXERS))
+UNSUPPORTED_FORMAT = (
+    "This is not a supported audio format: send WAV, FLAC, MP3, Ogg (Vorbis or Opus), WebM, "
+    "MP4/M4A, AAC, AIFF or CAF."
+)
+
+# Decoded samples lie within [-1, 1] (integer formats cannot leave it; float formats may go a
+# little over). Values this far out are no recording: their squares overflow the features'
+# float32 arithmetic into infinity and NaN, so such audio is refused, in files and streams alike.
+MAX_SAMPLE_MAGNITUDE = 64.0
 
 AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
@@ -52,7 +74,34 @@ class AudioError(ValueError):
     """The input is not usable audio (not audio, empty, corrupt, too long, ...)."""
 
 
-def _open(source: AudioSource, head: bytes = b"") -> av.container.InputContainer:
+def open_input(
+    fileobj: BinaryIO, *, format: str | None = None, options: dict[str, str] | None = None
+) -> av.container.InputContainer:
+    """Open a binary file object for demuxing with one of :data:`ALLOWED_DEMUXERS` only.
+
+    FFmpeg picks a demuxer from the content, and some (concat, HLS, SDP, image2, ...) read
+    other files or URLs named inside the data: an upload could make the server read its own
+    files. Only the allowed demuxers may be picked, no demuxer may open any further input
+    (the protocol allow-list names no protocol), and a file object is always what is read,
+    never a name FFmpeg could take for a URL.
+
+    Raises:
+        AudioError: "not a supported audio format" for anything else; it never repeats
+            FFmpeg's text, which can name paths.
+    """
+    restricted = {**(options or {}), "format_whitelist": _FORMAT_WHITELIST, "protocol_whitelist": "none"}
+    try:
+        container = av.open(fileobj, mode="r", format=format, metadata_errors="ignore", options=restricted)
+    except _DECODE_ERRORS as exc:
+        raise AudioError(UNSUPPORTED_FORMAT) from exc
+    if not set((container.format.name or "").split(",")) & ALLOWED_DEMUXERS:
+        container.close()  # the whitelist above already refuses these: a second look costs nothing
+        raise AudioError(UNSUPPORTED_FORMAT)
+    return container
+
+
+@contextmanager
+def _open(source: AudioSource, head: bytes = b"") -> Iterator[av.container.InputContainer]:
     """Open ``source`` for demuxing; ``head`` (its first bytes, see :func:`_head`) picks the probe size."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) == 0:
@@ -71,17 +120,22 @@ def _open(source: AudioSource, head: bytes = b"") -> av.container.InputContainer
         raise TypeError(
             f"decode_audio needs a path, bytes or a binary file object, not {type(source).__name__}"
         )
-    try:
+    with ExitStack() as stack:
+        if isinstance(source, (str, os.PathLike)):
+            try:
+                source = stack.enter_context(open(source, "rb"))  # noqa: SIM115 — closed by the stack
+            except OSError as exc:
+                raise AudioError(f"The audio file cannot be read: {Path(source).name}") from exc
         # FFmpeg probes up to 5 MB by default, i.e. reads a whole short WAV twice; 64 KB holds
         # the stream parameters of every audio container we accept. A WAV's are all in its
         # header, and probing 64 KB of it decodes two seconds of PCM for nothing (6 of a
         # 3 s file's 9 ms decode on a slow CPU), so a RIFF/WAVE source gets 4 KB.
         probesize = "4096" if head[:4] == b"RIFF" and head[8:12] == b"WAVE" else "65536"
-        return av.open(source, mode="r", metadata_errors="ignore", options={"probesize": probesize})
-    except av.FFmpegError as exc:
-        raise AudioError(f"Not a readable audio file ({_reason(exc)}).") from exc
-    except (OSError, ValueError, EOFError) as exc:
-        raise AudioError(f"Not a readable audio file ({exc}).") from exc
+        container = open_input(source, options={"probesize": probesize})
+        try:
+            yield container
+        finally:
+            container.close()
 
 
 def _reason(exc: BaseException) -> str:
@@ -186,7 +240,35 @@ def _wav_promised_seconds(head: bytes) -> float | None:
 _DIRECT_SCALES = {"flt": None, "fltp": None, "s16": 1.0 / 32768, "s16p": 1.0 / 32768, "s32": 1.0 / 2**31, "s32p": 1.0 / 2**31}
 
 
-def _to_mono(frames: Iterable[av.AudioFrame], sample_rate: int) -> Iterable[np.ndarray]:
+def _in_range(samples: np.ndarray) -> np.ndarray:
+    """``samples`` itself, after checking that every value is finite and within the range.
+
+    Raises:
+        AudioError: a NaN, an infinity, or a value beyond ``MAX_SAMPLE_MAGNITUDE``.
+    """
+    if samples.size:
+        low, high = float(samples.min()), float(samples.max())
+        if not (-MAX_SAMPLE_MAGNITUDE <= low and high <= MAX_SAMPLE_MAGNITUDE):  # NaN fails both
+            if not (np.isfinite(low) and np.isfinite(high)):
+                raise AudioError("The audio contains non-finite samples (NaN or infinity).")
+            raise AudioError(
+                f"The audio's sample values are out of range (peak {max(-low, high):.3g}; recordings lie "
+                "within ±1): this is not a usable recording."
+            )
+    return samples
+
+
+def _to_mono(frames: Iterable[av.AudioFrame], sample_rate: int) -> Iterator[np.ndarray]:
+    """Resampled, downmixed and range-checked chunks of ``frames`` (see :func:`_mono_chunks`).
+
+    Raises:
+        AudioError: a chunk holds a non-finite or out-of-range sample (:func:`_in_range`).
+    """
+    for chunk in _mono_chunks(frames, sample_rate):
+        yield _in_range(chunk)
+
+
+def _mono_chunks(frames: Iterable[av.AudioFrame], sample_rate: int) -> Iterable[np.ndarray]:
     """Resample and downmix decoded frames; yields float32 chunks of shape ``(n,)``.
 
     A stream may change rate or channel layout mid-way (concatenated MP3s, ADTS AAC);
@@ -235,23 +317,25 @@ def decode_audio(
     *,
     sample_rate: int = SAMPLE_RATE,
     max_seconds: float | None = DEFAULT_MAX_SECONDS,
+    min_seconds: float = DEFAULT_MIN_SECONDS,
 ) -> np.ndarray:
     """Decode ``source`` (path, bytes or binary file object) to mono float32 at ``sample_rate``.
 
     Multichannel audio is downmixed without gain (stereo becomes the channel mean).
 
     Returns:
-        ``np.ndarray`` of shape ``(samples,)``, dtype float32, nominally in [-1, 1].
+        ``np.ndarray`` of shape ``(samples,)``, dtype float32, within
+        ``[-MAX_SAMPLE_MAGNITUDE, MAX_SAMPLE_MAGNITUDE]`` (nominally [-1, 1]), all finite.
 
     Raises:
-        AudioError: not audio, empty, truncated or corrupt, no audio stream, non-finite
-            samples, or longer than ``max_seconds``.
+        AudioError: not a supported format, empty, truncated or corrupt, no audio stream,
+            non-finite or out-of-range samples, shorter than ``min_seconds`` or longer than
+            ``max_seconds``.
         TypeError: ``source`` is not a path, bytes-like object or binary file object.
     """
     head = _head(source)
     promised = _wav_promised_seconds(head)
-    container = _open(source, head)
-    try:
+    with _open(source, head) as container:
         stream = _audio_stream(container)
         declared = _declared_seconds(container, stream)
         if max_seconds is not None and declared is not None and declared > max_seconds + 1.0:
@@ -270,16 +354,12 @@ def decode_audio(
             raise
         except _DECODE_ERRORS as exc:
             raise AudioError(f"The audio data is corrupt or truncated ({_reason(exc)}).") from exc
-    finally:
-        container.close()
 
     waveform = (
         np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
     )
     if waveform.size == 0:
         raise AudioError("The file contains no audio samples.")
-    if not np.all(np.isfinite(waveform)):
-        raise AudioError("The audio contains non-finite samples (NaN or infinity).")
     # The header's promise is checked after decoding, not before, so that a cut-off file
     # is reported as truncated rather than as too long.
     if promised is not None and (declared is None or promised > declared):
@@ -291,6 +371,10 @@ def decode_audio(
         )
     if max_seconds is not None and waveform.size > max_seconds * sample_rate + sample_rate // 10:
         raise AudioError(f"The audio is longer than the limit of {max_seconds:g} s.")
+    if waveform.size < min_seconds * sample_rate:
+        raise AudioError(
+            f"The audio is too short: {waveform.size / sample_rate:.3f} s; at least {min_seconds:g} s is needed."
+        )
     return waveform
 
 
@@ -314,15 +398,22 @@ def probe_duration(path: str | os.PathLike) -> float:
     Raises:
         AudioError: the file cannot be opened as audio, or holds no audio samples.
     """
-    container = _open(path)
-    try:
+    with _open(path) as container:
         stream = _audio_stream(container)
         declared = _declared_seconds(container, stream)
         if declared is not None:
             return declared
         seconds = _counted_seconds(container, stream)
-    finally:
-        container.close()
     if seconds <= 0:
         raise AudioError("The file contains no audio samples.")
     return seconds
+
+
+def native_sample_rate(path: str | os.PathLike) -> int:
+    """The sample rate of the first audio stream as stored (0 when the header has none).
+
+    Raises:
+        AudioError: the file cannot be opened as audio of a supported format.
+    """
+    with _open(path) as container:
+        return int(_audio_stream(container).sample_rate or 0)

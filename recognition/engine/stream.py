@@ -37,7 +37,7 @@ import av
 import numpy as np
 
 from . import SAMPLE_RATE
-from .audio import _DECODE_ERRORS, AudioError, _reason, _to_mono
+from .audio import _DECODE_ERRORS, AudioError, _reason, _to_mono, open_input
 
 __all__ = ["StreamDecoder", "container_for_mime", "encode_chunks"]
 
@@ -298,17 +298,13 @@ class StreamDecoder:
         try:
             # Read no further than the header needs: a live stream has no more bytes yet.
             # (Not fflags=nobuffer: it drops the packets read while probing.)
-            container = av.open(
-                self._reader,
-                mode="r",
-                format=self._format,
-                metadata_errors="ignore",
-                options={"probesize": "4096", "analyzeduration": "0"},
-            )
-        except _DECODE_ERRORS as exc:
+            container = open_input(self._reader, format=self._format, options={"probesize": "4096", "analyzeduration": "0"})
+        except AudioError as exc:
             if self._reader.eof and self.bytes_received == 0:
                 return  # closed before anything arrived: nothing to report
-            raise AudioError(f"The stream is not {self._describe()} ({_reason(exc)}).") from exc
+            if self._format is None:
+                raise
+            raise AudioError(f"The stream is not {self._describe()}.") from exc
         try:
             with self._cond:
                 self._opened = True

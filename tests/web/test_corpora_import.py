@@ -55,7 +55,7 @@ def test_zip_import_creates_utterances_and_summary(storage, tmp_path, user):  # 
 
     reasons = {s["path"]: s["reason"] for s in corpus.skipped}
     assert reasons["ravdess/README.txt"] == "not an audio file"
-    assert "Not a readable audio file" in reasons["ravdess/Actor_02/03-01-05-01-01-02-02.wav"]
+    assert "not a supported audio format" in reasons["ravdess/Actor_02/03-01-05-01-01-02-02.wav"]
     assert "truncated" in reasons["ravdess/Actor_01/03-01-03-01-01-02-01.wav"]
     totals = corpus.summary["totals"]
     assert totals == {"utterances": 16, "hours": pytest.approx(sum(r.duration for r in rows) / 3600, abs=1e-3),
@@ -126,7 +126,7 @@ def test_import_with_only_unusable_files_fails_and_leaves_nothing(storage, tmp_p
     corpus = corpus_upload_create(name="broken", archive=upload(zip_bytes(tmp_path, extra=extra)))
     corpus = corpus_import_execute(corpus_id=corpus.pk)
     assert corpus.status == Corpus.Status.FAILED
-    assert "No usable audio files in the upload" in corpus.error and "Skipped: 3 × Not a readable audio file" in corpus.error
+    assert "No usable audio files in the upload" in corpus.error and "Skipped: 3 × This is not a supported audio format" in corpus.error
     assert not Utterance.objects.exists() and corpus.root == ""
     assert leftovers(storage) == []
 

@@ -19,14 +19,13 @@ from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import av
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from recognition.engine import SAMPLE_RATE
-from recognition.engine.audio import AudioError, decode_audio
+from recognition.engine.audio import AudioError, decode_audio, native_sample_rate
 from ser_site.channels_util import group_send
 from training.engine.corpora import CorpusError, CorpusScan, Skipped, scan_corpus
 from training.models import Corpus, Utterance
@@ -144,9 +143,8 @@ def audio_check(path: Path) -> AudioInfo:
             digest.update(chunk)
     waveform = decode_audio(path, sample_rate=SAMPLE_RATE)
     try:
-        with av.open(str(path), options={"probesize": "65536"}) as container:
-            rate = int(container.streams.audio[0].sample_rate or 0)
-    except Exception:  # noqa: BLE001 — the file decoded; the native rate is only informative
+        rate = native_sample_rate(path)
+    except AudioError:  # the file decoded; the native rate is only informative
         rate = 0
     return AudioInfo(duration=waveform.size / SAMPLE_RATE, sample_rate=rate, sha256=digest.hexdigest())
 

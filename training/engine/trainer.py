@@ -243,7 +243,7 @@ class Trainer:
                 nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
             run.optimiser.step()
             run.step += 1
-            loss_sum += loss.item() * len(idx)
+            loss_sum += _finite_loss(loss.item(), f"training loss at epoch {run.epoch + 1}, batch {b + 1}") * len(idx)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
             if (b + 1) % max(1, cfg.progress_every) == 0 or b + 1 == len(batches):
@@ -283,6 +283,7 @@ class Trainer:
         cfg = self.config
         metrics = evaluate_examples(run.model, run.extractor, valid, self.labels, batch_size=cfg.eval_batch_size,
                                     class_weights=run.class_weights)
+        _finite_loss(metrics["loss"], f"validation loss at epoch {run.epoch + 1}")
         run.epoch += 1
         is_best = metrics["ua"] > run.best_ua
         if is_best:
@@ -331,6 +332,19 @@ class Trainer:
             "torch_global_rng": torch.get_rng_state(),
         }
         save_checkpoint(self.last_path, self._checkpoint(run.model, run.stats, run.best_metrics, {"trainer": state}))
+
+
+class NonFiniteLossError(ArithmeticError):
+    """The loss became NaN or infinite: the weights are lost, the run cannot go on."""
+
+
+def _finite_loss(value: float, where: str) -> float:
+    if not math.isfinite(value):
+        raise NonFiniteLossError(
+            f"The {where} is {value}: training cannot go on. Lower the learning rate, or check the corpora for "
+            "unusable audio."
+        )
+    return value
 
 
 @dataclass

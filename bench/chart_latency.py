@@ -2,7 +2,7 @@
 
 The benchmark plays the Celery worker's part with the real reporting code
 (``training.services.execution._Reporter``: store the EpochMetric, then ``group_send`` to
-``run-<id>`` through channels_redis), against a real Daphne process and real headless
+``run-<id>`` through channels_redis), against a real web server process and real headless
 Chromium pages on the run page. Each page records, after Plotly has extended its charts,
 ``now - sent_at`` (same machine, same clock). Scenarios: 1 browser, then 20 browsers
 watching one run. Prints JSON; also writes var/bench/chart_latency.json.

@@ -1,7 +1,7 @@
 """Latency of live recognition over ws/record/: from the end of a speech segment to its result.
 
 Runs against a real stack (bench.stack.LiveStack: a private data folder, the embedded Redis,
-a Daphne subprocess, a logged-in user's session cookie) with a checkpoint of the DEFAULT
+a web server subprocess, a logged-in user's session cookie) with a checkpoint of the DEFAULT
 (medium) architecture and random weights, so the inference cost is the real one. Each
 client is a ``websockets`` connection that plays a MediaRecorder: synthetic speech (voiced
 syllables in utterances of 0.8-2.4 s separated by 0.9-1.5 s pauses) encoded as WebM/Opus,
@@ -250,7 +250,7 @@ def main() -> None:
                                   and not result["errors"] and result["finals_received"] == result["streams"])
     report = {
         "benchmark": "streaming",
-        "what": "ws/record/ on a real Daphne: end of a speech segment -> its 'segment' message at the client",
+        "what": "ws/record/ on a real web server: end of a speech segment -> its 'segment' message at the client",
         "definitions": {
             "latency_from_pause_chunk": "send time of the first 250 ms chunk whose audio reaches the VAD's end of "
             "speech + 300 ms (the pause that closes a segment) -> segment message received; targets apply to this",
@@ -259,7 +259,7 @@ def main() -> None:
             "stop_to_final": "stop message sent -> final result (verdict from the segments + spectrogram) received",
         },
         "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "the default recipe's shape with random weights: a seed ensemble of five medium EmotionNets, default features (per-speaker means), each model asked once (five passes)",
-                  "container": "WebM/Opus", "server": "one Daphne process, SER_INFERENCE_THREADS default"},
+                  "container": "WebM/Opus", "server": "one web server process (uvicorn), SER_INFERENCE_THREADS default"},
         "machine": machine(),
         "scenarios": results,
     }

@@ -8,11 +8,9 @@ and a body without one (chunked) is counted as it arrives and cut off past the l
 The views check the same limit again (:mod:`recognition.services.uploads`), so the guard is an
 early exit, not the only defence.
 
-How early depends on the server: a streaming ASGI server (uvicorn, hypercorn) hands the
-body over as it arrives, so nothing past the limit is read. Daphne (Twisted) receives the
-whole body itself before it calls the application; there the guard only spares Django a
-second copy and the multipart parse, and the reverse proxy in front must cap the body
-size (nginx ``client_max_body_size``).
+The studio's server (uvicorn, see ``ser_site.launcher.web_server_argv``) hands the body over
+as it arrives, so nothing past the limit is read. (Daphne's Twisted layer would receive the
+whole body before calling the application.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django (static files included, so one Daphne process is a
+"""ASGI entry point: HTTP through Django (static files included, so one server process is a
 complete server), websockets through Channels with the session's user and an origin check."""
 
 import os
@@ -10,13 +10,13 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from recognition.upload_guard import UploadSizeGuard  # noqa: E402
 from training.services.corpora import corpus_request_limit  # noqa: E402
 
+from .origin import WebsocketOriginValidator  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -29,6 +29,7 @@ application = ProtocolTypeRouter(
             limit=lambda: settings.SER_MAX_UPLOAD_BYTES,
             request_limit=corpus_request_limit,
         ),
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # The whole origin (scheme, host, port) must be the studio's own: see ser_site.origin.
+        "websocket": WebsocketOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

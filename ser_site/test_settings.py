@@ -22,7 +22,8 @@ if os.environ.get("TEST_REDIS_URL"):
     os.environ["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
 else:
     os.environ.pop("REDIS_URL", None)
-os.environ["DEBUG"] = "1"
+# DEBUG stays as the environment says (off by default): subprocess servers and workers run as
+# `make run` does. pytest-django runs the tests themselves with DEBUG off either way.
 
 from .settings import *  # noqa: E402,F403
 from .settings import DATA_DIR, DATABASES  # noqa: E402
@@ -38,5 +39,8 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# In-process tests need no Redis for the cache (failed-login counters); subprocess servers,
+# which read ser_site.settings, use the test Redis like production.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SER_HEARTBEAT_SECONDS = 0.5
 SER_HEARTBEAT_TIMEOUT = 3.0

@@ -1,9 +1,9 @@
-"""Browser tests: a real Daphne server subprocess and a real Chromium driven by Playwright.
+"""Browser tests: a real web server subprocess and a real Chromium driven by Playwright.
 
 Fixtures for every browser test:
 
-- ``live_server_url``: ``http://127.0.0.1:<port>`` of ``daphne_server``, a Daphne process
-  serving the whole app (pages, static files, websockets) on the test database and the
+- ``live_server_url``: ``http://127.0.0.1:<port>`` of ``daphne_server``, the web server
+  ``make run`` starts (uvicorn; the fixture keeps its old name) serving the whole app (pages, static files, websockets) on the test database and the
   embedded Redis. It needs committed data, so it pulls in ``transactional_db``; it is
   started per test. (pytest-django's own ``live_server`` is a WSGI server: no websockets.)
   ``daphne_extra_env`` adds settings, e.g. ``@pytest.mark.parametrize("daphne_extra_env",
@@ -26,7 +26,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ser_site.launcher import web_server_argv
 from tests.conftest import ROOT, worker_env
 from tests.synth import SR, continuous_voice, speech_like, write_wav
 
@@ -67,7 +67,7 @@ def _free_port() -> int:
 
 
 class DaphneServer:
-    """``daphne ser_site.asgi:application`` on a free local port, with its log file."""
+    """The web server (``ser_site.launcher.web_server_argv``, as ``make run`` starts it) on a free local port, with its log file."""
 
     def __init__(self, env: dict[str, str], log_path: Path) -> None:
         self.env = env
@@ -79,13 +79,13 @@ class DaphneServer:
     def start(self, timeout: float = 90.0) -> DaphneServer:
         self.log = open(self.log_path, "ab")  # noqa: SIM115 — closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "ser_site.asgi:application"],
+            web_server_argv("127.0.0.1", self.port),
             cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daphne exited: {self.log_text()[-3000:]}")
+                raise RuntimeError(f"the web server exited: {self.log_text()[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/accounts/login/", timeout=2) as response:
                     if response.status == 200:
@@ -94,7 +94,7 @@ class DaphneServer:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"daphne did not answer within {timeout:.0f} s: {self.log_text()[-3000:]}")
+        raise RuntimeError(f"the web server did not answer within {timeout:.0f} s: {self.log_text()[-3000:]}")
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -112,13 +112,13 @@ class DaphneServer:
 
 @pytest.fixture
 def daphne_extra_env() -> dict[str, str]:
-    """Extra environment (settings) for the Daphne server; override it in a test module."""
+    """Extra environment (settings) for the web server; override it in a test module."""
     return {}
 
 
 @pytest.fixture
 def daphne_server(transactional_db, redis_server, tmp_path, daphne_extra_env) -> Iterator[DaphneServer]:
-    """The Daphne server object (``.url``, ``.log_text()``)."""
+    """The web server object (``.url``, ``.log_text()``)."""
     from django.db import connection
 
     env = worker_env(connection.settings_dict["NAME"])
@@ -179,7 +179,7 @@ def playwright_session() -> Iterator:
 
     # Playwright's sync API keeps an asyncio loop running in this thread, which makes
     # Django's "no ORM calls from async code" guard fire on the test's plain sync database
-    # work. The guard stays on in the Daphne subprocess (daphne_server removes this variable).
+    # work. The guard stays on in the web server subprocess (daphne_server removes this variable).
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "1"
     try:

@@ -22,7 +22,7 @@ def _session_headers(client, user) -> list[tuple[bytes, bytes]]:
     """Headers of a browser logged in as ``user``: the websocket goes through the full ASGI stack
     (origin check, session authentication)."""
     client.force_login(user)
-    return [(b"origin", b"http://localhost"), (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+    return [(b"origin", b"http://localhost"), (b"host", b"localhost"), (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -64,7 +64,7 @@ def test_websocket_refuses_anonymous_and_unknown_corpora(channel_layer, client, 
     headers = _session_headers(client, user)
 
     async def scenario() -> tuple:
-        anonymous = WebsocketCommunicator(application, f"/ws/corpora/{corpus.pk}/import/", headers=[(b"origin", b"http://localhost")])
+        anonymous = WebsocketCommunicator(application, f"/ws/corpora/{corpus.pk}/import/", headers=[(b"origin", b"http://localhost"), (b"host", b"localhost")])
         first = await anonymous.connect()
         await anonymous.disconnect()
         missing = WebsocketCommunicator(application, f"/ws/corpora/{10**6}/import/", headers=headers)

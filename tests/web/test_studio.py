@@ -159,12 +159,12 @@ def log_in(port: int, username: str, password: str) -> str:
     return next(c.value for c in jar if c.name == "sessionid")
 
 
-def websocket_handshake(port: int, path: str, *, session: str | None = None) -> tuple[str, dict | None]:
+def websocket_handshake(port: int, path: str, *, session: str | None = None, origin: str | None = None) -> tuple[str, dict | None]:
     """Open a websocket by hand; returns the HTTP status line and the first message (if accepted)."""
     key = base64.b64encode(os.urandom(16)).decode()
     headers = [
         f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Upgrade: websocket", "Connection: Upgrade",
-        f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", f"Origin: http://127.0.0.1:{port}",
+        f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13", f"Origin: {origin or f'http://127.0.0.1:{port}'}",
     ]
     if session:
         headers.append(f"Cookie: sessionid={session}")
@@ -207,6 +207,43 @@ def create_run(studio: Studio) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
+def check_production_defaults(studio: Studio, data_dir: Path, session: str, run_id: int) -> None:
+    """What `make run` serves is no development server (issue 29, item 6)."""
+    assert stat.S_IMODE((data_dir / "secret-key").stat().st_mode) == 0o600
+    missing = studio.get("/no/such/page/")
+    assert missing.status == 404  # the friendly page; Django's debug page would list every URL
+    conn = http.client.HTTPConnection("127.0.0.1", studio.port, timeout=15)
+    conn.request("GET", "/no/such/page/")
+    assert "Page not found" in conn.getresponse().read().decode()
+    conn.close()
+    status, _ = websocket_handshake(studio.port, "/ws/no/such/socket/", session=session)
+    assert " 403 " in status, status  # closed, not a 500 with a traceback
+    for foreign in (f"http://127.0.0.1:{studio.port + 1}", f"https://127.0.0.1:{studio.port}"):
+        status, _ = websocket_handshake(studio.port, f"/ws/runs/{run_id}/", session=session, origin=foreign)
+        assert " 403 " in status, (foreign, status)
+    assert "Traceback" not in studio.output
+    assert websocket_close_code_after(studio.port, "/ws/record/", session, b"\0" * (10 * 1024 * 1024)) == 1009
+
+
+def websocket_close_code_after(port: int, path: str, session: str, message: bytes) -> int | None:
+    """The close code the server sends after ``message`` (an oversized one: 1009)."""
+    import asyncio
+
+    import websockets
+
+    async def scenario() -> int | None:
+        async with websockets.connect(f"ws://127.0.0.1:{port}{path}", origin=f"http://127.0.0.1:{port}",
+                                      additional_headers={"Cookie": f"sessionid={session}"}, max_size=None) as ws:
+            await ws.send(message)
+            try:
+                await asyncio.wait_for(ws.recv(), 30)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code if closed.rcvd else None
+        return None
+
+    return asyncio.run(scenario())
+
+
 def test_studio_serves_and_stops_cleanly_on_ctrl_c(studio: Studio, data_dir: Path):
     studio.start()
     studio.wait_for("login redirect on /", studio.http_ready)
@@ -225,18 +262,19 @@ def test_studio_serves_and_stops_cleanly_on_ctrl_c(studio: Studio, data_dir: Pat
     session = log_in(studio.port, "admin", password)
     status, first = websocket_handshake(studio.port, f"/ws/runs/{run_id}/", session=session)
     assert " 101 " in status and first["type"] == "run.status", (status, first)
+    check_production_defaults(studio, data_dir, session, run_id)
 
     running = processes_marked(str(data_dir))
     commands = " ".join(running.values())
-    assert "redis-server" in commands and "daphne" in commands and "celery" in commands
-    assert len(running) >= 5  # studio, redis, daphne, celery main + pool (+ beat)
+    assert "redis-server" in commands and "uvicorn" in commands and "celery" in commands
+    assert len(running) >= 5  # studio, redis, web server, celery main + pool (+ beat)
     assert (data_dir / "redis.sock").exists()
 
     assert studio.stop_and_wait() == 0, studio.output[-3000:]
     assert re.search(r"^worker\s+\| stopped \(exit code 0\)", studio.output, re.M), studio.output[-3000:]
-    assert re.search(r"^web\s+\| stopped \(exit code 0\)", studio.output, re.M)
+    assert re.search(r"^web\s+\| stopped \(by SIGTERM, as asked\)", studio.output, re.M)
     assert re.search(r"^redis\s+\| stopped", studio.output, re.M)
-    # Redis goes last: after the worker and Daphne.
+    # Redis goes last: after the workers and the web server.
     assert re.search(r"^imports\s+\| stopped \(exit code 0\)", studio.output, re.M)
     redis_stop = re.search(r"^redis\s+\| stopped", studio.output, re.M).start()
     assert redis_stop > re.search(r"^web\s+\| stopped", studio.output, re.M).start()

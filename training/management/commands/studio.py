@@ -1,7 +1,7 @@
 """python manage.py studio [--host 127.0.0.1] [--port 8000]: the whole studio in one command.
 
 Migrates the database, makes sure an admin account exists, then runs the embedded Redis
-(unless REDIS_URL is set), a Celery worker with its beat, and Daphne until Ctrl-C. The
+(unless REDIS_URL is set), two Celery workers (one with the beat), and the web server (uvicorn) until Ctrl-C. The
 process handling lives in ``ser_site.launcher``; this command only orchestrates.
 """
 
@@ -21,12 +21,12 @@ PASSWORD_FILE_NAME = "admin-password.txt"
 
 
 class Command(BaseCommand):
-    help = "Run the studio: migrate, ensure an admin account, start Redis (embedded), a Celery worker and Daphne."
-    requires_system_checks = []  # migrate runs the checks; Daphne runs them again
+    help = "Run the studio: migrate, ensure an admin account, start Redis (embedded), Celery workers and the web server."
+    requires_system_checks = []  # migrate runs the checks
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default="127.0.0.1", help="address Daphne listens on (default 127.0.0.1)")
-        parser.add_argument("--port", type=int, default=8000, help="port Daphne listens on (default 8000)")
+        parser.add_argument("--host", default="127.0.0.1", help="address the web server listens on (default 127.0.0.1)")
+        parser.add_argument("--port", type=int, default=8000, help="port the web server listens on (default 8000)")
         parser.add_argument(
             "--stop-timeout", type=float, default=30.0,
             help="seconds the worker gets to finish its current step after Ctrl-C before it is killed (default 30)",

@@ -53,4 +53,4 @@ def test_stale_import_is_failed_and_its_files_removed(storage, tmp_path, client,
 def test_the_beat_task_reaps_runs_and_imports(storage, settings):  # noqa: F811
     settings.SER_HEARTBEAT_TIMEOUT = 1
     corpus = Corpus.objects.create(name="x", heartbeat_at=timezone.now() - timedelta(seconds=30))
-    assert reap_stale() == {"runs": [], "corpora": [corpus.pk]}
+    assert reap_stale() == {"runs": [], "corpora": [corpus.pk], "requeued": {"runs": [], "corpora": []}}

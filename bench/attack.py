@@ -364,7 +364,7 @@ def main() -> None:
             "from tests.tiny_model import register_tiny; from training.models import Corpus, TrainingRun; "
             f"register_tiny(Path('{data}'), activate=True); U = get_user_model(); admin = U.objects.get(username='admin'); "
             "U.objects.create_user('victim', password='victim-password-123'); "
-            "TrainingRun.objects.create(name='target', created_by=admin); Corpus.objects.create(name='target', status='ready'); "
+            "TrainingRun.objects.create(name='target', created_by=admin, status='succeeded'); Corpus.objects.create(name='target', status='ready'); "
             "print(api_token_create(user=admin, name='attack')[1])")
         ids = json.loads(target.shell("from training.models import Corpus, TrainingRun; import json; print(json.dumps("
                                       "{'run': TrainingRun.objects.get(name='target').pk, 'corpus': Corpus.objects.get(name='target').pk}))"))

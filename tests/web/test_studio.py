@@ -200,8 +200,8 @@ def websocket_handshake(port: int, path: str, *, session: str | None = None, ori
 
 
 def create_run(studio: Studio) -> int:
-    """A queued run row in the studio's database (through Django, as the pages would)."""
-    code = "from training.models import TrainingRun; print(TrainingRun.objects.create(name='ws check').pk)"
+    """A finished run row in the studio's database (a queued one without corpora would be requeued and fail)."""
+    code = "from training.models import TrainingRun; print(TrainingRun.objects.create(name='ws check', status='succeeded').pk)"
     done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=studio.env,
                           capture_output=True, text=True, timeout=120, check=True)
     return int(done.stdout.strip().splitlines()[-1])

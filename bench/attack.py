@@ -360,7 +360,7 @@ def main() -> None:
         baseline = rss_mb(target.pids["web"])
         secret_file(secret_dir)  # a server file the playlists name (absolute path)
         token = target.shell(
-            "from pathlib import Path; from django.contrib.auth import get_user_model; from recognition.tokens import api_token_create; "
+            "from pathlib import Path; from django.contrib.auth import get_user_model; from recognition.services.tokens import api_token_create; "
             "from tests.tiny_model import register_tiny; from training.models import Corpus, TrainingRun; "
             f"register_tiny(Path('{data}'), activate=True); U = get_user_model(); admin = U.objects.get(username='admin'); "
             "U.objects.create_user('victim', password='victim-password-123'); "

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from recognition.tokens import api_token_create
+from recognition.services.tokens import api_token_create
 from tests.hostile_audio import PLAYLIST_NAMES, float_wav_bytes, huge_sine, playlists, secret_file
 from tests.synth import SR
 from tests.tiny_model import register_tiny

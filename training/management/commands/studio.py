@@ -72,7 +72,6 @@ class Command(BaseCommand):
         if supervisor.run() != 0:
             raise CommandError("the studio stopped because one of its processes failed (see above)")
 
-    @staticmethod
     def _starter(self) -> None:
         """On a registry with no model at all, the shipped starter becomes the active version."""
         try:
@@ -80,6 +79,7 @@ class Command(BaseCommand):
         except CommandError as exc:
             self.stderr.write(f"{exc}; train a model to classify.")
 
+    @staticmethod
     def _login_text(account: launcher.AdminAccount) -> str:
         if account.created:
             return (

@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 from django.conf import settings
 
 from recognition.engine.checkpoint import CheckpointError
-from recognition.engine.whisper import WhisperWeightsError
 from recognition.engine.predictor import Predictor
+from recognition.engine.whisper import WhisperWeightsError
 from recognition.models import ModelVersion
 from recognition.selectors import model_version_active
 

@@ -66,7 +66,9 @@ def test_two_processes_starting_together_register_it_once(transactional_db, tmp_
 
 @pytest.mark.django_db
 def test_record_page_and_classify_work_on_a_fresh_database(auth_client, tmp_path):
-    model_version_register_starter()
+    version = model_version_register_starter()
+    page = auth_client.get(f"/models/{version.pk}/")
+    assert b"Whisper-base encoder states" in page.content and b"6 encoder layers" in page.content
     record = auth_client.get("/record/")
     assert record.status_code == 200 and b"There is no model yet" not in record.content
     wave, _ = speech_silence_speech("happy", speech=0.9, silence=0.7)

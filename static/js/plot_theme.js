@@ -38,7 +38,11 @@
     const parts = [];
     for (const t of (gd.data || []).slice(0, 12)) {
       if (t.type === "heatmap") {
-        parts.push(`heatmap of ${(t.y || []).length} rows by ${(t.x || []).length} columns`);
+        const x = t.x || [], y = t.y || [];
+        const square = x.length && x.length <= 20 && x.length === y.length && x.every((v, i) => v === y[i]);
+        // A confusion matrix (rows = true, row-normalised): its diagonal is each class's recall.
+        parts.push(square && t.z ? `diagonal (true class predicted as itself): ${x.map((v, i) => `${v} ${window.fmt.pct(t.z[i][i])}`).join(", ")}`
+          : `heatmap of ${y.length} rows by ${x.length} columns`);
       } else if (t.type === "bar") {
         const xs = t.x || [], ys = t.y || [];
         parts.push(xs.slice(0, 20).map((x, i) => `${x} ${number(ys[i])}`).join(", "));

@@ -42,7 +42,7 @@
   }
   window.fmt = {
     score: (x) => (valid(x) ? round(x, 3) : "–"),
-    pct: (x) => (valid(x) ? round(100 * x, 1) + " %" : "–"),
+    pct: (x) => (valid(x) ? round(100 * x, 1) + "%" : "–"),
     // Unix seconds, a Date or an ISO string, in the server's time zone (as the pages write it).
     datetime: (t) => { const p = parts(t); return `${p.year}-${p.month}-${p.day} ${p.hour}:${p.minute}`; },
     time: (t) => { const p = parts(t); return `${p.hour}:${p.minute}:${p.second}`; },

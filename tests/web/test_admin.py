@@ -275,7 +275,7 @@ def test_corpus_and_utterance_admin(admin_client, corpus_with_runs):
 def test_training_run_admin(admin_client, corpus_with_runs, django_capture_on_commit_callbacks):
     _, _, done, running = corpus_with_runs
     html = admin_client.get(reverse("admin:training_trainingrun_changelist")).content.decode()
-    for text in ("finished run", "busy run", "100 %", "40 %", "0.732", "By status", "By protocol"):
+    for text in ("finished run", "busy run", "100.0%", "40.0%", "0.732", "By status", "By protocol"):
         assert text in html, text
     html = admin_client.get(reverse("admin:training_trainingrun_change", args=[done.pk])).content.decode()
     assert f'href="/runs/{done.pk}/"' in html and "&quot;lr&quot;: 0.003" in html

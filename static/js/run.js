@@ -104,6 +104,7 @@
   }
 
   function drawConfusionOf(e) {
+    if (!document.getElementById("confusion-caption")) return;
     document.getElementById("confusion-caption").textContent =
       `Validation, ${[`epoch ${e.epoch}`, ...seriesParts(e)].join(", ")} (rows = true class, row-normalised)`;
     if (window.drawConfusion) window.drawConfusion("chart-confusion", labels, e.confusion);
@@ -163,6 +164,7 @@
     for (const el of document.querySelectorAll("[data-when]")) {
       el.hidden = !el.dataset.when.split(" ").includes(s.status);
     }
+    document.dispatchEvent(new CustomEvent("run:status", { detail: s }));  // run_extras.js: time, bars
     if (changed && finished.includes(s.status) && badge.dataset.initial !== s.status) {
       log(`run ${s.status}${s.error ? ": " + s.error : ""}`);
       if (s.status === "succeeded") setTimeout(() => location.reload(), 800); // show the registered model
@@ -197,6 +199,7 @@
         const model = m.members > 1 ? `, model ${m.member}/${m.members}` : "";
         setBar("bar-epoch", m.batch / m.batches, `epoch ${m.epoch}/${m.epochs}${cfg.folds > 1 ? `, fold ${m.fold}` : ""}${model}: batch ${m.batch}/${m.batches}, loss ${fmt.score(m.train_loss)}`);
         setBar("bar-overall", m.progress, fmt.pct(m.progress));
+        document.dispatchEvent(new CustomEvent("run:progress", { detail: m }));
       } else if (m.type === "run.phase") {
         // Before the epochs: loading the audio, then (Whisper front end) encoding it once.
         document.getElementById("run-phase").textContent = m.phase;

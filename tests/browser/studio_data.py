@@ -70,7 +70,7 @@ def populate(tmp_path: Path, user) -> dict:
     running = TrainingRun.objects.create(
         name="still training", labels=LABELS, status="running", phase="training", progress=0.4, hyperparameters=hyper,
         best_ua=0.38, created_by=user, started_at=now - timedelta(seconds=30), heartbeat_at=now + timedelta(hours=1),
-        current_epoch=2,
+        current_epoch=2, planned_split={"folds": [{"test_speakers": test_speakers, "valid_speakers": valid_speakers}]},
     )
     cancelled = TrainingRun.objects.create(
         name="stopped early", labels=LABELS, status="cancelled", phase="cancelled", progress=0.6, hyperparameters=hyper,

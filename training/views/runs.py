@@ -12,6 +12,7 @@ from training import selectors
 from training.forms import RunForm
 from training.models import TrainingRun
 from training.permissions import may_change, require_change
+from training.selectors import run_details
 from training.services import runs as run_services
 
 
@@ -35,21 +36,34 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 name=data["name"], corpora=list(data["corpora"]), recipe=recipe,
                 label_mode=data["label_mode"], label_mapping=run_services.parse_label_mapping(data["label_mapping"]),
                 protocol=data["protocol"], folds=data["folds"], created_by=request.user,
+                test_speakers=data["test_speakers"],
             )
         except run_services.RunError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Run “{run.name}” queued.")
+            # Tagged so the run page takes it away once the run has started.
+            messages.success(request, f"Run “{run.name}” queued.", extra_tags="queued-note")
             return redirect("runs:detail", pk=run.pk)
-    return render(request, "training/run_new.html", {"form": form, "front_end_defaults": run_services.front_end_defaults()})
+    corpora = form.fields["corpora"].queryset
+    return render(request, "training/run_new.html", {
+        "form": form,
+        "front_end_defaults": run_services.front_end_defaults(),
+        "speaker_groups": [{"corpus": c, "speakers": form.speaker_groups.get(c.name, [])} for c in corpora],
+        "estimate": run_details.duration_estimate_data(corpora),
+    })
 
 
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run_services.runs_reap_stale()
     run = get_object_or_404(selectors.run_list(), pk=pk)
     snapshot = selectors.run_snapshot(run)
+    timing = run_details.run_timing(run)
     return render(request, "training/run_detail.html", {
         "run": run,
+        "split": run_details.run_split(run),
+        "per_speaker": run_details.run_per_speaker(run),
+        "confusions": run_details.run_confusions(run),
+        "timing": timing,
         "can_change": may_change(request.user, run.created_by_id),
         "snapshot": snapshot,
         "tta_as_asked": tta_is_as_asked(run.test_metrics or {}, run.saved_models),
@@ -57,6 +71,8 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "run": run.pk, "epochs": run.total_epochs, "labels": run.labels,
             "folds": run.folds if run.protocol == TrainingRun.Protocol.KFOLD else 1,
             "members": run.trained_models,  # a seed ensemble draws one series per (fold, model), the student too
+            "startedAt": run.started_at.timestamp() if run.started_at else None,
+            "elapsed": timing["elapsed"],
         },
     })
 

@@ -23,7 +23,10 @@
   function tick() {
     if (state !== "running") return;
     const elapsed = elapsedNow();
-    if (elapsed !== null) elapsedEl.textContent = fmt.duration(elapsed);
+    if (elapsed !== null) {
+      elapsedEl.textContent = fmt.duration(elapsed);
+      document.getElementById("run-time").hidden = false;
+    }
     // Loading audio comes first; a few percent of training makes the rate meaningful.
     const known = elapsed !== null && progress >= 0.02 && progress < 1;
     etaBox.hidden = !known;

@@ -55,6 +55,28 @@
     },
   };
 
+  function copyText(button, source) {
+    const text = source.textContent.trim();
+    const status = document.getElementById("copy-status");
+    const done = (ok) => {
+      button.textContent = ok ? "Copied" : "Copy";
+      if (status) status.textContent = ok ? "Copied to the clipboard." : "The browser refused to copy: select the text and copy it yourself.";
+      if (ok) setTimeout(() => { button.textContent = "Copy"; }, 2000);
+    };
+    const fallback = () => {  // no Clipboard API (a plain-http page): select it and ask the browser
+      const range = document.createRange();
+      range.selectNodeContents(source);
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      let ok = false;
+      try { ok = document.execCommand("copy"); } catch (e) { ok = false; }
+      done(ok);
+    };
+    if (navigator.clipboard && window.isSecureContext) navigator.clipboard.writeText(text).then(() => done(true), fallback);
+    else fallback();
+  }
+
   // ---- the top bar: folding navigation and the theme toggle ----
   document.addEventListener("DOMContentLoaded", function () {
     const bar = document.querySelector(".topbar");
@@ -64,6 +86,10 @@
         const open = bar.classList.toggle("open");
         toggle.setAttribute("aria-expanded", String(open));
       });
+    }
+    // Copy buttons: data-copy names the element whose text they copy.
+    for (const button of document.querySelectorAll("button[data-copy]")) {
+      button.addEventListener("click", () => copyText(button, document.getElementById(button.dataset.copy)));
     }
     const themeButton = document.getElementById("theme-toggle");
     if (themeButton) {

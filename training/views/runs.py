@@ -10,15 +10,23 @@ from django.views.decorators.http import require_POST
 from recognition.selectors import tta_is_as_asked
 from training import selectors
 from training.forms import RunForm
-from training.models import TrainingRun
+from training.models import Corpus, TrainingRun
 from training.permissions import may_change, require_change
-from training.selectors import run_details
+from training.selectors import run_details, run_search
 from training.services import runs as run_services
 
 
 def run_list(request: HttpRequest) -> HttpResponse:
     run_services.runs_reap_stale()  # cheap; the page never shows a dead run as running
-    return render(request, "training/run_list.html", {"runs": selectors.run_list()})
+    query = {key: request.GET.get(key, "").strip() for key in ("q", "status", "corpus", "tag", "sort")}
+    corpus = int(query["corpus"]) if query["corpus"].isdigit() else None
+    sort = query["sort"] if query["sort"].lstrip("-") in run_search.SORTS else "-created"
+    runs = run_search.run_list_search(q=query["q"], status=query["status"], corpus=corpus, tag=query["tag"], sort=sort)
+    return render(request, "training/run_list.html", {
+        "runs": runs, "query": {**query, "sort": sort}, "filtered": any(query[k] for k in ("q", "status", "corpus", "tag")),
+        "any_runs": runs or TrainingRun.objects.exists(), "statuses": TrainingRun.Status.values,
+        "corpora": Corpus.objects.filter(runs__isnull=False).distinct().order_by("name"), "tags": run_search.run_tags(),
+    })
 
 
 def run_new(request: HttpRequest) -> HttpResponse:

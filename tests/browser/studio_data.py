@@ -55,6 +55,11 @@ def populate(tmp_path: Path, user) -> dict:
                                 user=user)
     first = register_tiny(tmp_path / "models", name="synth model", seed=1, activate=True)
     second = register_tiny(tmp_path / "models", name="synth model", seed=2, activate=False)
+    for version, ua, confusion in ((first, 0.7485, [[4, 1, 0, 0], [1, 3, 1, 0], [0, 1, 4, 0], [0, 0, 1, 4]]),
+                                   (second, 0.65, [[3, 2, 0, 0], [1, 3, 1, 0], [0, 2, 3, 0], [0, 0, 1, 4]])):
+        version.metrics = {**version.metrics, "ua": ua, "wa": ua + 0.01, "macro_f1": ua - 0.01, "n": 20}
+        version.confusion = confusion
+        version.save()
     now = timezone.now()
     hyper = {"features": {"kind": "logmel", "speaker_cmn": True}, "model_size": "small", "model_overrides": {},
              "train": {"epochs": 5, "batch_size": 8, "lr": 0.001, "patience": 0, "members": 1, "augment": {"enabled": False}}}
@@ -96,7 +101,9 @@ def pages(data: dict) -> dict[str, str]:
         "corpora": "/corpora/",
         "corpus_upload": "/corpora/upload/",
         "corpus": f"/corpora/{data['corpus'].pk}/",
+        "runs_filtered": "/runs/?q=baseline&sort=-duration",
         "models": "/models/",
+        "model_compare": f"/models/compare/?a={data['first'].pk}&b={data['second'].pk}",
         "model": f"/models/{data['first'].pk}/",
         "record": "/record/",
         "classify": "/classify/",

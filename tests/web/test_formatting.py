@@ -58,3 +58,10 @@ def test_one_score_reads_the_same_on_every_page(admin_client, tmp_path, settings
     # The admin writes dates as the pages do, not "Dec. 6, 2026, 3:26 a.m.".
     html = admin_client.get(pages["admin list"]).content.decode()
     assert version.created_at.strftime("%Y-%m-%d %H:%M") in html
+
+
+@pytest.mark.django_db
+def test_every_page_names_the_favicon(admin_client):
+    """Browsers ask for /favicon.ico unless a page names its icon: the studio's pages and the admin's do."""
+    for url in (reverse("runs:list"), reverse("admin:index"), reverse("admin:recognition_modelversion_changelist")):
+        assert 'rel="icon" href="/static/favicon.svg"' in admin_client.get(url).content.decode(), url

@@ -217,6 +217,17 @@ def test_upload_page(logged_in_page, model, tmp_path, screenshot):
     assert "broken.mp3" in broken.locator(".file-error").text_content()
     assert broken.locator(".rv-current").count() == 0 and broken.locator(".file-state").text_content() == "failed"
     screenshot(page, "upload-result")
+
+    # Digital silence: no speech, never an emotion.
+    silence = write_wav(tmp_path / "silence.wav", np.zeros(10 * 16000, np.float32))
+    page.set_input_files("input[name=file]", str(silence))
+    page.click("#classify-button")
+    card = page.locator(".file-result").first
+    card.locator(".rv-spec .main-svg").first.wait_for()
+    assert card.locator(".file-name").text_content() == "silence.wav"
+    assert card.locator(".rv-no-speech").text_content() == "No speech"
+    assert card.locator(".rv-name").count() == 0 and card.locator(".rv-bars .emotion-bar").count() == 0
+    screenshot(page, "upload-silence")
     assert page.js_errors == []
 
 
@@ -242,16 +253,6 @@ def test_upload_page_takes_dropped_files_and_examples(logged_in_page, model, scr
     assert page.locator(".file-name").first.text_content() == "sad.wav"
     assert page.locator(".file-result .rv-name").first.text_content() in LABELS
     screenshot(page, "upload-examples")
-    assert page.js_errors == []
-
-    # Digital silence: no speech, never an emotion.
-    silence = write_wav(tmp_path / "silence.wav", np.zeros(10 * 16000, np.float32))
-    page.set_input_files("input[name=file]", str(silence))
-    page.click("button[type=submit]")
-    page.wait_for_selector("#result .rv-spec .main-svg")
-    assert page.locator("#result .rv-no-speech").text_content() == "No speech"
-    assert page.locator("#result .rv-name").count() == 0 and page.locator("#result .rv-bars .emotion-bar").count() == 0
-    screenshot(page, "upload-silence")
     assert page.js_errors == []
 
 

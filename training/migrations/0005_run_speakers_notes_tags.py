@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('training', '0003_epoch_member'),
+        ('training', '0004_epoch_report'),
     ]
 
     operations = [

@@ -27,8 +27,9 @@
   function estimate() {
     const out = document.getElementById("run-estimate");
     const corpora = chosenCorpora();
-    const size = field("model_size").value;
-    const rate = data.rates[size] ?? data.rates["*"];
+    const size = field("model_size").value, kind = field("features").value;
+    const key = [`${kind}/${size}`, `${kind}/*`, "*"].find((k) => data.rates[k] !== undefined);
+    const rate = key && data.rates[key];
     if (!corpora.length) { out.textContent = ""; return; }
     if (rate === undefined) {
       out.textContent = "No estimate of the run's length yet: no epoch has been measured on this server.";
@@ -40,7 +41,7 @@
     const models = members + (field("distil").checked && members > 1 ? 1 : 0);
     const folds = field("protocol").value === "kfold" ? Math.max(2, Number(field("folds").value) || 2) : 1;
     const seconds = rate * utterances * epochs * models * folds;
-    const measured = data.rates[size] !== undefined ? `${size} models` : "all model sizes";
+    const measured = key === `${kind}/${size}` ? `${size} models` : key === `${kind}/*` ? "models of every size" : "every front end";
     out.textContent = `Estimated length: at most about ${fmt.duration(seconds)} (${epochs} epochs × ${models} ` +
       `model${models > 1 ? "s" : ""}${folds > 1 ? ` × ${folds} folds` : ""} over ${utterances} utterances, from ` +
       `${data.epochs} epochs measured here on ${measured}; early stopping usually ends it sooner).`;

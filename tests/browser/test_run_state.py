@@ -38,7 +38,8 @@ def test_form_then_queued_running_cancelled(logged_in_page, user, tmp_path, scre
     page.select_option("select[name=protocol]", "kfold")
     assert not page.is_visible("#test-speakers")
     page.select_option("select[name=protocol]", "holdout")
-    # The estimate: measured epochs of the studio's runs (all "small"), this form's settings.
+    # The estimate: measured epochs of the studio's runs (all log-Mel, "small"), this form's settings.
+    page.select_option("select[name=features]", "logmel")
     page.select_option("select[name=model_size]", "small")
     page.fill("input[name=epochs]", "10")
     page.fill("input[name=members]", "1")

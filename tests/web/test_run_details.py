@@ -100,7 +100,9 @@ def test_the_form_estimates_from_measured_epochs(auth_client, corpus):
     data = run_details.duration_estimate_data([corpus])
     n = corpus.utterances.count()
     assert data["utterances"] == {corpus.pk: n} and data["epochs"] == 2
-    assert data["rates"]["small"] == pytest.approx(4.0 / n) and data["rates"]["*"] == pytest.approx(4.0 / n)
+    kind = recipe().features.kind
+    assert set(data["rates"]) == {f"{kind}/small", f"{kind}/*", "*"}
+    assert data["rates"][f"{kind}/small"] == pytest.approx(4.0 / n) and data["rates"]["*"] == pytest.approx(4.0 / n)
     page = auth_client.get(reverse("runs:new")).content.decode()
     assert 'id="run-estimate-data"' in page and 'id="run-estimate"' in page
 

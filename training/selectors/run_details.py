@@ -106,8 +106,9 @@ def duration_estimate_data(corpora: Iterable[Corpus]) -> dict:
     """What the run form needs to estimate a run's length: seconds per epoch per utterance
     measured on this server (per model size and overall), and each corpus' utterance count.
 
-    ``{"rates": {"small": s, ..., "*": s}, "epochs": measured epochs, "utterances": {corpus id: n}}``;
-    a model size nobody trained yet falls back to ``"*"``, no measured epoch at all to no rate."""
+    ``{"rates": {"<front end>/<model size>": s, "<front end>/*": s, "*": s}, "epochs": measured epochs,
+    "utterances": {corpus id: n}}``; the form falls back from the exact pair to the front end
+    to everything measured, and gives no estimate without a measured epoch."""
     counts = {c.pk: c.n for c in Corpus.objects.filter(pk__in=[c.pk for c in corpora]).annotate(n=Count("utterances"))}
     # One EpochMetric row is one model's epoch (an ensemble's models each have theirs).
     runs = list(TrainingRun.objects.filter(epochs__isnull=False).annotate(seconds=Sum("epochs__duration"), n_epochs=Count("epochs"))
@@ -121,9 +122,11 @@ def duration_estimate_data(corpora: Iterable[Corpus]) -> dict:
         if not n or not r["n_epochs"]:
             continue
         rate = r["seconds"] / r["n_epochs"] / n
+        # The front end changes an epoch's cost far more than the model size does.
+        kind = ((r["hyperparameters"] or {}).get("features") or {}).get("kind") or "logmel"
         size = (r["hyperparameters"] or {}).get("model_size") or "medium"
-        by_size.setdefault(size, []).append(rate)
-        by_size.setdefault("*", []).append(rate)
+        for key in (f"{kind}/{size}", f"{kind}/*", "*"):
+            by_size.setdefault(key, []).append(rate)
         measured += r["n_epochs"]
     rates = {size: sum(v) / len(v) for size, v in by_size.items()}
     return {"rates": rates, "epochs": measured, "utterances": counts}

@@ -25,6 +25,7 @@ from django.views.decorators.http import require_POST
 
 from . import services
 from .engine.checkpoint import CheckpointError
+from .formatting import format_score
 from .models import ApiToken, ModelVersion
 from .views.models import checkpoint_response, download_name
 
@@ -39,7 +40,7 @@ def pretty_json(value: Any) -> str:
 
 
 def _score(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, int | float) else "—"
+    return format_score(value)
 
 
 class CheckpointUploadForm(forms.Form):

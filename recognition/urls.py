@@ -6,6 +6,7 @@ app_name = "recognition"
 
 urlpatterns = [
     path("models/", models.model_list, name="models"),
+    path("models/compare/", models.model_compare, name="model_compare"),
     path("models/<int:pk>/", models.model_detail, name="model"),
     path("models/<int:pk>/activate/", models.model_activate, name="model_activate"),
     path("models/<int:pk>/download/", models.model_download, name="model_download"),

@@ -130,6 +130,8 @@ AUTH_PASSWORD_VALIDATORS = [
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
+# Dates and times as every page writes them (2026-12-06 03:26), the admin included.
+FORMAT_MODULE_PATH = ["recognition.formats"]
 USE_I18N = True
 USE_TZ = True
 

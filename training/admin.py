@@ -17,6 +17,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
 from recognition.admin import pretty_json
+from recognition.formatting import format_pct, format_score
 from training.models import Corpus, EpochMetric, TrainingRun, Utterance
 from training.services.runs import RunError, run_delete
 
@@ -90,11 +91,29 @@ class UtteranceAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 class EpochMetricInline(admin.TabularInline):
     model = EpochMetric
-    fields = ("fold", "member", "epoch", "train_loss", "train_acc", "val_loss", "wa", "ua", "macro_f1", "lr", "duration", "is_best")
+    fields = ("fold", "member", "epoch", "train_loss", "train_acc_score", "val_loss", "wa_score", "ua_score", "macro_f1_score",
+              "lr", "duration", "is_best")
     readonly_fields = fields
     extra = 0
     can_delete = False
     show_change_link = False
+
+    # Scores written as every page writes them (recognition.formatting).
+    @admin.display(description="train acc")
+    def train_acc_score(self, obj: EpochMetric) -> str:
+        return format_score(obj.train_acc)
+
+    @admin.display(description="WA")
+    def wa_score(self, obj: EpochMetric) -> str:
+        return format_score(obj.wa)
+
+    @admin.display(description="UA")
+    def ua_score(self, obj: EpochMetric) -> str:
+        return format_score(obj.ua)
+
+    @admin.display(description="macro-F1")
+    def macro_f1_score(self, obj: EpochMetric) -> str:
+        return format_score(obj.macro_f1)
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
@@ -129,11 +148,11 @@ class TrainingRunAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
     @admin.display(description="progress", ordering="progress")
     def progress_display(self, obj: TrainingRun) -> str:
-        return f"{100 * (obj.progress or 0):.0f} %"
+        return format_pct(obj.progress or 0)
 
     @admin.display(description="best UA", ordering="best_ua")
     def best_ua_display(self, obj: TrainingRun) -> str:
-        return f"{obj.best_ua:.3f}" if obj.best_ua is not None else "—"
+        return format_score(obj.best_ua)
 
     @admin.display(description="run page")
     def page_link(self, obj: TrainingRun) -> str:

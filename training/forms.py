@@ -10,6 +10,7 @@ from training.engine.config import MAX_MEMBERS
 from training.engine.experiment import Recipe
 from training.models import Corpus, TrainingRun
 from training.selectors.corpora import corpus_ready_list
+from training.selectors.run_details import speakers_of
 
 _defaults = Recipe().train
 FRONT_END_CHOICES = {"whisper": "Whisper-base encoder (pretrained)", "logmel": "log-Mel CNN, from scratch",
@@ -30,6 +31,11 @@ class RunForm(forms.Form):
         help_text="Optional: map or drop classes before choosing (empty target drops the class).",
     )
     protocol = forms.ChoiceField(choices=TrainingRun.Protocol.choices, initial=TrainingRun.Protocol.HOLDOUT)
+    test_speakers = forms.MultipleChoiceField(
+        required=False, label="Test speakers",
+        help_text="Hold-out only. None ticked: chosen automatically (about a fifth of each corpus' speakers, seeded). "
+        "The run page names them and the validation speakers.",
+    )
     folds = forms.IntegerField(min_value=2, max_value=20, initial=5, help_text="For k-fold only.")
     features = forms.ChoiceField(
         choices=[(k, FRONT_END_CHOICES[k]) for k in FEATURE_KINDS], initial=Recipe().features.kind, label="Front end",
@@ -76,3 +82,7 @@ class RunForm(forms.Form):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.fields["corpora"].queryset = corpus_ready_list()
+        self.speaker_groups = speakers_of(self.fields["corpora"].queryset)
+        self.fields["test_speakers"].choices = [
+            (f"{corpus}/{speaker}", speaker) for corpus, speakers in self.speaker_groups.items() for speaker in speakers
+        ]

@@ -104,6 +104,14 @@ class TrainingRun(models.Model):
     model_version = models.OneToOneField(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_run"
     )
+    # Hold-out test speakers the user chose ("corpus/speaker" keys); empty: chosen automatically.
+    test_speakers = models.JSONField(default=list, blank=True)
+    # The split as planned when the run was created, from the same splitting code the worker
+    # runs: {"protocol", "folds": [{"test_speakers": [...], "valid_speakers": [...]}]}. The
+    # report's split replaces it once the run has one.
+    planned_split = models.JSONField(default=dict, blank=True)
+    notes = models.TextField(blank=True)
+    tags = models.JSONField(default=list, blank=True, help_text="Short labels to find and group runs by.")
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -116,7 +116,8 @@ def model_version_register_upload(
     *, name: str, uploaded: Any, notes: str = "", created_by: AbstractBaseUser | None = None
 ) -> ModelVersion:
     """Register an uploaded checkpoint file (admin). The upload is validated from a temporary
-    copy; a refused file raises ``CheckpointError`` and leaves nothing behind."""
+    copy; a refused file raises ``CheckpointError`` and leaves nothing behind. A file already
+    in the registry (same sha256) is refused with the version that holds it."""
     tmp_dir = Path(settings.DATA_DIR) / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     filename = Path(str(getattr(uploaded, "name", "") or "upload.pt").replace("\x00", "")).name[-120:] or "upload.pt"
@@ -127,6 +128,12 @@ def model_version_register_upload(
         with open(tmp, "wb") as out:
             for chunk in uploaded.chunks():
                 out.write(chunk)
+        existing = ModelVersion.objects.filter(sha256=file_sha256(tmp)).order_by("pk").first()
+        if existing is not None:
+            raise CheckpointError(
+                f"{filename} is already registered as {existing} (id {existing.pk}); nothing was stored. "
+                "Open that version, or change its notes there."
+            )
         return model_version_register(
             name=name, checkpoint_path=tmp, lineage={"source": "uploaded checkpoint", "filename": filename},
             notes=notes, created_by=created_by,

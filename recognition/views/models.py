@@ -22,7 +22,7 @@ from recognition import selectors, services
 from recognition.engine.tta import inference_speeds
 from recognition.models import ModelVersion
 
-__all__ = ["model_list", "model_detail", "model_activate", "model_download", "checkpoint_response", "per_class_rows", "download_name"]
+__all__ = ["model_list", "model_detail", "model_compare", "model_activate", "model_download", "checkpoint_response", "per_class_rows", "download_name"]
 
 
 def per_class_rows(version: ModelVersion) -> list[dict]:
@@ -132,6 +132,28 @@ def _answers(version: ModelVersion) -> str:
 def _speed(value: float) -> str:
     """0.9 → "0.9", 1.0 → "1.0", 0.95 → "0.95"."""
     return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+
+
+@require_GET
+def model_compare(request: HttpRequest) -> HttpResponse:
+    """Two versions side by side: scores, per-class recall and precision, confusion matrices.
+    ``?a=<id>&b=<id>``; without two valid ids the page asks for them."""
+    versions = list(selectors.model_version_list())
+    by_id = {str(v.pk): v for v in versions}
+    chosen = [by_id[i] for i in (request.GET.get("a", ""), request.GET.get("b", "")) if i in by_id]
+    pair = chosen if len(chosen) == 2 else []
+    labels = list(dict.fromkeys(label for v in pair for label in v.labels))
+    rows = [{v.pk: row for v in pair for row in per_class_rows(v) if row["label"] == label} for label in labels]
+    context = {
+        "versions": versions,
+        "pair": pair,
+        "chosen": [v.pk for v in chosen],
+        "per_class": [{"label": label, "cells": [row.get(v.pk, {}) for v in pair]} for label, row in zip(labels, rows, strict=True)],
+        "protocols": [_protocol(v) for v in pair],
+        "confusions": [{"id": v.pk, "title": str(v), "labels": list(v.labels), "matrix": v.confusion}
+                       for v in pair if _square(v.confusion, len(v.labels))],
+    }
+    return render(request, "recognition/model_compare.html", context)
 
 
 @require_POST

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from recognition.engine.audio import AudioError
+from recognition.formatting import format_score
 from recognition.models import ModelVersion
 from recognition.selectors import model_version_list
 from recognition.services.classify import uploaded_file_classify
@@ -26,7 +27,7 @@ from recognition.services.uploads import max_upload_bytes, upload_limit_install
 def _version_label(version: ModelVersion) -> str:
     text = f"{version.name} v{version.version}"
     if version.ua is not None:
-        text += f" · UA {100 * version.ua:.1f}%"
+        text += f" · UA {format_score(version.ua)}"
     if version.is_active:
         text += " (active)"
     return text

@@ -17,9 +17,7 @@
     });
   }
 
-  function percent(x) {
-    return (100 * x).toFixed(x >= 0.995 || x === 0 ? 0 : 1) + "%";
-  }
+  const percent = (x) => window.fmt.pct(x);
 
   function valid(labels, matrix) {
     return Array.isArray(labels) && Array.isArray(matrix) && labels.length > 0 &&
@@ -62,7 +60,7 @@
     const trace = {
       type: "heatmap", x: labels, y: labels, z: z, zmin: 0, zmax: 1,
       colorscale: "Blues", reversescale: true, text: hover, hoverinfo: "text", hovertemplate: "%{text}<extra></extra>",
-      texttemplate: labelled ? "%{z:.0%}" : "", textfont: { size: n > 8 ? 10 : 12 },
+      texttemplate: labelled ? "%{z:.1%}" : "", textfont: { size: n > 8 ? 10 : 12 },
       xgap: 1, ygap: 1,
       colorbar: { title: { text: "share of row", side: "right" }, tickformat: ".0%", thickness: 12 },
     };

@@ -7,7 +7,7 @@
     if (!el) return;
     const f = Math.max(0, Math.min(1, Number(fraction) || 0));
     el.firstElementChild.style.width = (100 * f).toFixed(1) + "%";
-    el.title = Math.round(100 * f) + "%";
+    el.title = window.fmt.pct(f);
   }
 
   function megabytes(bytes) {
@@ -138,7 +138,7 @@
         setBar(bar, msg.progress);
         if (msg.type === "import.progress" && msg.phase) {
           phase.textContent = msg.phase + (msg.total ? ": " + msg.done + " / " + msg.total : "") +
-            " (" + Math.round(100 * msg.progress) + "%)";
+            " (" + window.fmt.pct(msg.progress) + ")";
         }
         if (msg.type === "import.status" && msg.status !== "importing") {
           ws.onclose = null;

@@ -13,7 +13,7 @@
   "use strict";
 
   const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
-  const FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#1d2330" };
+  const FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12 };  // colours: the theme (plot_theme.js)
 
   function el(tag, attrs, children) {
     const node = document.createElement(tag);
@@ -26,9 +26,7 @@
     return node;
   }
 
-  function pct(p) {
-    return (100 * p).toFixed(p >= 0.995 || p < 0.0995 ? 0 : 1) + "%";
-  }
+  const pct = (p) => window.fmt.pct(p);
 
   function fmtTime(s) {
     return s.toFixed(2) + " s";
@@ -166,7 +164,6 @@
       yaxis: { title: { text: "probability" }, range: [0, 1], tickformat: ".0%" },
       legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", traceorder: "normal" },
       showlegend: labels.length > 0,
-      plot_bgcolor: "#fafbfc",
     };
     parts.timelineNote.textContent = segments.length ? "" :
       (live ? "Segments appear here as you speak." : "No speech segment was found in this recording.");

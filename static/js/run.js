@@ -85,7 +85,7 @@
       for (const c of Object.values(charts)) Plotly.relayout(c.el, { "xaxis.dtick": dtick, "xaxis.tickmode": dtick ? "linear" : "auto" });
     }
     const best = Math.max(...epochs.map((e) => e.ua), bestSeen);
-    if (best > bestSeen) { bestSeen = best; document.getElementById("run-best").textContent = best.toFixed(3); }
+    if (best > bestSeen) { bestSeen = best; document.getElementById("run-best").textContent = fmt.score(best); }
     if (onLines) onLines();
     // The heatmap and the recall bars only show the latest epoch: draw them on the next
     // frame, once, however many epochs arrived meanwhile, so the curves never wait for them.
@@ -104,6 +104,7 @@
   }
 
   function drawConfusionOf(e) {
+    if (!document.getElementById("confusion-caption")) return;
     document.getElementById("confusion-caption").textContent =
       `Validation, ${[`epoch ${e.epoch}`, ...seriesParts(e)].join(", ")} (rows = true class, row-normalised)`;
     if (window.drawConfusion) window.drawConfusion("chart-confusion", labels, e.confusion);
@@ -113,7 +114,7 @@
     const values = labels.map((l) => e.per_class_recall[l] ?? 0);
     Plotly.react("chart-recall", [{
       type: "bar", x: labels, y: values, marker: { color: labels.map(emotionColor) },
-      text: values.map((v) => v.toFixed(2)), textposition: "outside", hovertemplate: "%{x}: %{y:.3f}<extra></extra>",
+      text: values.map((v) => fmt.score(v)), textposition: "outside", hovertemplate: "%{x}: %{y:.3f}<extra></extra>",
     }], {
       title: { text: `Per-class recall, epoch ${e.epoch}${members > 1 ? `, model ${e.member}` : ""}`, font: { size: 14 } },
       margin: { t: 36, r: 10, b: 60, l: 48 }, yaxis: { range: [0, 1.1] },
@@ -134,14 +135,14 @@
   const logEl = document.getElementById("event-log");
   function log(text, at) {  // at: Unix seconds of the event (stored or sent), else now
     const line = document.createElement("div");
-    line.textContent = `${(at ? new Date(at * 1000) : new Date()).toLocaleTimeString()}  ${text}`;
+    line.textContent = `${fmt.time(at ? new Date(at * 1000) : new Date())}  ${text}`;
     logEl.appendChild(line);
     logEl.scrollTop = logEl.scrollHeight;
   }
 
   function logEpoch(e, note) {
-    log(`epoch ${e.epoch}${seriesName(e) ? ` (${seriesName(e)})` : ""}: val UA ${e.ua.toFixed(3)}, WA ${e.wa.toFixed(3)}, ` +
-      `loss ${e.val_loss.toFixed(3)}${e.is_best ? " ★ best" : ""}${note ? ` (${note})` : ""}`, e.at || e.sent_at);
+    log(`epoch ${e.epoch}${seriesName(e) ? ` (${seriesName(e)})` : ""}: val UA ${fmt.score(e.ua)}, WA ${fmt.score(e.wa)}, ` +
+      `loss ${fmt.score(e.val_loss)}${e.is_best ? " ★ best" : ""}${note ? ` (${note})` : ""}`, e.at || e.sent_at);
   }
 
   function setBar(id, fraction, label) {
@@ -158,11 +159,12 @@
     badge.className = `badge ${s.status}`;
     document.getElementById("run-phase").textContent = s.phase || "";
     document.getElementById("run-error").textContent = s.error || "";
-    setBar("bar-overall", s.progress, `${Math.round(s.progress * 100)}%`);
-    if (s.best_ua !== null && s.best_ua !== undefined) document.getElementById("run-best").textContent = s.best_ua.toFixed(3);
+    setBar("bar-overall", s.progress, fmt.pct(s.progress));
+    if (s.best_ua !== null && s.best_ua !== undefined) document.getElementById("run-best").textContent = fmt.score(s.best_ua);
     for (const el of document.querySelectorAll("[data-when]")) {
       el.hidden = !el.dataset.when.split(" ").includes(s.status);
     }
+    document.dispatchEvent(new CustomEvent("run:status", { detail: s }));  // run_extras.js: time, bars
     if (changed && finished.includes(s.status) && badge.dataset.initial !== s.status) {
       log(`run ${s.status}${s.error ? ": " + s.error : ""}`);
       if (s.status === "succeeded") setTimeout(() => location.reload(), 800); // show the registered model
@@ -190,13 +192,14 @@
         drawEpochs([m], m.sent_at ? () => latencies.push(since()) : null, m.sent_at ? () => fullDraws.push(since()) : null);
         logEpoch(m, m.replay ? "caught up" : "");
         setBar("bar-epoch", 1, `epoch ${m.epoch}${m.epochs ? `/${m.epochs}` : ""} done`);
-        if (m.progress !== undefined) setBar("bar-overall", m.progress, `${Math.round(m.progress * 100)}%`);
+        if (m.progress !== undefined) setBar("bar-overall", m.progress, fmt.pct(m.progress));
         if (m.phase) document.getElementById("run-phase").textContent = m.phase;
       } else if (m.type === "run.progress") {
         if (m.phase) document.getElementById("run-phase").textContent = m.phase;
         const model = m.members > 1 ? `, model ${m.member}/${m.members}` : "";
-        setBar("bar-epoch", m.batch / m.batches, `epoch ${m.epoch}/${m.epochs}${cfg.folds > 1 ? `, fold ${m.fold}` : ""}${model}: batch ${m.batch}/${m.batches}, loss ${m.train_loss.toFixed(3)}`);
-        setBar("bar-overall", m.progress, `${Math.round(m.progress * 100)}%`);
+        setBar("bar-epoch", m.batch / m.batches, `epoch ${m.epoch}/${m.epochs}${cfg.folds > 1 ? `, fold ${m.fold}` : ""}${model}: batch ${m.batch}/${m.batches}, loss ${fmt.score(m.train_loss)}`);
+        setBar("bar-overall", m.progress, fmt.pct(m.progress));
+        document.dispatchEvent(new CustomEvent("run:progress", { detail: m }));
       } else if (m.type === "run.phase") {
         // Before the epochs: loading the audio, then (Whisper front end) encoding it once.
         document.getElementById("run-phase").textContent = m.phase;

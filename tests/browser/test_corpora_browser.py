@@ -91,7 +91,7 @@ def test_import_page_follows_the_websocket(logged_in_page, screenshot):
     corpus = Corpus.objects.create(name="In progress", progress=0.25)
     page = logged_in_page
     page.goto(f"/corpora/{corpus.pk}/")
-    page.wait_for_function("document.querySelector('#import-progress').title === '25%'")  # the state sent on connect
+    page.wait_for_function("document.querySelector('#import-progress').title === '25.0%'")  # the state sent on connect
     group = f"import-{corpus.pk}"
     group_send(group, {"type": "import.progress", "corpus": corpus.pk, "progress": 0.6, "done": 9, "total": 16,
                        "phase": "checking audio"})

@@ -194,39 +194,65 @@ def test_record_microphone_problems(playwright_session, daphne_server, user, mod
 
 
 def test_upload_page(logged_in_page, model, tmp_path, screenshot):
+    """Several files at once: each gets its card with a player and its result, in order; a
+    file that is not decodable gets its error in its own card and the others still work."""
     page = logged_in_page
     wave, _ = speech_silence_speech("happy", speech=1.0, silence=0.8)
     wav = write_wav(tmp_path / "two bursts.wav", wave)
-    page.goto("/classify/")
-    page.set_input_files("input[name=file]", str(wav))
-    page.click("button[type=submit]")
-    page.wait_for_selector("#result .rv-spec .main-svg")
-    screenshot(page, "upload-result")
-    assert "two bursts.wav" in page.locator("#result-for").text_content()
-    assert page.locator("#result .rv-name").text_content() in LABELS
-    assert page.locator("#result .rv-segments tbody tr").count() == 2
-    spec = plot_traces(page, "#result .rv-spec")
-    assert [t["type"] for t in spec] == ["heatmap", "scatter"]
-    assert page.js_errors == []
-
     bad = tmp_path / "broken.mp3"
     bad.write_bytes(b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\x00garbage" * 200)
-    page.set_input_files("input[name=file]", str(bad))
-    page.click("button[type=submit]")
-    error = page.locator("#upload-error")
-    error.wait_for()
-    assert "broken.mp3" in error.text_content()
-    assert page.locator("#result").count() == 0
-    screenshot(page, "upload-error", full_page=False)
+    page.goto("/classify/")
+    page.set_input_files("input[name=file]", [str(wav), str(bad)])
+    page.click("#classify-button")
+    good, broken = page.locator(".file-result").nth(1), page.locator(".file-result").nth(0)  # newest on top
+    good.locator(".rv-spec .main-svg").first.wait_for()
+    broken.locator(".file-error").wait_for()
+    assert good.locator(".file-name").text_content() == "two bursts.wav"
+    assert good.locator(".rv-name").text_content() in LABELS
+    assert good.locator(".rv-segments tbody tr").count() == 2
+    assert good.locator("audio.file-audio").get_attribute("src").startswith("blob:")
+    assert page.evaluate("document.querySelectorAll('.file-result audio')[1].duration") == pytest.approx(wave.size / 16000, abs=0.05)
+    spec = plot_traces(page, "#file-result-1 .rv-spec")
+    assert [t["type"] for t in spec] == ["heatmap", "scatter"]
+    assert "broken.mp3" in broken.locator(".file-error").text_content()
+    assert broken.locator(".rv-current").count() == 0 and broken.locator(".file-state").text_content() == "failed"
+    screenshot(page, "upload-result")
 
     # Digital silence: no speech, never an emotion.
     silence = write_wav(tmp_path / "silence.wav", np.zeros(10 * 16000, np.float32))
     page.set_input_files("input[name=file]", str(silence))
-    page.click("button[type=submit]")
-    page.wait_for_selector("#result .rv-spec .main-svg")
-    assert page.locator("#result .rv-no-speech").text_content() == "No speech"
-    assert page.locator("#result .rv-name").count() == 0 and page.locator("#result .rv-bars .emotion-bar").count() == 0
+    page.click("#classify-button")
+    card = page.locator(".file-result").first
+    card.locator(".rv-spec .main-svg").first.wait_for()
+    assert card.locator(".file-name").text_content() == "silence.wav"
+    assert card.locator(".rv-no-speech").text_content() == "No speech"
+    assert card.locator(".rv-name").count() == 0 and card.locator(".rv-bars .emotion-bar").count() == 0
     screenshot(page, "upload-silence")
+    assert page.js_errors == []
+
+
+def test_upload_page_takes_dropped_files_and_examples(logged_in_page, model, screenshot):
+    page = logged_in_page
+    page.goto("/classify/")
+    # A file dropped on the box, as a file manager drops it.
+    dropped = page.evaluate_handle("""async () => {
+      const blob = await (await fetch(document.querySelector('[data-example]').dataset.example)).blob();
+      const data = new DataTransfer();
+      data.items.add(new File([blob], 'dropped.wav', { type: 'audio/wav' }));
+      return data;
+    }""")
+    page.dispatch_event("#drop-zone", "dragover", {"dataTransfer": dropped})
+    assert "dragging" in page.get_attribute("#drop-zone", "class")
+    page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+    page.locator(".file-result .rv-current .rv-name").first.wait_for()
+    assert page.locator(".file-name").first.text_content() == "dropped.wav"
+    assert "dragging" not in page.get_attribute("#drop-zone", "class")
+    # An example clip, made by the project's own synthesiser, classified the same way.
+    page.click("button[data-example$='sad.wav']")
+    page.wait_for_function("document.querySelectorAll('.file-result .rv-current').length === 2")
+    assert page.locator(".file-name").first.text_content() == "sad.wav"
+    assert page.locator(".file-result .rv-name").first.text_content() in LABELS
+    screenshot(page, "upload-examples")
     assert page.js_errors == []
 
 

@@ -45,7 +45,7 @@ def test_page_catches_up_after_a_server_restart(daphne_server, logged_in_page, s
     report(reporter, range(3, 5))  # live
     page.wait_for_function("document.getElementById('chart-acc').data[0].x.length === 4")
     # The overall bar follows epoch messages too (these epochs send no batch messages).
-    assert page.text_content("#bar-overall-label") == "40%"
+    assert page.text_content("#bar-overall-label") == "40.0%"
     assert page.text_content("#run-phase") == "training"
 
     daphne_server.stop()
@@ -96,12 +96,12 @@ def test_a_seed_ensemble_draws_a_series_per_model(daphne_server, logged_in_page,
         return {t["name"]: t["x"] for t in page.evaluate("document.getElementById('chart-acc').data")}
 
     assert drawn() == expected
-    assert page.text_content("#bar-overall-label") == "60%"  # live: model 2 of 2 at epoch 2 of 10
+    assert page.text_content("#bar-overall-label") == "60.0%"  # live: model 2 of 2 at epoch 2 of 10
     assert page.text_content("#run-phase") == "training model 2/2"
     assert page.text_content("#run-best-note") == "(best single model so far; the ensemble when it finishes)"
     screenshot(page, "run_ensemble")
     page.reload()  # mid-run: everything now comes from the stored history
     page.wait_for_function("document.getElementById('live').textContent === 'live'")
     assert drawn() == expected
-    assert page.text_content("#bar-overall-label") == "60%"  # stored: model 2 of 2 at epoch 2 of 10
+    assert page.text_content("#bar-overall-label") == "60.0%"  # stored: model 2 of 2 at epoch 2 of 10
     assert page.js_errors == []

@@ -69,6 +69,7 @@ def test_upload_train_watch_cancel_activate(browser, live_server_url, celery_wor
         page.click("button[type=submit]")
         page.wait_for_url("**/runs/*/")
         page.wait_for_selector("#run-status.running", timeout=60_000)
+        page.once("dialog", lambda dialog: dialog.accept())  # "Cancel this run?"
         page.click("#cancel-button")
         page.wait_for_selector("#run-status.cancelled", timeout=120_000)
         screenshot(page, "studio_run_cancelled")

@@ -107,6 +107,9 @@ def test_train_holdout_and_evaluate(tmp_path, scans):
     assert set(report["per_corpus"]) == {"alpha", "beta"}
     assert sum(p["n"] for p in report["per_corpus"].values()) == report["n"]
     assert [e.epoch for e in events if isinstance(e, EpochReport)] == [1, 2]
+    # One row per test speaker: the run page's per-speaker table.
+    assert sorted(report["per_speaker"]) == sorted(test_speakers)
+    assert sum(p["correct"] for p in report["per_speaker"].values()) == round(report["wa"] * report["n"])
     json.dumps(report)
 
     ck = load_checkpoint(out)

@@ -54,3 +54,17 @@ def test_scores_empty_and_summary():
     assert summary["ua"] == pytest.approx(0.5) and summary["ua_std"] == pytest.approx(0.1)
     assert summary["macro_f1_std"] == pytest.approx(0.1)
     assert summarise_folds([])["ua"] == 0.0
+
+
+def test_per_speaker_scores_key_speakers_by_corpus_and_skip_unknown_ones():
+    from training.engine.metrics import per_speaker_scores
+
+    y_true = [0, 1, 0, 1, 0, 1]
+    y_pred = [0, 1, 1, 1, 0, 0]
+    corpora = ["a", "a", "a", "b", "b", "b"]
+    speakers = ["s1", "s1", "s2", "s1", "s1", None]  # b/s1 is another person than a/s1
+    out = per_speaker_scores(y_true, y_pred, corpora, speakers, 2)
+    assert list(out) == ["a/s1", "a/s2", "b/s1"]
+    assert out["a/s1"] == {"wa": 1.0, "ua": 1.0, "n": 2, "correct": 2}
+    assert out["a/s2"] == {"wa": 0.0, "ua": 0.0, "n": 1, "correct": 0}  # UA over the classes it has
+    assert out["b/s1"]["n"] == 2 and out["b/s1"]["correct"] == 2

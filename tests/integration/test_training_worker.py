@@ -20,6 +20,7 @@ from tests.web.corpora_helpers import ravdess_folder, zip_bytes
 from tests.web.factories import ready_corpus
 from training.models import Corpus, EpochMetric, TrainingRun
 from training.routing import websocket_urlpatterns
+from training.selectors.run_details import run_per_speaker, run_split, speakers_of
 from training.services import runs as services
 from training.services.corpora import corpus_upload_create
 
@@ -37,9 +38,9 @@ def wait_for(predicate, timeout: float, what: str, worker=None):
     raise AssertionError(f"timed out waiting for {what}\n{log}")
 
 
-def create_run(corpus, user, *, epochs: int, name: str = "e2e", members: int = 1) -> TrainingRun:
+def create_run(corpus, user, *, epochs: int, name: str = "e2e", members: int = 1, test_speakers=()) -> TrainingRun:
     recipe = services.recipe_build(model_size="small", epochs=epochs, batch_size=8, augment=False, patience=0, members=members)
-    return services.run_create(name=name, corpora=[corpus], recipe=recipe, created_by=user)
+    return services.run_create(name=name, corpora=[corpus], recipe=recipe, created_by=user, test_speakers=test_speakers)
 
 
 def import_through_the_worker(tmp_path, user, worker) -> Corpus:
@@ -85,11 +86,19 @@ def test_run_trains_streams_epochs_and_registers_a_model(tmp_path, user, celery_
     assert len(version.confusion) == len(run.labels)
     assert version.lineage["run_id"] == run.pk and version.lineage["corpora"] == ["synth"]
     assert run.labels == ["neutral", "happy", "sad", "angry"]
+    # The speakers planned when the run was created are the ones the worker held out, and
+    # the report scores each test speaker; the model's lineage names them.
+    planned = run.planned_split["folds"]
+    assert run_split(run) == {"planned": False, "chosen": False, "folds": [{"fold": 1, **planned[0]}]}
+    assert planned[0]["test_speakers"] and planned[0]["valid_speakers"]
+    assert [r["speaker"] for r in run_per_speaker(run)] == planned[0]["test_speakers"]
+    assert version.lineage["split"] == [{"fold": 1, **planned[0]}]
     # A second run of the same name gets version 2; a cancelled queued run never starts.
     with transaction.atomic():  # enqueued on commit, so the worker can only see it cancelled
         queued = create_run(corpus, user, epochs=1, name="e2e")
         services.run_cancel(run=queued)
-    second = create_run(corpus, user, epochs=1, name="e2e", members=2)  # a seed ensemble of two
+    chosen = ["synth/" + speakers_of([corpus])["synth"][0]]  # held out by the user's choice
+    second = create_run(corpus, user, epochs=1, name="e2e", members=2, test_speakers=chosen)  # a seed ensemble of two
     wait_for(lambda: TrainingRun.objects.get(pk=second.pk).status == "succeeded", 120, "the second run", celery_worker)
     assert TrainingRun.objects.get(pk=queued.pk).status == "cancelled"
     assert TrainingRun.objects.get(pk=queued.pk).started_at is None
@@ -99,6 +108,8 @@ def test_run_trains_streams_epochs_and_registers_a_model(tmp_path, user, celery_
     assert ensemble.inference == {"members": 2, "speeds": [1.0]} and version.inference == {"members": 1, "speeds": [1.0]}
     second.refresh_from_db()
     assert len(second.report["folds"][0]["members"]) == 2
+    assert second.report["split"]["test_speakers"] == chosen == second.planned_split["folds"][0]["test_speakers"]
+    assert second.report["split"]["valid_speakers"] == second.planned_split["folds"][0]["valid_speakers"]
     # "Best val UA" ends as the registered ensemble's own validation UA, not its best model's.
     assert second.best_ua == pytest.approx(second.report["folds"][0]["validation_ua"])
     assert second.best_ua == pytest.approx(load_checkpoint(ensemble.checkpoint.path).metrics["validation"]["ua"])

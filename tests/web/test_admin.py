@@ -185,6 +185,20 @@ def test_upload_of_a_tampered_checkpoint_is_refused_and_leaves_nothing(admin_cli
 
 
 @pytest.mark.django_db
+def test_a_checkpoint_already_registered_is_refused_naming_its_version(admin_client, tmp_path):
+    path = write_checkpoint(tmp_path / "mine.pt")
+    upload(admin_client, path, notes="first")
+    first = ModelVersion.objects.get()
+    response = upload(admin_client, path, name="again", filename="copy-of-mine.pt")  # same bytes, other names
+    assert response.status_code == 200
+    (error,) = response.context["form"].errors["checkpoint"]
+    assert error == (f"Refused: copy-of-mine.pt is already registered as mine v1 (id {first.pk}); nothing was stored. "
+                     "Open that version, or change its notes there.")
+    assert list(ModelVersion.objects.all()) == [first]
+    assert stored_files() == [Path(settings.MEDIA_ROOT) / first.checkpoint.name] and temp_leftovers() == []
+
+
+@pytest.mark.django_db
 def test_upload_needs_a_pt_file(admin_client, tmp_path):
     path = write_checkpoint(tmp_path / "model.pt")
     response = upload(admin_client, path, filename="model.bin")
@@ -275,7 +289,7 @@ def test_corpus_and_utterance_admin(admin_client, corpus_with_runs):
 def test_training_run_admin(admin_client, corpus_with_runs, django_capture_on_commit_callbacks):
     _, _, done, running = corpus_with_runs
     html = admin_client.get(reverse("admin:training_trainingrun_changelist")).content.decode()
-    for text in ("finished run", "busy run", "100 %", "40 %", "0.732", "By status", "By protocol"):
+    for text in ("finished run", "busy run", "100.0%", "40.0%", "0.732", "By status", "By protocol"):
         assert text in html, text
     html = admin_client.get(reverse("admin:training_trainingrun_change", args=[done.pk])).content.decode()
     assert f'href="/runs/{done.pk}/"' in html and "&quot;lr&quot;: 0.003" in html

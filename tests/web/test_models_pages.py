@@ -331,9 +331,13 @@ const fs = require("fs");
 global.window = global;
 const calls = [];
 const el = { textContent: "", classList: { contains: () => false } };
-global.document = { getElementById: (id) => (id === "c" ? el : null) };
+global.document = {
+  getElementById: (id) => (id === "c" ? el : null), documentElement: { dataset: {} },
+  addEventListener: () => {}, dispatchEvent: () => {},
+};
+global.CustomEvent = class { constructor(type, init) { this.type = type; this.detail = init && init.detail; } };
 window.Plotly = { react: (e, data, layout) => calls.push({ data, layout }), purge: () => {} };
-eval(fs.readFileSync(process.argv[1], "utf8"));
+for (const script of process.argv.slice(1)) eval(fs.readFileSync(script, "utf8"));  // site.js (window.fmt), then the chart
 const input = JSON.parse(fs.readFileSync(0, "utf8"));
 window.drawConfusion("c", input.labels, input.matrix);
 console.log(JSON.stringify({ calls, text: el.textContent }));
@@ -348,9 +352,9 @@ def draw_with_node(labels: list[str], matrix: list[list[int]]) -> dict:
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
-    script = Path(__file__).resolve().parents[2] / "static" / "js" / "confusion.js"
+    scripts = Path(__file__).resolve().parents[2] / "static" / "js"
     done = subprocess.run(
-        [node, "-e", NODE_HARNESS, str(script)], input=json.dumps({"labels": labels, "matrix": matrix}),
+        [node, "-e", NODE_HARNESS, str(scripts / "site.js"), str(scripts / "confusion.js")], input=json.dumps({"labels": labels, "matrix": matrix}),
         capture_output=True, text=True, timeout=60, check=True,
     )
     return json.loads(done.stdout)
@@ -366,7 +370,7 @@ def test_heatmap_is_row_normalised_with_counts_on_hover_and_cell_labels():
     assert "true <b>sad</b> → predicted <b>happy</b><br>1 of 6 (16.7%)" == trace["text"][2][1]
     assert layout["yaxis"]["autorange"] == "reversed"  # first true class on top
     assert layout["xaxis"]["title"]["text"] == "predicted" and layout["yaxis"]["title"]["text"] == "true"
-    assert trace["texttemplate"] == "%{z:.0%}"  # the row share written in every cell of a small matrix
+    assert trace["texttemplate"] == "%{z:.1%}"  # the row share written in every cell of a small matrix, as every share
 
 
 def test_heatmap_leaves_large_matrices_unannotated_and_refuses_bad_shapes():

@@ -13,7 +13,7 @@ from recognition.engine.model import EmotionNet, EnsembleNet
 from recognition.engine.tta import change_speed
 
 from .data import Example, assign_speaker_centres, batches_of, collate, collate_centres
-from .metrics import confusion_matrix, scores
+from .metrics import confusion_matrix, per_speaker_scores, scores
 
 __all__ = ["brief_metrics", "evaluate_examples", "example_probabilities", "score_probabilities"]
 
@@ -55,6 +55,8 @@ def score_probabilities(
     n = len(labels)
     result = scores(confusion_matrix(trues, preds, n), labels)
     result["loss"] = total_loss / max(1, len(trues))
+    # Per test speaker: where a model fails is usually a person, not a class.
+    result["per_speaker"] = per_speaker_scores(trues, preds, corpora, [e.speaker for e in examples], n)
     names = sorted(set(corpora))
     if len(names) > 1:
         result["per_corpus"] = {}

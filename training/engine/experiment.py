@@ -269,7 +269,7 @@ def _tta_scores(ck: Checkpoint, model: EmotionNet | EnsembleNet, extractor: Feat
 
 
 def _public(metrics: dict) -> dict:
-    keys = ("wa", "ua", "macro_f1", "n", "confusion", "per_class", "absent_classes", "per_corpus")
+    keys = ("wa", "ua", "macro_f1", "n", "confusion", "per_class", "absent_classes", "per_corpus", "per_speaker")
     return {k: metrics[k] for k in keys if k in metrics}
 
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["confusion_matrix", "scores", "summarise_folds"]
+__all__ = ["confusion_matrix", "scores", "summarise_folds", "per_speaker_scores"]
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
@@ -55,4 +55,23 @@ def summarise_folds(fold_scores: Sequence[dict]) -> dict:
         values = np.array([f[key] for f in fold_scores], dtype=np.float64)
         out[key] = float(values.mean()) if values.size else 0.0
         out[f"{key}_std"] = float(values.std()) if values.size else 0.0
+    return out
+
+
+def per_speaker_scores(
+    y_true: Sequence[int], y_pred: Sequence[int], corpora: Sequence[str], speakers: Sequence[str | None], n_classes: int
+) -> dict[str, dict]:
+    """WA, UA and count per speaker, keyed ``corpus/speaker`` (speakers are only the same
+    person within one corpus); utterances without a speaker are left out. UA counts the
+    classes that speaker has."""
+    groups: dict[str, list[int]] = {}
+    for i, (corpus, speaker) in enumerate(zip(corpora, speakers, strict=True)):
+        if speaker is not None:
+            groups.setdefault(f"{corpus}/{speaker}", []).append(i)
+    out = {}
+    for key in sorted(groups):
+        idx = groups[key]
+        cm = confusion_matrix([y_true[i] for i in idx], [y_pred[i] for i in idx], n_classes)
+        part = scores(cm, [str(c) for c in range(n_classes)])
+        out[key] = {"wa": part["wa"], "ua": part["ua"], "n": part["n"], "correct": int(np.trace(cm))}
     return out

@@ -59,7 +59,8 @@ def run_snapshot(run: TrainingRun | int, *, after: tuple[int, int, int] = (0, 0,
 
 
 def run_compare_data(run_ids: list[int]) -> list[dict]:
-    """Validation UA curves and settings of chosen runs, in the order given."""
+    """Every epoch's curves (validation UA, WA, macro-F1 and loss; training loss and accuracy)
+    and the settings of chosen runs, in the order given."""
     runs = {r.pk: r for r in TrainingRun.objects.filter(pk__in=run_ids).prefetch_related("corpora")}
     out = []
     for pk in run_ids:
@@ -67,7 +68,7 @@ def run_compare_data(run_ids: list[int]) -> list[dict]:
         if run is None:
             continue
         epochs = list(EpochMetric.objects.filter(run=run).order_by("fold", "member", "epoch")
-                      .values("fold", "member", "epoch", "ua", "wa", "val_loss"))
+                      .values("fold", "member", "epoch", "ua", "wa", "macro_f1", "val_loss", "train_loss", "train_acc"))
         out.append({
             "id": run.pk,
             "name": run.name,

@@ -211,6 +211,7 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
         report = train_holdout(
             scans, folder / "model.pt", recipe=recipe, dataset=dataset, work_dir=folder / "work", cache=cache,
             callback=reporter, should_stop=should_stop, resume=resume, progress=loading,
+            test_speakers=run.test_speakers or None,
         )
         if report["folds"][0].get("stopped") == "cancelled" or cancel.is_set():
             raise RunCancelled

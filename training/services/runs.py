@@ -24,10 +24,12 @@ from ser_site.channels_util import group_send
 from training.engine.experiment import Recipe
 from training.engine.labels import resolve_label_set
 from training.models import Corpus, TrainingRun
+from training.selectors.run_details import run_split
 from training.selectors.runs import run_status_payload
 
 from .datasets import label_counts
 from .groups import run_group
+from .splits import split_plan
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +130,12 @@ def run_create(
     protocol: str = TrainingRun.Protocol.HOLDOUT,
     folds: int = 5,
     created_by: AbstractBaseUser | None = None,
+    test_speakers: Sequence[str] = (),
 ) -> TrainingRun:
-    """Validate, store and enqueue (after the transaction commits) a training run."""
+    """Validate, store and enqueue (after the transaction commits) a training run.
+
+    ``test_speakers`` (``corpus/speaker`` keys, hold-out only) are held out for testing;
+    empty: the engine chooses. The planned split is stored with the run."""
     corpora = list(corpora)
     if not corpora:
         raise RunError("Choose at least one corpus.")
@@ -144,6 +150,11 @@ def run_create(
         label_set = resolve_label_set(label_counts(corpora), label_mode, label_mapping or {})
     except ValueError as exc:
         raise RunError(str(exc)) from exc
+    try:
+        plan = split_plan(corpora=corpora, label_mode=label_mode, label_mapping=label_mapping, protocol=protocol,
+                          folds=folds, seed=recipe.train.seed, test_speakers=list(test_speakers))
+    except ValueError as exc:
+        raise RunError(str(exc)) from exc
     with transaction.atomic():
         run = TrainingRun.objects.create(
             name=name.strip()[:100] or "run",
@@ -155,6 +166,8 @@ def run_create(
             hyperparameters=recipe.to_dict(),
             phase="waiting for a worker",
             created_by=created_by,
+            test_speakers=list(test_speakers),
+            planned_split=plan,
         )
         run.corpora.set(corpora)
         _enqueue_on_commit(run)
@@ -288,4 +301,6 @@ def summary_for(run: TrainingRun) -> dict[str, Any]:
         "protocol": run.test_metrics.get("protocol", run.get_protocol_display()),
         "labels": run.labels,
         "hyperparameters": run.hyperparameters,
+        # Who the scores were measured on: [{"fold", "test_speakers", "valid_speakers"}].
+        "split": run_split(run)["folds"],
     }

@@ -10,14 +10,23 @@ from django.views.decorators.http import require_POST
 from recognition.selectors import tta_is_as_asked
 from training import selectors
 from training.forms import RunForm
-from training.models import TrainingRun
+from training.models import Corpus, TrainingRun
 from training.permissions import may_change, require_change
+from training.selectors import run_details, run_search
 from training.services import runs as run_services
 
 
 def run_list(request: HttpRequest) -> HttpResponse:
     run_services.runs_reap_stale()  # cheap; the page never shows a dead run as running
-    return render(request, "training/run_list.html", {"runs": selectors.run_list()})
+    query = {key: request.GET.get(key, "").strip() for key in ("q", "status", "corpus", "tag", "sort")}
+    corpus = int(query["corpus"]) if query["corpus"].isdigit() else None
+    sort = query["sort"] if query["sort"].lstrip("-") in run_search.SORTS else "-created"
+    runs = run_search.run_list_search(q=query["q"], status=query["status"], corpus=corpus, tag=query["tag"], sort=sort)
+    return render(request, "training/run_list.html", {
+        "runs": runs, "query": {**query, "sort": sort}, "filtered": any(query[k] for k in ("q", "status", "corpus", "tag")),
+        "any_runs": runs or TrainingRun.objects.exists(), "statuses": TrainingRun.Status.values,
+        "corpora": Corpus.objects.filter(runs__isnull=False).distinct().order_by("name"), "tags": run_search.run_tags(),
+    })
 
 
 def run_new(request: HttpRequest) -> HttpResponse:
@@ -35,21 +44,34 @@ def run_new(request: HttpRequest) -> HttpResponse:
                 name=data["name"], corpora=list(data["corpora"]), recipe=recipe,
                 label_mode=data["label_mode"], label_mapping=run_services.parse_label_mapping(data["label_mapping"]),
                 protocol=data["protocol"], folds=data["folds"], created_by=request.user,
+                test_speakers=data["test_speakers"],
             )
         except run_services.RunError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Run “{run.name}” queued.")
+            # Tagged so the run page takes it away once the run has started.
+            messages.success(request, f"Run “{run.name}” queued.", extra_tags="queued-note")
             return redirect("runs:detail", pk=run.pk)
-    return render(request, "training/run_new.html", {"form": form, "front_end_defaults": run_services.front_end_defaults()})
+    corpora = form.fields["corpora"].queryset
+    return render(request, "training/run_new.html", {
+        "form": form,
+        "front_end_defaults": run_services.front_end_defaults(),
+        "speaker_groups": [{"corpus": c, "speakers": form.speaker_groups.get(c.name, [])} for c in corpora],
+        "estimate": run_details.duration_estimate_data(corpora),
+    })
 
 
 def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
     run_services.runs_reap_stale()
     run = get_object_or_404(selectors.run_list(), pk=pk)
     snapshot = selectors.run_snapshot(run)
+    timing = run_details.run_timing(run)
     return render(request, "training/run_detail.html", {
         "run": run,
+        "split": run_details.run_split(run),
+        "per_speaker": run_details.run_per_speaker(run),
+        "confusions": run_details.run_confusions(run),
+        "timing": timing,
         "can_change": may_change(request.user, run.created_by_id),
         "snapshot": snapshot,
         "tta_as_asked": tta_is_as_asked(run.test_metrics or {}, run.saved_models),
@@ -57,6 +79,8 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "run": run.pk, "epochs": run.total_epochs, "labels": run.labels,
             "folds": run.folds if run.protocol == TrainingRun.Protocol.KFOLD else 1,
             "members": run.trained_models,  # a seed ensemble draws one series per (fold, model), the student too
+            "startedAt": run.started_at.timestamp() if run.started_at else None,
+            "elapsed": timing["elapsed"],
         },
     })
 

@@ -9,7 +9,6 @@ set and travel in the checkpoint.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -19,8 +18,9 @@ from torch import Tensor, nn
 
 from . import SAMPLE_RATE
 from .config import known_fields
+from .feature_stats import FeatureStats, SpeakerCentre, time_mask
+from .mel import dct_matrix, hz_to_mel, log10_, mel_bands, mel_filterbank, mel_points, mel_to_hz
 from .trim import TRIM_METHODS, trim_bounds
-from .tta import change_speed
 from .whisper import get_encoder, state_frames
 
 __all__ = [
@@ -143,60 +143,6 @@ class FeatureConfig:
         return cls(**known_fields(cls, data, "feature settings", retired={"periodicity_bands": 0}))
 
 
-def hz_to_mel(freq: np.ndarray | float) -> np.ndarray:
-    """Slaney's mel scale (linear below 1 kHz, logarithmic above), as librosa's default."""
-    freq = np.asarray(freq, dtype=np.float64)
-    f_sp = 200.0 / 3
-    mels = freq / f_sp
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    log_region = freq >= min_log_hz
-    mels = np.where(log_region, min_log_mel + np.log(np.maximum(freq, 1e-12) / min_log_hz) / logstep, mels)
-    return mels
-
-
-def mel_to_hz(mels: np.ndarray | float) -> np.ndarray:
-    """Inverse of :func:`hz_to_mel`."""
-    mels = np.asarray(mels, dtype=np.float64)
-    f_sp = 200.0 / 3
-    freqs = f_sp * mels
-    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, math.log(6.4) / 27.0
-    return np.where(mels >= min_log_mel, min_log_hz * np.exp(logstep * (mels - min_log_mel)), freqs)
-
-
-def mel_points(sample_rate: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
-    """The ``n_mels + 2`` frequencies in Hz, evenly spaced in Mel from ``f_min`` to ``f_max``
-    (default: half the sample rate): filter ``i`` rises from point ``i``, peaks at ``i + 1``
-    (its centre) and falls to ``i + 2``."""
-    f_max = sample_rate / 2 if f_max is None else f_max
-    return mel_to_hz(np.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2))
-
-
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float | None = None) -> np.ndarray:
-    """Triangular, area-normalised (Slaney) Mel filters for the real ``sample_rate``.
-
-    Returns:
-        float64 array of shape ``(n_mels, n_fft // 2 + 1)``.
-    """
-    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    points = mel_points(sample_rate, n_mels, f_min, f_max)
-    widths = np.diff(points)
-    ramps = points[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / widths[:-1, None]
-    upper = ramps[2:] / widths[1:, None]
-    weights = np.maximum(0.0, np.minimum(lower, upper))
-    weights *= (2.0 / (points[2:] - points[:-2]))[:, None]
-    return weights
-
-
-def _dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
-    """Orthonormal DCT-II basis, shape ``(n_mfcc, n_mels)`` (scipy's ``dct(type=2, norm='ortho')``)."""
-    k = np.arange(n_mfcc)[:, None]
-    n = np.arange(n_mels)[None, :]
-    basis = np.cos(np.pi / n_mels * (n + 0.5) * k) * math.sqrt(2.0 / n_mels)
-    basis[0] /= math.sqrt(2.0)
-    return basis
-
-
 def frame_count(samples: int | Tensor, config: FeatureConfig) -> int | Tensor:
     """Number of frames for a signal of ``samples`` samples (signals shorter than n_fft give one)."""
     if config.kind == "whisper":
@@ -219,34 +165,6 @@ def prepare_waveform(waveform: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return waveform[start:end]
 
 
-@dataclass
-class FeatureStats:
-    """Per-feature mean and standard deviation over the training set, shapes ``(n_features,)``."""
-
-    mean: Tensor
-    std: Tensor
-
-    @classmethod
-    def identity(cls, n_features: int) -> FeatureStats:
-        return cls(torch.zeros(n_features), torch.ones(n_features))
-
-    @classmethod
-    def accumulate(cls, batches: list[Tensor] | tuple[Tensor, ...] | object) -> FeatureStats:
-        """Mean and std over frames of an iterable of ``(frames, n_features)`` tensors."""
-        total, total_sq, count = None, None, 0
-        for feats in batches:
-            feats = feats.double()
-            s, sq = feats.sum(0), (feats * feats).sum(0)
-            total = s if total is None else total + s
-            total_sq = sq if total_sq is None else total_sq + sq
-            count += feats.shape[0]
-        if count == 0:
-            raise ValueError("no frames to compute feature statistics from")
-        mean = total / count
-        var = torch.clamp(total_sq / count - mean * mean, min=1e-8)
-        return cls(mean.float(), var.sqrt().float())
-
-
 class FeatureExtractor(nn.Module):
     """Batched waveform → normalised features on the module's device.
 
@@ -265,11 +183,11 @@ class FeatureExtractor(nn.Module):
         fb = mel_filterbank(config.sample_rate, config.n_fft, config.n_mels, config.f_min, config.f_max)
         # One buffer per band, so .to(device) moves them; (first, last, lo, hi, name) per band.
         self._mel_bands = []
-        for i, (first, last, lo, hi, weights) in enumerate(_mel_bands(fb)):
+        for i, (first, last, lo, hi, weights) in enumerate(mel_bands(fb)):
             self.register_buffer(f"mel_band{i}", weights, persistent=False)
             self._mel_bands.append((first, last, lo, hi, f"mel_band{i}"))
         if config.kind == "mfcc":
-            self.register_buffer("dct", torch.from_numpy(_dct_matrix(config.n_mfcc, config.n_mels)).float(), persistent=False)
+            self.register_buffer("dct", torch.from_numpy(dct_matrix(config.n_mfcc, config.n_mels)).float(), persistent=False)
         stats = stats or FeatureStats.identity(config.n_features)
         self.register_buffer("mean", stats.mean.clone().float())
         self.register_buffer("std", stats.std.clone().float())
@@ -298,7 +216,7 @@ class FeatureExtractor(nn.Module):
         centring = cfg.utterance_cmn or cfg.speaker_cmn
         if not centring and int(frame_lengths.min()) == feats.shape[1]:
             return feats, frame_lengths  # no padded frames to zero (the common single-utterance case)
-        mask = _time_mask(frame_lengths, feats.shape[1])
+        mask = time_mask(frame_lengths, feats.shape[1])
         if centring:
             denom = frame_lengths.clamp(min=1).to(feats.dtype)[:, None]
             centre = (feats * mask[..., None]).sum(1) / denom  # (batch, n_features)
@@ -349,7 +267,7 @@ class FeatureExtractor(nn.Module):
         mel = squares.new_empty(cfg.n_mels, batch * frames)
         for first, last, lo, hi, name in self._mel_bands:
             torch.mm(self._buffers[name], squares.T[lo:hi], out=mel[first:last])  # only the bins this band touches
-        mel = _log10_(mel.clamp_(min=_AMIN)).mul_(10.0)
+        mel = log10_(mel.clamp_(min=_AMIN)).mul_(10.0)
         feats = mel.view(cfg.n_mels, batch, frames).permute(1, 2, 0)  # (batch, frames, n_mels)
         frame_lengths = frame_count(lengths.to(feats.device), cfg).clamp_(max=frames)
         if cfg.kind == "mfcc":
@@ -366,7 +284,7 @@ class FeatureExtractor(nn.Module):
         """Centred features ``(batch, frames, n_features)`` scaled by the training-set
         statistics, padded frames set to 0."""
         feats = (feats - self.mean) / self.std
-        return feats * _time_mask(frame_lengths, feats.shape[1])[..., None], frame_lengths
+        return feats * time_mask(frame_lengths, feats.shape[1])[..., None], frame_lengths
 
     def extract(self, waveform: np.ndarray | Tensor, *, normalise: bool = True, centre: Tensor | None = None) -> Tensor:
         """One utterance ``(samples,)`` → features ``(frames, n_features)`` on the module's device.
@@ -386,110 +304,6 @@ class FeatureExtractor(nn.Module):
         if centre.value is None:
             raise ValueError("no audio to compute a speaker mean from")
         return centre.value
-
-
-class SpeakerCentre:
-    """Running mean of one speaker's un-centred features over all frames heard so far.
-
-    For ``speaker_cmn`` features: training takes it over each speaker's utterances, a live
-    session over the speech it has received (each new segment is added before it is
-    classified, so the first segment is centred on itself, as with per-utterance CMN).
-
-    ``speeds`` (test-time augmentation): keep one mean per playback speed, each over the
-    audio changed to that speed, so every speed variant of an utterance is centred on the
-    speaker as heard at that speed.
-    """
-
-    def __init__(self, extractor: FeatureExtractor, speeds: Sequence[float] = (1.0,)) -> None:
-        if not speeds:
-            raise ValueError("at least one speed is needed")
-        self._extractor = extractor
-        self._speeds = tuple(float(s) for s in speeds)
-        self._total = torch.zeros(len(self._speeds), extractor.config.n_features, dtype=torch.float64)
-        self._frames = [0] * len(self._speeds)
-
-    @property
-    def frames(self) -> int:
-        """Frames added at speed 1.0 (at the first speed when 1.0 is not kept)."""
-        return self._frames[self._speeds.index(1.0) if 1.0 in self._speeds else 0]
-
-    @property
-    def speeds(self) -> tuple[float, ...]:
-        return self._speeds
-
-    @property
-    def value(self) -> Tensor | None:
-        """The mean ``(n_features,)`` float32 on the CPU, or ``(n_speeds, n_features)`` when
-        kept for several speeds; None before any audio."""
-        if not all(self._frames):
-            return None
-        mean = (self._total / torch.tensor(self._frames, dtype=torch.float64)[:, None]).float()
-        return mean[0] if len(self._speeds) == 1 else mean
-
-    @torch.inference_mode()
-    def add(self, waveforms: Sequence[np.ndarray], batch_size: int = 64) -> None:
-        """Add utterances (each ``(samples,)`` float, already trimmed as the features expect,
-        or precomputed features ``(frames, n_features)``, at speed 1.0 only)."""
-        for row, speed in enumerate(self._speeds):
-            total, frames = self._sum([w if speed == 1.0 else change_speed(w, speed) for w in waveforms], batch_size)
-            self._total[row] += total
-            self._frames[row] += frames
-
-    def _sum(self, waveforms: Sequence[np.ndarray], batch_size: int) -> tuple[Tensor, int]:
-        """(sum of the un-centred feature vectors ``(n_features,)`` float64, frame count)."""
-        device = self._extractor.window.device
-        total, count = torch.zeros(self._extractor.config.n_features, dtype=torch.float64), 0
-        order = sorted(range(len(waveforms)), key=lambda i: waveforms[i].shape[0])  # less padding
-        for start in range(0, len(order), batch_size):
-            chunk = [waveforms[i] for i in order[start : start + batch_size]]
-            lengths = torch.tensor([w.shape[0] for w in chunk], dtype=torch.int64)
-            batch = torch.zeros(len(chunk), int(lengths.max()), *chunk[0].shape[1:], dtype=torch.float32)
-            for row, w in enumerate(chunk):
-                batch[row, : w.shape[0]] = torch.as_tensor(w, dtype=torch.float32)
-            feats, flen = self._extractor.uncentred(batch.to(device), lengths.to(device))
-            feats = feats * _time_mask(flen, feats.shape[1])[..., None]
-            total += feats.sum((0, 1)).double().cpu()
-            count += int(flen.sum())
-        return total, count
-
-
-def _mel_bands(fb: np.ndarray, band: int = 8) -> list[tuple[int, int, int, int, Tensor]]:
-    """The filterbank cut into bands of ``band`` filters, each kept only over the FFT bins it touches.
-
-    A Mel filter is non-zero over a few bins, so one dense ``(n_mels, bins)`` product does about
-    eight times the needed work; a product per band skips the zeros. Every bin's weight is written
-    twice, for the squared real and imaginary parts that sit side by side in the input.
-
-    Returns:
-        per band ``(first filter, last filter + 1, first column, last column + 1, weights)``,
-        the columns counting the interleaved ``2 * bins`` layout, weights float32
-        ``(filters, columns)``.
-    """
-    bands = []
-    for first in range(0, fb.shape[0], band):
-        last = min(fb.shape[0], first + band)
-        touched = np.flatnonzero(fb[first:last].any(axis=0))
-        lo, hi = (int(touched[0]), int(touched[-1]) + 1) if touched.size else (0, 1)
-        weights = np.repeat(fb[first:last, lo:hi], 2, axis=1)  # (filters, 2 * (hi - lo))
-        bands.append((first, last, 2 * lo, 2 * hi, torch.from_numpy(weights).float().contiguous()))
-    return bands
-
-
-def _log10_(x: Tensor) -> Tensor:
-    """``x.log10_()``; on the CPU through numpy, whose vectorised log is about five times faster.
-
-    ``x`` is the contiguous Mel buffer of :meth:`FeatureExtractor.raw`, which is never part of
-    an autograd graph (its products write into ``out=``)."""
-    if x.device.type != "cpu":
-        return x.log10_()
-    values = x.numpy()
-    np.log10(values, out=values)
-    return x
-
-
-def _time_mask(lengths: Tensor, frames: int) -> Tensor:
-    """``(batch, frames)`` float mask, 1 on valid frames."""
-    return (torch.arange(frames, device=lengths.device)[None, :] < lengths[:, None]).float()
 
 
 def _deltas(feats: Tensor, lengths: Tensor, width: int = 2) -> Tensor:

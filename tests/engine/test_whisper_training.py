@@ -14,7 +14,7 @@ from recognition.engine.whisper import get_encoder, state_frames
 from tests.synth import speech_like
 from training.engine.data import AugmentConfig, Example, assign_speaker_centres
 from training.engine.evaluation import example_probabilities
-from training.engine.experiment import WHISPER_AUGMENT, Recipe
+from training.engine.recipe import WHISPER_AUGMENT, Recipe
 from training.engine.state_cache import StateCache, audio_key
 from training.engine.trainer import TrainConfig, Trainer
 

@@ -11,105 +11,40 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from recognition.engine import ENGINE_VERSION
 from recognition.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from recognition.engine.features import FeatureConfig, FeatureExtractor
-from recognition.engine.model import MODEL_SIZES, EmotionNet, EnsembleNet, ModelConfig
+from recognition.engine.features import FeatureExtractor
+from recognition.engine.model import EmotionNet, EnsembleNet
 from recognition.engine.tta import inference_speeds, tta_speeds
 from recognition.engine.whisper import get_encoder
 
 from .corpora import CorpusScan, Utterance
-from .data import AugmentConfig, Example, WaveformCache, assign_speaker_centres
+from .data import Example, WaveformCache, assign_speaker_centres
 from .evaluation import evaluate_examples
 from .events import Callback, Place
 from .labels import LabelSet, resolve_label_set
-from .metrics import scores, summarise_folds
-from .splits import TRAIN_SPEAKER_VALIDATION, Split, holdout_split, kfold_splits
+from .recipe import FRONT_ENDS, Recipe
+from .reports import (
+    TEACHER_NOTE,
+    TTA_NOTE,
+    cv_protocol,
+    headline,
+    members_summary,
+    merge_fold_reports,
+    public_scores,
+    summarise_results,
+)
+from .splits import Split, holdout_split, kfold_splits
 from .state_cache import StateCache
-from .trainer import TrainConfig, Trainer, pick_device
+from .trainer import Trainer, pick_device
 
 Progress = Callable[[int, int, str], None]
 
-__all__ = ["Recipe", "FRONT_ENDS", "Dataset", "build_dataset", "train_holdout", "cross_validate", "checkpoint_dataset", "evaluate_checkpoint"]
-
-
-# The Whisper front end's recipe. Its states are cached, so augmentation works on them: one
-# time mask and one channel mask (the same channels of every layer) per example; waveform
-# augmentation would need the encoder on every epoch.
-WHISPER_AUGMENT = AugmentConfig(speed=(1.0,), gain_db=0.0, noise_prob=0.0, freq_masks=1, freq_mask_width=64,
-                                time_masks=1, time_mask_fraction=0.15)
-# Encoder states come every 20 ms; four are averaged per BLSTM step (80 ms, the CNN's stride).
-WHISPER_MODEL = {"conv_channels": (), "pools": (), "frame_pool": 4, "dropout": 0.2}
-FRONT_ENDS = {"whisper": "Whisper-base encoder states (pretrained, frozen)", "logmel": "log-Mel CNN (from scratch)",
-              "mfcc": "MFCC CNN (from scratch)"}
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The default training recipe; every field can be overridden per run. The default front
-    end is the pretrained Whisper-base encoder; :meth:`for_front_end` gives each front end's
-    own defaults (the from-scratch CNN's are those the project measured for it)."""
-
-    # Per-speaker mean normalisation: removes the speaker's and the channel's colouring but
-    # keeps each utterance's loudness and brightness relative to the speaker.
-    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(kind="whisper", speaker_cmn=True))
-    model_size: str = "medium"
-    model_overrides: dict = field(default_factory=dict)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=1e-3, patience=8, augment=WHISPER_AUGMENT))
-
-    def __post_init__(self) -> None:
-        # A recipe never carries a teacher, so a distilling one must train its own: an ensemble.
-        if self.train.distil_weight > 0 and self.train.members < 2:
-            raise ValueError("Distilling needs an ensemble of at least two models to learn from.")
-
-    @classmethod
-    def for_front_end(cls, kind: str) -> Recipe:
-        """The default recipe of front end ``kind`` (one of ``FEATURE_KINDS``)."""
-        if kind == "whisper":
-            return cls()
-        # From scratch: a seed ensemble of five models, each asked once (bench/RESULTS.md,
-        # "How many models?"), with waveform augmentation and the CNN's defaults.
-        return cls(features=FeatureConfig(kind=kind, speaker_cmn=True), train=TrainConfig(members=5))
-
-    @property
-    def front_end(self) -> str:
-        """What the model reads, in words, for reports."""
-        return FRONT_ENDS[self.features.kind]
-
-    def model_config(self, n_classes: int) -> ModelConfig:
-        if self.model_size not in MODEL_SIZES:
-            raise ValueError(f"model size must be one of {sorted(MODEL_SIZES)}")
-        preset = dict(MODEL_SIZES[self.model_size])
-        if self.features.encoder_layers:
-            preset.update(WHISPER_MODEL, encoder_layers=self.features.encoder_layers)
-        return ModelConfig(n_features=self.features.n_features, n_classes=n_classes, **{**preset, **self.model_overrides})
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Recipe:
-        """Inverse of :meth:`to_dict`; missing parts take their defaults (training settings
-        TrainConfig's: a stored recipe without ``members`` is one model, as before ensembles)."""
-        kind = (data.get("features") or {}).get("kind", "logmel")  # recipes stored before the Whisper front end are the CNN's
-        default = cls.for_front_end(kind)
-        return cls(
-            features=FeatureConfig.from_dict({**default.features.to_dict(), **(data.get("features") or {})}),
-            model_size=data.get("model_size", default.model_size),
-            model_overrides=dict(data.get("model_overrides") or {}),
-            train=TrainConfig.from_dict(data.get("train") or {}),
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "features": self.features.to_dict(),
-            "model_size": self.model_size,
-            "model_overrides": dict(self.model_overrides),
-            "train": self.train.to_dict(),
-        }
+__all__ = ["Recipe", "FRONT_ENDS", "Dataset", "build_dataset", "train_holdout", "cross_validate", "checkpoint_dataset", "evaluate_checkpoint", "merge_fold_reports"]
 
 
 @dataclass
@@ -218,14 +153,14 @@ def _run_split(
     if recipe.features.speaker_cmn:
         # What a lone recording meets at inference (no speaker mean: centred on itself).
         alone = evaluate_examples(model, extractor, [replace(e, centre=None) for e in test_examples], labels)
-        other["alone"] = _headline(alone)
+        other["alone"] = headline(alone)
     # The registered model carries its test metrics, and the scores as the app asks it.
-    ck.metrics = {**ck.metrics, "test": _public(test), "protocol": split.protocol, **other}
+    ck.metrics = {**ck.metrics, "test": public_scores(test), "protocol": split.protocol, **other}
     save_checkpoint(result.best_path, ck)
     fold = {
         "protocol": split.protocol,
         "split": split.to_dict(),
-        **_public(test),
+        **public_scores(test),
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "stopped": result.stopped,
@@ -239,7 +174,7 @@ def _run_split(
         # A distilled run: the saved model is the student; score the ensemble that taught it too.
         teacher = load_checkpoint(result.teacher_path)
         ensemble, teacher_extractor = teacher.build_model(), teacher.build_extractor()
-        fold["teacher"] = {**_headline(evaluate_examples(ensemble, teacher_extractor, test_examples, labels)), "note": TEACHER_NOTE}
+        fold["teacher"] = {**headline(evaluate_examples(ensemble, teacher_extractor, test_examples, labels)), "note": TEACHER_NOTE}
         fold["members"] = _member_scores(teacher, ensemble, teacher_extractor, test_examples, labels)
     return fold, result
 
@@ -248,13 +183,9 @@ def _member_scores(ck: Checkpoint, ensemble: EnsembleNet, extractor: FeatureExtr
     """Each member of a seed ensemble alone (one pass): what the trainer recorded of it (seed,
     epochs, validation UA) and its test scores, so a report shows what averaging them gained."""
     return [
-        {"member": index + 1, **info, **_headline(evaluate_examples(model, extractor, examples, labels))}
+        {"member": index + 1, **info, **headline(evaluate_examples(model, extractor, examples, labels))}
         for index, (info, model) in enumerate(zip(ck.extra["members"], ensemble.members, strict=True))
     ]
-
-
-def _headline(metrics: dict) -> dict:
-    return {k: metrics[k] for k in ("wa", "ua", "macro_f1")}
 
 
 def _tta_scores(ck: Checkpoint, model: EmotionNet | EnsembleNet, extractor: FeatureExtractor, examples: list[Example], labels: list[str]) -> dict:
@@ -265,21 +196,7 @@ def _tta_scores(ck: Checkpoint, model: EmotionNet | EnsembleNet, extractor: Feat
     speeds = inference_speeds(tta_speeds(ck.extra.get("train_config")), members=ck.n_members)
     if speeds == (1.0,):
         return {}
-    return {"tta": {**_headline(evaluate_examples(model, extractor, examples, labels, speeds=speeds)), "speeds": list(speeds)}}
-
-
-def _public(metrics: dict) -> dict:
-    keys = ("wa", "ua", "macro_f1", "n", "confusion", "per_class", "absent_classes", "per_corpus", "per_speaker")
-    return {k: metrics[k] for k in keys if k in metrics}
-
-
-ALONE_NOTE = "test recordings each centred on their own mean, as a lone recording is at inference (no speaker mean)"
-MEMBERS_NOTE = "each model of the seed ensembles alone, one pass: the mean over all folds' members"
-TEACHER_NOTE = "the ensemble the saved model (its student) was distilled from, each of its models once, at 1.0"
-TTA_NOTE = (
-    "test-time augmentation, as the app classifies: every model at every speed it was trained at, probabilities "
-    "averaged; ua asks each model once, at 1.0 (SER_TEST_TIME_AUGMENTATION=0, classify --no-tta)"
-)
+    return {"tta": {**headline(evaluate_examples(model, extractor, examples, labels, speeds=speeds)), "speeds": list(speeds)}}
 
 
 def _report_head(ds: Dataset, scans: Sequence[CorpusScan], recipe: Recipe) -> dict:
@@ -328,7 +245,7 @@ def train_holdout(
     shutil.copyfile(work / "best.pt", out)
     report = {"protocol": split.protocol, **_report_head(ds, scans, recipe), **{k: v for k, v in fold.items() if k != "protocol"}}
     report.setdefault("per_corpus", {})
-    report.update(_members_summary([fold]))
+    report.update(members_summary([fold]))
     report["folds"] = [fold]
     report["model"] = str(out)
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
@@ -383,86 +300,10 @@ def cross_validate(
         results.append(fold)
         if on_fold:
             on_fold(f, fold)
-    report = {"protocol": _cv_protocol(folds, results), "n_folds": folds, **_report_head(ds, scans, recipe)}
-    report.update(_summarise(ds.labels, results))
+    report = {"protocol": cv_protocol(folds, results), "n_folds": folds, **_report_head(ds, scans, recipe)}
+    report.update(summarise_results(ds.labels, results))
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     return report
-
-
-def merge_fold_reports(reports: Sequence[dict]) -> dict:
-    """One cross-validation report from reports on disjoint folds of the same setup.
-
-    For folds trained in separate processes (``bench/accuracy.py --jobs``): the fold results
-    are pooled as if one :func:`cross_validate` call had run them all.
-    """
-    if not reports:
-        raise ValueError("no reports to merge")
-    first = reports[0]
-    for other in reports[1:]:
-        for key in ("labels", "recipe", "n_folds", "utterances"):
-            if other.get(key) != first.get(key):
-                raise ValueError(f"the reports differ in {key!r}; they are not folds of one setup")
-    results = sorted((f for r in reports for f in r["folds"]), key=lambda f: f["fold"])
-    numbers = [f["fold"] for f in results]
-    if len(set(numbers)) != len(numbers):
-        raise ValueError(f"the reports share folds: {numbers}")
-    merged = {k: v for k, v in first.items() if k not in ("folds", "wall_seconds")}
-    merged["protocol"] = _cv_protocol(first["n_folds"], results)
-    merged.update(_summarise(first["labels"], results))
-    merged["wall_seconds"] = max(r.get("wall_seconds", 0.0) for r in reports)
-    return merged
-
-
-def _cv_protocol(folds: int, results: Sequence[dict]) -> str:
-    """The protocol line of a cross-validation report, from the results of the folds run."""
-    if all(r["split"]["speaker_independent"] for r in results):
-        protocol = f"{folds}-fold leave-speakers-out cross-validation (consecutive speaker groups per corpus)"
-    else:
-        protocol = f"{folds}-fold cross-validation (stratified random where speakers are unknown: not speaker-independent)"
-    if any(TRAIN_SPEAKER_VALIDATION in r["protocol"] for r in results):
-        protocol += f"; {TRAIN_SPEAKER_VALIDATION}"
-    if len(results) != folds:
-        protocol += f"; folds run: {[r['fold'] for r in results]}"
-    return protocol
-
-
-def _summarise(labels: Sequence[str], results: list[dict]) -> dict:
-    """Fold means and standard deviations, the confusion summed over folds and scores on it."""
-    n = len(labels)
-    total = np.sum([np.array(r["confusion"]) for r in results], axis=0) if results else np.zeros((n, n), int)
-    pooled = scores(total, list(labels))
-    alone = [r["alone"] for r in results if "alone" in r]
-    tta = [r["tta"] for r in results if "tta" in r]
-    teacher = [r["teacher"] for r in results if "teacher" in r]
-    return {
-        **summarise_folds(results),
-        **({"alone": {**summarise_folds(alone), "note": ALONE_NOTE}} if alone else {}),
-        **({"tta": {**summarise_folds(tta), "note": TTA_NOTE}} if tta else {}),
-        **({"teacher": {**summarise_folds(teacher), "note": TEACHER_NOTE}} if teacher else {}),
-        **_members_summary(results),
-        "confusion": total.tolist(),
-        "pooled": {k: pooled[k] for k in ("wa", "ua", "macro_f1", "per_class")},
-        "per_corpus": _per_corpus_over_folds(results),
-        "folds": results,
-    }
-
-
-def _members_summary(results: list[dict]) -> dict:
-    """For seed ensembles: the mean one-pass scores of their members alone, over all folds."""
-    members = [m for r in results for m in r.get("members", [])]
-    if not members:
-        return {}
-    mean = {k: round(float(np.mean([m[k] for m in members])), 4) for k in ("wa", "ua", "macro_f1")}
-    return {"member_mean": {**mean, "n": len(members), "note": MEMBERS_NOTE}}
-
-
-def _per_corpus_over_folds(results: list[dict]) -> dict:
-    names = sorted({c for r in results for c in r.get("per_corpus", {})})
-    out = {}
-    for name in names:
-        parts = [r["per_corpus"][name] for r in results if name in r.get("per_corpus", {})]
-        out[name] = summarise_folds(parts)
-    return out
 
 
 def checkpoint_dataset(ck: Checkpoint, scans: Sequence[CorpusScan], *, speakers: Sequence[str] | None = None) -> Dataset:
@@ -509,7 +350,7 @@ def evaluate_checkpoint(
         "corpora": [{"name": s.name, "format": s.format, "utterances": len(s.utterances)} for s in scans],
         "utterances": len(examples),
         "dropped_labels": ds.dropped,
-        **_public(result),
+        **public_scores(result),
         "per_corpus": result.get("per_corpus", {}),
         **{key: {**value, "note": TTA_NOTE} for key, value in tta.items()},
         "folds": [],

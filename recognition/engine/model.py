@@ -23,6 +23,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .config import known_fields
+from .layers import BatchOneConv, SlicePool, mask, padded_bilstm
 
 __all__ = ["ModelConfig", "EmotionNet", "EnsembleNet", "MODEL_SIZES"]
 
@@ -134,102 +135,8 @@ class ConvBlock(nn.Module):
         # Pooled steps below floor(length / pool) cover valid frames only; zero the rest so the
         # next convolution sees exactly the zeros it would see at the end of a lone utterance.
         lengths = torch.div(lengths, self.time_pool, rounding_mode="floor")
-        x = x * _mask(lengths, x.shape[-1])[:, None, None, :]
+        x = x * mask(lengths, x.shape[-1])[:, None, None, :]
         return self.drop(x), lengths
-
-
-class _BatchOneConv(nn.Module):
-    """A one-input-channel ``Conv2d`` that runs a batch of one as a two-channel convolution
-    whose second channel is zero.
-
-    On the CPU, oneDNN's channels-last convolution with one input channel takes a slow kernel
-    for a batch of one (0.7-0.9 ms for a 3 s log-Mel image, against 0.12 ms with two input
-    channels or 0.2 ms per utterance in larger batches), and a batch of one is what
-    classifying one recording is. The zero channel adds exact zeros, so the output is the
-    convolution's own up to float summation order.
-    """
-
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.conv = conv
-        weight = conv.weight.detach()
-        self.register_buffer("weight_two", torch.cat([weight, torch.zeros_like(weight)], dim=1))
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x ``(batch, 1, freq, time)`` → ``(batch, out_channels, freq, time)``."""
-        if x.shape[0] != 1:
-            return self.conv(x)
-        x = nn.functional.pad(x, (0, 0, 0, 0, 0, 1)).contiguous(memory_format=torch.channels_last)
-        return nn.functional.conv2d(x, self.weight_two, self.conv.bias, padding=self.conv.padding)
-
-
-class _SlicePool(nn.Module):
-    """``MaxPool2d`` with kernel = stride and no padding, as elementwise maxima of strided views.
-
-    On the CPU, ATen's channels-last max-pooling takes 0.47 ms for the first block's
-    ``(3, 16, 64, 331)`` map and 0.16 ms at batch one; the maxima of its strided views take 0.33
-    and 0.07 ms and give the same values exactly (a maximum involves no rounding). Inference
-    only: at ties their gradient would differ from max-pooling's.
-    """
-
-    def __init__(self, pool: tuple[int, int]) -> None:
-        super().__init__()
-        self.pool = pool
-
-    def forward(self, x: Tensor) -> Tensor:
-        """x ``(batch, channels, freq, time)`` → ``(batch, channels, freq // pf, time // pt)``."""
-        for dim, k in ((2, self.pool[0]), (3, self.pool[1])):
-            if k == 1:
-                continue
-            kept = x.narrow(dim, 0, x.shape[dim] // k * k)  # the rest is dropped, as pooling does
-            views = [kept[(slice(None),) * dim + (slice(i, None, k),)] for i in range(k)]
-            x = views[0]
-            for view in views[1:]:
-                x = torch.maximum(x, view)
-        return x
-
-
-def _reversal_index(lengths: Tensor, time: int) -> Tensor:
-    """``(batch * time,)`` row index that reverses each utterance of a ``(batch * time, ...)``
-    view within its own length and leaves its padding in place; applying it twice restores
-    the input."""
-    t = torch.arange(time, device=lengths.device)
-    within = torch.where(t[None, :] < lengths[:, None], lengths[:, None] - 1 - t[None, :], t[None, :])  # (batch, time)
-    return (within + time * torch.arange(lengths.shape[0], device=lengths.device)[:, None]).reshape(-1)
-
-
-def _padded_bilstm(lstm: nn.LSTM, x: Tensor, lengths: Tensor) -> Tensor:
-    """``lstm`` (batch-first, bidirectional, no projections) over the zero-padded batch ``x``
-    ``(batch, time, input)`` with ``lengths`` ``(batch,)`` → ``(batch, time, 2*hidden)``, 0 on
-    padded steps: what the packed LSTM gives, computed one layer and direction at a time.
-
-    On the CPU a packed batch of several utterances takes PyTorch's step-by-step LSTM and a
-    padded one oneDNN's: a training batch of 16 runs forward and backward about three times
-    faster, three 3 s utterances at inference in 1.4 ms instead of 2.9 ms. Padding still
-    never reaches a valid step: it comes after each utterance's valid steps in the forward
-    direction, and the backward direction reads each utterance reversed within its own
-    length, so there too its padding comes last.
-    """
-    batch, time, _ = x.shape
-    lengths = lengths.to(x.device)
-    index = _reversal_index(lengths, time)
-
-    def reverse(h: Tensor) -> Tensor:
-        return h.reshape(batch * time, -1).index_select(0, index).reshape(batch, time, -1)
-
-    names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ())
-    zeros = x.new_zeros(1, batch, lstm.hidden_size)
-    out = x
-    for layer in range(lstm.num_layers):
-        if layer and lstm.dropout and lstm.training:
-            out = nn.functional.dropout(out, lstm.dropout, training=True)
-        ahead_weights = [getattr(lstm, f"{name}_l{layer}") for name in names]
-        behind_weights = [getattr(lstm, f"{name}_l{layer}_reverse") for name in names]
-        # torch.lstm is the op nn.LSTM itself calls: one layer, one direction, batch first.
-        ahead = torch.lstm(out, (zeros, zeros), ahead_weights, lstm.bias, 1, 0.0, lstm.training, False, True)[0]
-        behind = torch.lstm(reverse(out), (zeros, zeros), behind_weights, lstm.bias, 1, 0.0, lstm.training, False, True)[0]
-        out = torch.cat([ahead, reverse(behind)], dim=2)
-    return out * _mask(lengths, time)[..., None]
 
 
 class AttentionPooling(nn.Module):
@@ -243,7 +150,7 @@ class AttentionPooling(nn.Module):
     def forward(self, h: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """h ``(batch, time, dim)`` → context ``(batch, dim)``, weights ``(batch, time)`` (0 on padding)."""
         scores = self.score(torch.tanh(self.proj(h))).squeeze(-1)  # (batch, time)
-        valid = _mask(lengths, h.shape[1]).bool()
+        valid = mask(lengths, h.shape[1]).bool()
         scores = scores.masked_fill(~valid, float("-inf"))
         weights = torch.softmax(scores, dim=1)
         context = torch.bmm(weights.unsqueeze(1), h).squeeze(1)
@@ -291,16 +198,16 @@ class EmotionNet(nn.Module):
     def fused(self) -> EmotionNet:
         """An inference-only copy (eval mode) with each BatchNorm folded into its convolution
         (the same outputs up to float rounding, one pass over the feature maps fewer per block)
-        and max-pooling taken as maxima of strided views (:class:`_SlicePool`, exactly equal)."""
+        and max-pooling taken as maxima of strided views (:class:`SlicePool`, exactly equal)."""
         copy = EmotionNet(self.config)
         copy.load_state_dict(self.state_dict())
         copy.eval()
         for block in copy.blocks:
             conv = fuse_conv_bn_eval(block.conv, block.norm)
-            block.conv = (_BatchOneConv(conv) if conv.in_channels == 1 else conv).to(memory_format=torch.channels_last)
+            block.conv = (BatchOneConv(conv) if conv.in_channels == 1 else conv).to(memory_format=torch.channels_last)
             block.norm = nn.Identity()
             if isinstance(block.pool, nn.MaxPool2d):
-                block.pool = _SlicePool(block.pool.kernel_size)
+                block.pool = SlicePool(block.pool.kernel_size)
         return copy.to(next(self.parameters()).device)
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
@@ -323,7 +230,7 @@ class EmotionNet(nn.Module):
         stride = self.config.time_stride
         # Whatever the caller left in the padded frames, the first convolution must see zeros
         # there (its kernel reaches one frame past the end of each utterance).
-        features = features * _mask(lengths, features.shape[1]).to(features.dtype)[..., None]
+        features = features * mask(lengths, features.shape[1]).to(features.dtype)[..., None]
         # Very short inputs: pad so every utterance keeps at least one step after pooling.
         lengths = lengths.clamp(min=stride)
         if features.shape[1] < stride:
@@ -341,7 +248,7 @@ class EmotionNet(nn.Module):
             out, _ = self.lstm(packed)
             h, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # (batch, time, 2*hidden)
         else:
-            h = _padded_bilstm(self.lstm, x, steps)  # (batch, time, 2*hidden)
+            h = padded_bilstm(self.lstm, x, steps)  # (batch, time, 2*hidden)
         return self.attention(h, steps)
 
     def layer_weights(self) -> Tensor | None:
@@ -365,14 +272,14 @@ class EmotionNet(nn.Module):
                 x = nn.functional.pad(x, (0, 0, 0, pool - frames))
             x = nn.functional.avg_pool1d(x.transpose(1, 2), pool).transpose(1, 2)  # (batch, frames // pool, width)
         steps = self.output_lengths(lengths)
-        x = self.project(x) * _mask(steps, x.shape[1])[..., None]  # (batch, steps, lstm_input)
+        x = self.project(x) * mask(steps, x.shape[1])[..., None]  # (batch, steps, lstm_input)
         x = self.dropout(x)
         if x.is_cuda:
             packed = pack_padded_sequence(x, steps.cpu(), batch_first=True, enforce_sorted=False)
             out, _ = self.lstm(packed)
             h, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])  # (batch, steps, 2*hidden)
         else:
-            h = _padded_bilstm(self.lstm, x, steps)  # (batch, steps, 2*hidden)
+            h = padded_bilstm(self.lstm, x, steps)  # (batch, steps, 2*hidden)
         return self.attention(h, steps)
 
 
@@ -409,8 +316,3 @@ class EnsembleNet(nn.Module):
             attention = weights if attention is None else attention + weights
         n = len(self.members)
         return (probs / n).clamp_min(1e-30).log(), attention / n
-
-
-def _mask(lengths: Tensor, size: int) -> Tensor:
-    """``(batch, size)`` float mask, 1 where the index is below the length."""
-    return (torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]).to(torch.float32)

@@ -6,13 +6,8 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from recognition.engine.model import (
-    MODEL_SIZES,
-    EmotionNet,
-    ModelConfig,
-    _padded_bilstm,
-    _SlicePool,
-)
+from recognition.engine.layers import SlicePool, padded_bilstm
+from recognition.engine.model import MODEL_SIZES, EmotionNet, ModelConfig
 
 N_FEATURES = 16
 
@@ -240,14 +235,14 @@ def test_the_fused_copys_pooling_equals_max_pooling_exactly(pool, shape, channel
     x[0, 0, :2, :2] = 0.5  # ties inside one window
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    out = _SlicePool(pool)(x)
+    out = SlicePool(pool)(x)
     assert torch.equal(out, torch.nn.functional.max_pool2d(x, pool))  # odd sizes: the remainder dropped alike
     assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)  # the input's layout
 
 
 def test_the_fused_copy_pools_with_slices():
     fused = trained_looking_model().fused()
-    assert all(isinstance(block.pool, _SlicePool) for block in fused.blocks)
+    assert all(isinstance(block.pool, SlicePool) for block in fused.blocks)
 
 
 def test_the_padded_bilstm_matches_the_packed_one_in_values_and_gradients(needs_grad):
@@ -267,7 +262,7 @@ def test_the_padded_bilstm_matches_the_packed_one_in_values_and_gradients(needs_
     packed_grads = torch.autograd.grad(packed.square().sum(), [x_packed, *weights])
 
     x_padded = x.clone().requires_grad_(True)
-    padded = _padded_bilstm(lstm, x_padded, lengths)
+    padded = padded_bilstm(lstm, x_padded, lengths)
     padded_grads = torch.autograd.grad(padded.square().sum(), [x_padded, *weights])
 
     torch.testing.assert_close(padded, packed, atol=1e-6, rtol=1e-5)

@@ -17,6 +17,7 @@ import av
 import numpy as np
 
 from . import SAMPLE_RATE
+from .wav_head import AudioSource, peek_head, wav_promised_seconds
 
 __all__ = [
     "ALLOWED_DEMUXERS", "AudioError", "DEFAULT_MAX_SECONDS", "DEFAULT_MIN_SECONDS", "MAX_SAMPLE_MAGNITUDE",
@@ -43,8 +44,6 @@ UNSUPPORTED_FORMAT = (
 # float32 arithmetic into infinity and NaN, so such audio is refused, in files and streams alike.
 MAX_SAMPLE_MAGNITUDE = 64.0
 
-AudioSource = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
-
 # Containers whose header states the exact length (sample counts, granule positions,
 # sample tables). For raw MP3/AAC/... FFmpeg guesses the length from the first frames'
 # bit rate, which is wildly off for VBR audio that starts quietly, so those guesses must
@@ -63,11 +62,6 @@ _DECODE_ERRORS = (av.FFmpegError, ValueError, OSError, EOFError, MemoryError)
 # than this share of undecodable packets means the file is broken, not glitched.
 _MAX_BAD_PACKET_SHARE = 0.02
 _MIN_BAD_PACKETS_ALLOWED = 2
-
-
-# How much of the input is read ahead to find a WAV file's data chunk (chunks such as
-# LIST, bext or iXML may come before it).
-_WAV_HEAD_BYTES = 1 << 16
 
 
 class AudioError(ValueError):
@@ -189,52 +183,6 @@ def _decoded_frames(
         )
 
 
-def _head(source: AudioSource) -> bytes:
-    """The first bytes of ``source`` without consuming it; empty when it cannot be peeked."""
-    try:
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            return bytes(source[:_WAV_HEAD_BYTES])
-        if isinstance(source, (str, os.PathLike)):
-            with open(source, "rb") as handle:
-                return handle.read(_WAV_HEAD_BYTES)
-        if source.seekable():
-            position = source.tell()
-            try:
-                return bytes(source.read(_WAV_HEAD_BYTES))
-            finally:
-                source.seek(position)
-    except (OSError, ValueError, AttributeError, TypeError):
-        pass  # _open reports unreadable sources with a proper message
-    return b""
-
-
-def _wav_promised_seconds(head: bytes) -> float | None:
-    """Length promised by a RIFF/WAVE data chunk, or None when there is none.
-
-    FFmpeg quietly shortens a WAV whose data chunk runs past the end of the file to what
-    is there, so a cut-off upload would pass as a shorter clip; the header's own number
-    is the only trace of the loss. Streaming writers leave 0 or 0xFFFFFFFF as a
-    placeholder size: those promise nothing.
-    """
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None
-    position, byte_rate = 12, 0
-    while position + 8 <= len(head):
-        chunk, size = (
-            head[position : position + 4],
-            int.from_bytes(head[position + 4 : position + 8], "little"),
-        )
-        body = position + 8
-        if chunk == b"fmt " and body + 12 <= len(head):
-            byte_rate = int.from_bytes(head[body + 8 : body + 12], "little")
-        elif chunk == b"data":
-            if byte_rate <= 0 or size == 0 or size >= 0x7FFFFFFF:
-                return None
-            return size / byte_rate
-        position = body + size + (size & 1)  # chunks are padded to even sizes
-    return None
-
-
 # Mono sample formats at the target rate that need no resampler, with the scale FFmpeg's
 # converter applies to reach float (planar and packed are the same for one channel).
 _DIRECT_SCALES = {"flt": None, "fltp": None, "s16": 1.0 / 32768, "s16p": 1.0 / 32768, "s32": 1.0 / 2**31, "s32p": 1.0 / 2**31}
@@ -333,8 +281,8 @@ def decode_audio(
             ``max_seconds``.
         TypeError: ``source`` is not a path, bytes-like object or binary file object.
     """
-    head = _head(source)
-    promised = _wav_promised_seconds(head)
+    head = peek_head(source)
+    promised = wav_promised_seconds(head)
     with _open(source, head) as container:
         stream = _audio_stream(container)
         declared = _declared_seconds(container, stream)

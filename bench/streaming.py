@@ -130,7 +130,8 @@ async def one_stream(stack: LiveStack, cookie: str, wave: np.ndarray, truth: lis
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
-    from recognition.engine.stream import StreamDecoder, encode_chunks
+    from recognition.engine.stream import StreamDecoder
+    from tests.recorder import encode_chunks
 
     chunks = encode_chunks(wave, container="webm", timeslice=CHUNK)
     # Audio seconds the server can decode once chunk k is in (the codec's delay makes it a

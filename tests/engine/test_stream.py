@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from recognition.engine.audio import AudioError, decode_audio
-from recognition.engine.stream import StreamDecoder, container_for_mime, encode_chunks
+from recognition.engine.stream import StreamDecoder, container_for_mime
 from recognition.engine.vad import StreamingVad, segment_speech
+from tests.recorder import encode_chunks
 from tests.synth import SR, speech_like, speech_silence_speech, write_wav
 
 MIMES = {"webm": "audio/webm;codecs=opus", "ogg": "audio/ogg;codecs=opus", "mp4": "audio/mp4"}

@@ -12,7 +12,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from recognition.engine.audio import decode_audio
-from recognition.engine.stream import encode_chunks
+from tests.recorder import encode_chunks
 from tests.synth import continuous_voice, speech_like, speech_silence_speech, write_wav
 from tests.tiny_model import LABELS, tiny_checkpoint
 

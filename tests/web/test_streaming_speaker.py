@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recognition.engine.predictor import Predictor
-from recognition.engine.stream import encode_chunks
+from tests.recorder import encode_chunks
 from tests.synth import speech_silence_speech
 from tests.tiny_model import tiny_checkpoint
 

@@ -123,7 +123,7 @@ def test_killed_worker_leaves_the_run_interrupted_and_resume_finishes_it(tmp_pat
     wait_for(lambda: EpochMetric.objects.filter(run=run).count() >= 2, 180, "two epochs", celery_worker)
     celery_worker.kill()
     assert TrainingRun.objects.get(pk=run.pk).status == "running"
-    # No heartbeat any more: after the timeout the reaper (beat task, page view, new worker) marks it.
+    # No heartbeat any more: after the timeout the reaper (beat task, new worker) marks it.
     time.sleep(settings.SER_HEARTBEAT_TIMEOUT + 0.5)
     assert services.runs_reap_stale() == [run.pk]
     run.refresh_from_db()

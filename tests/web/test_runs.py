@@ -119,6 +119,28 @@ def test_reaper_marks_silent_runs_interrupted_only(corpus):
     assert stale.status == "interrupted" and fresh.status == "running"
 
 
+def test_pages_never_reap_the_beat_does(corpus, auth_client, settings, redis_server):
+    """GET pages only read: a run and an import whose worker went silent stay as they are
+    until the reaper runs (the beat task, or a worker starting)."""
+    from training.tasks import reap_stale
+
+    old = timezone.now() - timedelta(seconds=600)
+    run = make_run(corpus, status="running", heartbeat_at=old)
+    importing = Corpus.objects.create(name="silent import", heartbeat_at=old)
+    for page in (reverse("runs:list"), reverse("runs:detail", args=[run.pk]),
+                 reverse("corpora:list"), reverse("corpora:detail", args=[importing.pk])):
+        assert auth_client.get(page).status_code == 200
+    run.refresh_from_db()
+    importing.refresh_from_db()
+    assert run.status == "running" and importing.status == Corpus.Status.IMPORTING
+    settings.SER_HEARTBEAT_TIMEOUT = 60
+    reaped = reap_stale()
+    assert reaped["runs"] == [run.pk] and reaped["corpora"] == [importing.pk]
+    run.refresh_from_db()
+    importing.refresh_from_db()
+    assert run.status == "interrupted" and importing.status == Corpus.Status.FAILED
+
+
 def test_resume_requeues_an_interrupted_run(corpus, django_capture_on_commit_callbacks, redis_server):
     run = make_run(corpus, status="interrupted")
     with django_capture_on_commit_callbacks(execute=True):

@@ -30,7 +30,6 @@ from training.models import Corpus
 from training.permissions import may_change, require_change
 from training.services import corpora as corpora_service
 from training.services.corpora import CorpusImportError
-from training.services.corpus_import import corpora_reap_stale
 
 FORMAT_NAMES = {
     "csv": "CSV manifest (path,label[,speaker])",
@@ -164,7 +163,6 @@ def duration_text(seconds: float | None) -> str:
 
 @require_GET
 def corpus_list(request: HttpRequest) -> HttpResponse:
-    corpora_reap_stale()  # cheap; the page never shows an import whose worker died as running
     corpora = list(selectors.corpus_list())
     for corpus in corpora:
         corpus.duration_text = duration_text(corpus.summary.get("total_duration"))
@@ -175,7 +173,6 @@ def corpus_list(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 def corpus_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    corpora_reap_stale()
     corpus = get_object_or_404(Corpus.objects.select_related("uploaded_by"), pk=pk)
     samples: dict[str, list[dict[str, Any]]] = {}
     if corpus.status == Corpus.Status.READY:

@@ -21,7 +21,6 @@ __all__ = [
     "UploadLimit",
     "max_upload_bytes",
     "max_request_bytes",
-    "upload_limit_install",
     "version_id_parse",
     "format_bytes",
 ]
@@ -51,7 +50,8 @@ def format_bytes(count: int) -> str:
 class UploadLimit(FileUploadHandler):
     """Counts the uploaded file bytes while Django parses the body; stops the parse past the limit.
 
-    It must be the first handler so it sees every chunk before the others store it.
+    It must be the first handler so it sees every chunk before the others store it
+    (:func:`recognition.views.decorators.upload_limited` puts it there).
     After parsing, ``exceeded`` tells whether the file was cut off (it is then absent
     from ``request.FILES``), and ``declared_too_large()`` checks Content-Length up front.
     """
@@ -84,17 +84,6 @@ class UploadLimit(FileUploadHandler):
     @property
     def message(self) -> str:
         return f"The file is too large: the limit is {format_bytes(self.limit)}."
-
-
-def upload_limit_install(request: HttpRequest) -> UploadLimit:
-    """Put an :class:`UploadLimit` in front of ``request``'s upload handlers.
-
-    Call it before anything reads ``request.POST``/``request.FILES`` (so views that use it
-    are ``csrf_exempt`` and run the CSRF check themselves afterwards).
-    """
-    handler = UploadLimit(request)
-    request.upload_handlers.insert(0, handler)
-    return handler
 
 
 def version_id_parse(raw: Any) -> int | None:

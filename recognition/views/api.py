@@ -23,13 +23,13 @@ from django.core.exceptions import RequestDataTooBig, TooManyFilesSent
 from django.http import HttpRequest, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.middleware.csrf import CsrfViewMiddleware
-from django.views.decorators.csrf import csrf_exempt
 
 from recognition.engine.audio import AudioError
 from recognition.services.classify import uploaded_file_classify
 from recognition.services.inference import NoModelError, UnknownVersionError
 from recognition.services.tokens import api_token_authenticate
-from recognition.services.uploads import upload_limit_install, version_id_parse
+from recognition.services.uploads import UploadLimit, version_id_parse
+from recognition.views.decorators import upload_limited
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> JsonResponse:
@@ -56,13 +56,12 @@ def _csrf_failure(request: HttpRequest) -> str | None:
 
 
 @login_not_required
-@csrf_exempt
-def classify(request: HttpRequest) -> JsonResponse:
+@upload_limited(csrf=False)  # session requests are checked below, answering JSON; token ones need none
+def classify(request: HttpRequest, upload_limit: UploadLimit | None) -> JsonResponse:
     """Multipart ``file`` (audio) and optional ``model`` (version id) -> the result dict as JSON
     (see the module docstring)."""
-    if request.method != "POST":
+    if upload_limit is None:
         return _error(405, "method_not_allowed", "Use POST with a multipart/form-data body.", Allow="POST")
-    limit = upload_limit_install(request)  # before anything parses the body
 
     header = request.META.get("HTTP_AUTHORIZATION", "")
     session_auth = False
@@ -79,14 +78,14 @@ def classify(request: HttpRequest) -> JsonResponse:
     else:
         return _unauthorized("Authentication required: send an API token as 'Authorization: Bearer <token>'.")
 
-    if limit.declared_too_large():
-        return _error(413, "too_large", limit.message)
+    if upload_limit.declared_too_large():
+        return _error(413, "too_large", upload_limit.message)
     try:
         uploaded = request.FILES.get("file")  # parses the body, counting bytes
     except (MultiPartParserError, RequestDataTooBig, TooManyFilesSent) as exc:
         return _error(400, "bad_request", f"The request body is not valid multipart/form-data ({exc}).")
-    if limit.exceeded:
-        return _error(413, "too_large", limit.message)
+    if upload_limit.exceeded:
+        return _error(413, "too_large", upload_limit.message)
     if session_auth and (reason := _csrf_failure(request)):
         return _error(403, "csrf", f"CSRF check failed ({reason}). Session requests need the CSRF token.")
     if uploaded is None:

@@ -13,7 +13,6 @@ from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from recognition.engine.audio import AudioError
 from recognition.formatting import format_score
@@ -21,7 +20,8 @@ from recognition.models import ModelVersion
 from recognition.selectors import model_version_list
 from recognition.services.classify import uploaded_file_classify
 from recognition.services.inference import NoModelError
-from recognition.services.uploads import max_upload_bytes, upload_limit_install
+from recognition.services.uploads import UploadLimit, max_upload_bytes
+from recognition.views.decorators import upload_limited
 
 
 def _version_label(version: ModelVersion) -> str:
@@ -73,15 +73,9 @@ class UploadForm(forms.Form):
             self.fields["model"].initial = default.pk
 
 
-@csrf_exempt  # the size limit must be installed before the CSRF check reads the body …
-def upload(request: HttpRequest) -> HttpResponse:
+@upload_limited()
+def upload(request: HttpRequest, upload_limit: UploadLimit | None) -> HttpResponse:
     """A form for one audio file; on success the same result view as the record page."""
-    limit = upload_limit_install(request) if request.method == "POST" else None
-    return _upload(request, limit)
-
-
-@csrf_protect  # … so the check runs here, after it
-def _upload(request: HttpRequest, limit: Any) -> HttpResponse:
     versions, active = _versions()
     default = active or (versions[0] if versions else None)
     result = None
@@ -89,8 +83,8 @@ def _upload(request: HttpRequest, limit: Any) -> HttpResponse:
     filename = ""
     if request.method == "POST":
         form = UploadForm(request.POST, request.FILES, versions=versions, default=default)
-        if limit is not None and limit.exceeded:
-            error = limit.message
+        if upload_limit is not None and upload_limit.exceeded:
+            error = upload_limit.message
         elif not versions:
             error = "There is no model yet, so nothing can be classified."
         elif form.is_valid():
@@ -112,7 +106,7 @@ def _upload(request: HttpRequest, limit: Any) -> HttpResponse:
         "filename": filename,
         "max_bytes": max_upload_bytes(),
     }
-    if limit is not None and limit.exceeded:
+    if upload_limit is not None and upload_limit.exceeded:
         status = 413
     else:
         status = 400 if error or form.errors else 200

@@ -20,10 +20,10 @@ from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
-from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_POST
 
 from recognition.services.uploads import UploadLimit
+from recognition.views.decorators import upload_limited
 from training import selectors
 from training.engine.corpora import FORMATS
 from training.models import Corpus
@@ -90,15 +90,12 @@ def _refused(request: HttpRequest, message: str, status: int) -> HttpResponse:
     return _form_response(request, CorpusUploadForm(), status=status, error=message)
 
 
-@csrf_exempt  # the CSRF check runs in _upload_post, once the upload handlers are in place
-def corpus_upload(request: HttpRequest) -> HttpResponse:
-    if request.method != "POST":
-        return _form_response(request, CorpusUploadForm())
+def _unreadable(request: HttpRequest, guard: UploadLimit) -> HttpResponse | None:
+    """Parse the body now, counted by ``guard``: a refusal with a message when it cannot be read
+    or is over the limit, None to go on to the CSRF check."""
     # A body over corpus_request_limit() was refused before Django read it (UploadSizeGuard in
-    # ser_site.asgi). This counts the bytes of all files as they arrive, so a wrong or missing
-    # Content-Length cannot fill the disk either; a malformed one fails the parse (400).
-    guard = UploadLimit(request, settings.SER_MAX_UPLOAD_BYTES)
-    request.upload_handlers.insert(0, guard)
+    # ser_site.asgi). ``guard`` counts the bytes of all files as they arrive, so a wrong or
+    # missing Content-Length cannot fill the disk either; a malformed one fails the parse (400).
     try:
         request.POST, request.FILES  # noqa: B018 — parse now, with the guard in place
     except TooManyFilesSent:
@@ -107,11 +104,13 @@ def corpus_upload(request: HttpRequest) -> HttpResponse:
         return _refused(request, f"The upload could not be read: {exc}", 400)
     if guard.exceeded:
         return _refused(request, _too_large(), status=413)
-    return _upload_post(request)
+    return None
 
 
-@csrf_protect
-def _upload_post(request: HttpRequest) -> HttpResponse:
+@upload_limited(limit=lambda: settings.SER_MAX_UPLOAD_BYTES, refuse=_unreadable)
+def corpus_upload(request: HttpRequest, upload_limit: UploadLimit | None) -> HttpResponse:
+    if request.method != "POST":
+        return _form_response(request, CorpusUploadForm())
     form = CorpusUploadForm(request.POST, request.FILES)
     if form.is_valid():
         try:

@@ -2,9 +2,10 @@
 
 Django's ASGI handler reads a whole request body (into memory, then a temporary file)
 before any view runs, so a view can only refuse a 10 GB upload after it has been stored.
-This guard sits in front of it for the audio endpoints (``POST /api/classify`` and the
-upload page): a declared ``Content-Length`` over the limit is answered with 413 at once,
-and a body without one (chunked) is counted as it arrives and cut off past the limit.
+This guard sits in front of it for the upload views it is given by URL name (by default
+the audio endpoints, ``POST /api/classify`` and the upload page; their paths come from the
+URL configuration): a declared ``Content-Length`` over the limit is answered with 413 at
+once, and a body without one (chunked) is counted as it arrives and cut off past the limit.
 The views check the same limit again (:mod:`recognition.services.uploads`), so the guard is an
 early exit, not the only defence.
 
@@ -19,39 +20,48 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+from django.urls import reverse
+
 from .services.uploads import format_bytes, max_request_bytes, max_upload_bytes
 
-__all__ = ["UploadSizeGuard", "GUARDED_PATHS"]
+__all__ = ["UploadSizeGuard", "GUARDED_URLS"]
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-GUARDED_PATHS = ("/api/classify", "/classify/")
+# URL names (urls.py) of the views whose uploads the guard limits by default.
+GUARDED_URLS = ("recognition:api_classify", "recognition:upload")
 
 
 class UploadSizeGuard:
-    """Wrap an ASGI HTTP app; POSTs to ``paths`` larger than the upload limit get a 413."""
+    """Wrap an ASGI HTTP app; POSTs to the views named ``url_names`` larger than the upload
+    limit get a 413."""
 
     def __init__(
         self,
         app: Callable[[Scope, Receive, Send], Awaitable[None]],
-        paths: Iterable[str] = GUARDED_PATHS,
+        url_names: Iterable[str] = GUARDED_URLS,
         *,
         limit: Callable[[], int] = max_upload_bytes,
         request_limit: Callable[[], int] | None = None,
     ) -> None:
         """``limit`` returns the largest file allowed (the size a refusal names); ``request_limit``
         the largest body that can carry it (default: ``limit`` plus multipart framing). Both are
-        read per request, so settings apply."""
+        read per request, so settings apply, and so are the views' paths (from the URL
+        configuration)."""
         self.app = app
-        self.paths = frozenset(paths)
+        self.url_names = tuple(url_names)
         self.limit = limit
         self.request_limit = request_limit or (lambda: max_request_bytes(self.limit()))
 
+    def paths(self) -> set[str]:
+        """The guarded views' paths, as the URL configuration has them now."""
+        return {reverse(name) for name in self.url_names}
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.paths():
             await self.app(scope, receive, send)
             return
         limit = self.request_limit()

@@ -25,7 +25,7 @@ application = ProtocolTypeRouter(
         # UploadSizeGuard: oversized uploads (audio, corpora) get 413 before Django spools their body.
         "http": UploadSizeGuard(
             UploadSizeGuard(ASGIStaticFilesHandler(django_asgi_app)),
-            paths=("/corpora/upload/",),
+            url_names=("corpora:upload",),
             limit=lambda: settings.SER_MAX_UPLOAD_BYTES,
             request_limit=corpus_request_limit,
         ),

@@ -110,6 +110,20 @@ def test_other_requests_are_untouched(path, method):
     assert status == 200 and body == str(len(big[0])).encode()
 
 
+@pytest.mark.urls("tests.web.urls_moved")
+def test_the_guarded_paths_come_from_the_url_configuration():
+    """The views are found by URL name: moved under /v2/, their uploads are still limited, and
+    the old paths (no view any more) are not."""
+    big = [b"z" * (REQUEST_LIMIT + 10)]
+    for path in ("/v2/api/classify", "/v2/classify/"):
+        inner = Recorder()
+        status, _, pulled = run(UploadSizeGuard(inner), path=path, body_chunks=big, content_length=len(big[0]))
+        assert status == 413 and pulled == 0 and not inner.called
+    inner = Recorder()
+    status, _, _ = run(UploadSizeGuard(inner), path="/api/classify", body_chunks=big, content_length=len(big[0]))
+    assert status == 200 and inner.called
+
+
 def test_corpus_uploads_are_guarded_with_their_own_limit(settings):
     """The served application refuses a corpus upload over SER_MAX_UPLOAD_BYTES before Django."""
     from recognition.services.uploads import format_bytes

@@ -27,7 +27,7 @@ from . import services
 from .engine.checkpoint import CheckpointError
 from .formatting import format_score
 from .models import ApiToken, ModelVersion
-from .views.models import checkpoint_response, download_name
+from .presentation import checkpoint_response, download_name
 
 __all__ = ["ModelVersionAdmin", "ApiTokenAdmin", "CheckpointUploadForm", "pretty_json"]
 

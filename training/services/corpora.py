@@ -41,6 +41,7 @@ from .corpus_import import (
     staging_root,
     work_dir,
 )
+from .queue import corpus_import_enqueue
 
 log = logging.getLogger(__name__)
 
@@ -155,10 +156,8 @@ def corpus_upload_create(
 
 
 def _enqueue(corpus_id: int) -> None:
-    from training.tasks.corpora import corpus_import  # tasks import this module
-
     try:
-        corpus_import.delay(corpus_id)
+        corpus_import_enqueue(corpus_id)
     except Exception as exc:  # noqa: BLE001 — an unreachable broker must not leave it "importing" forever
         log.exception("could not queue the import of corpus %s", corpus_id)
         import_fail(corpus_id, f"Could not queue the import (is the task queue running?): {exc}", notify=True)

@@ -23,13 +23,12 @@ from django.utils import timezone
 from training.models import Corpus, TrainingRun
 
 from .corpus_import import work_dir
+from .queue import IMPORT_TASK, RUN_TASK, corpus_import_enqueue, run_enqueue
 
 log = logging.getLogger(__name__)
 
 __all__ = ["broker_task_arguments", "queued_work_requeue"]
 
-RUN_TASK = "training.tasks.run_train"
-IMPORT_TASK = "training.tasks.corpus_import"
 # Work younger than this may have its message still on the way (it is sent after the commit).
 GRACE_SECONDS = 5.0
 # One requeue pass at a time across workers (both start together in `make run`).
@@ -89,9 +88,6 @@ def queued_work_requeue(*, grace: float = GRACE_SECONDS) -> dict[str, list[int]]
 
     Returns the ids requeued: ``{"runs": [...], "corpora": [...]}``.
     """
-    from training.tasks.corpora import corpus_import
-    from training.tasks.runs import run_train
-
     done: dict[str, list[int]] = {"runs": [], "corpora": []}
     before = timezone.now() - timedelta(seconds=grace)
     runs = list(TrainingRun.objects.filter(status=TrainingRun.Status.QUEUED, created_at__lt=before).values_list("pk", flat=True))
@@ -108,12 +104,12 @@ def queued_work_requeue(*, grace: float = GRACE_SECONDS) -> dict[str, list[int]]
         return done
     for pk in runs:
         if (RUN_TASK, pk) not in held:
-            result = run_train.apply_async(args=[pk])
-            TrainingRun.objects.filter(pk=pk, status=TrainingRun.Status.QUEUED).update(celery_task_id=result.id or "")
+            task_id = run_enqueue(pk)
+            TrainingRun.objects.filter(pk=pk, status=TrainingRun.Status.QUEUED).update(celery_task_id=task_id)
             done["runs"].append(pk)
     for pk in imports:
         if (IMPORT_TASK, pk) not in held:
-            corpus_import.delay(pk)
+            corpus_import_enqueue(pk)
             done["corpora"].append(pk)
     if done["runs"] or done["corpora"]:
         log.warning("requeued work whose broker message was lost: %s", done)

@@ -29,6 +29,7 @@ from training.selectors.runs import run_status_payload
 
 from .datasets import label_counts
 from .groups import run_group
+from .queue import run_enqueue, task_revoke
 from .splits import split_plan
 
 log = logging.getLogger(__name__)
@@ -176,10 +177,7 @@ def run_create(
 
 def _enqueue_on_commit(run: TrainingRun) -> None:
     def enqueue() -> None:
-        from training.tasks.runs import run_train
-
-        result = run_train.apply_async(args=[run.pk])
-        TrainingRun.objects.filter(pk=run.pk).update(celery_task_id=result.id or "")
+        TrainingRun.objects.filter(pk=run.pk).update(celery_task_id=run_enqueue(run.pk))
 
     transaction.on_commit(enqueue)
 
@@ -202,10 +200,8 @@ def run_cancel(*, run: TrainingRun) -> TrainingRun:
             status=TrainingRun.Status.CANCELLED, phase="cancelled before it started", finished_at=timezone.now()
         )
         if changed and run.celery_task_id:
-            from ser_site.celery import app
-
             try:
-                app.control.revoke(run.celery_task_id)
+                task_revoke(run.celery_task_id)
             except Exception:  # noqa: BLE001 — the status guard above already wins
                 log.warning("could not revoke task %s", run.celery_task_id, exc_info=True)
         if not changed:

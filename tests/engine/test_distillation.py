@@ -11,14 +11,13 @@ import torch
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.engine.features import FeatureConfig
 from recognition.engine.model import EmotionNet, EnsembleNet
-from tests.engine.test_ensemble import scans  # noqa: F401  (fixture)
-from tests.engine.test_experiment import tiny_recipe
-from tests.engine.test_trainer import (
+from tests.engine.training_support import (
     LABELS4,
     assert_same_weights,
     small_trainer,
     synthetic_examples,
     tiny_model,
+    tiny_recipe,
 )
 from training.engine import trainer as trainer_module
 from training.engine.data import AugmentConfig

@@ -13,15 +13,9 @@ from recognition.engine.checkpoint import CheckpointError, load_checkpoint, save
 from recognition.engine.model import EmotionNet, EnsembleNet, ModelConfig
 from recognition.engine.predictor import Predictor
 from recognition.engine.tta import MAX_PASSES, inference_speeds, tta_speeds
-from tests.engine.test_experiment import tiny_recipe
-from tests.engine.test_trainer import (
-    LABELS2,
-    assert_same_weights,
-    small_trainer,
-)
-from tests.synth import make_folder_corpus, speech_like
+from tests.engine.training_support import LABELS2, assert_same_weights, small_trainer, tiny_recipe
+from tests.synth import speech_like
 from training.cli import summary_line
-from training.engine.corpora import scan_corpus
 from training.engine.data import AugmentConfig, Example
 from training.engine.evaluation import example_probabilities
 from training.engine.events import BatchProgress, EpochReport
@@ -31,13 +25,6 @@ from training.engine.trainer import TrainConfig
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CONFIG = ModelConfig(n_features=16, n_classes=3, conv_channels=(4, 8, 8), lstm_hidden=8, attention_dim=8)
-
-
-@pytest.fixture(scope="module")
-def scans(tmp_path_factory):
-    root = tmp_path_factory.mktemp("corpora")
-    make_folder_corpus(root / "alpha", ["neutral", "happy", "sad", "angry"], speakers=4, per_class=1, seed=1)
-    return [scan_corpus(root / "alpha", format="folders", speaker_regex=r"^(?P<speaker>spk\d+)_")]
 
 
 def members(n: int) -> list[EmotionNet]:

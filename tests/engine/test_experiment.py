@@ -10,6 +10,7 @@ import pytest
 
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.engine.features import FeatureConfig, FeatureExtractor
+from tests.engine.training_support import tiny_recipe
 from tests.synth import make_folder_corpus
 from training.engine.corpora import scan_corpus
 from training.engine.data import AugmentConfig, WaveformCache
@@ -38,16 +39,6 @@ def scans(tmp_path_factory):
         scan_corpus(root / "alpha", format="folders", speaker_regex=regex),
         scan_corpus(root / "beta", format="folders", speaker_regex=regex, name="beta"),
     ]
-
-
-def tiny_recipe(epochs=2) -> Recipe:
-    features = FeatureConfig(trim="none", n_mels=32)
-    return Recipe(
-        features=features,
-        model_size="small",
-        model_overrides={"conv_channels": (4, 8, 8), "lstm_hidden": 16, "attention_dim": 16},
-        train=TrainConfig(epochs=epochs, batch_size=8, lr=3e-3, seed=0, device="cpu", num_threads=1, augment=AugmentConfig(enabled=False)),
-    )
 
 
 def test_scans_have_speakers(scans):

@@ -15,11 +15,18 @@ import torch
 from recognition.engine.checkpoint import load_checkpoint, save_checkpoint
 from recognition.engine.features import FeatureConfig
 from recognition.engine.model import ModelConfig
-from tests.synth import speech_like
+from tests.engine.training_support import (
+    LABELS2,
+    LABELS4,
+    SMALL_FEATURES,
+    assert_same_weights,
+    small_trainer,
+    synthetic_examples,
+    tiny_model,
+)
 from training.engine import trainer as trainer_module
 from training.engine.data import (
     AugmentConfig,
-    Example,
     assign_speaker_centres,
     collate,
 )
@@ -28,48 +35,8 @@ from training.engine.trainer import TrainConfig, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-LABELS4 = ["neutral", "happy", "sad", "angry"]
-LABELS2 = ["neutral", "angry"]
-
-
-def synthetic_examples(labels, per_class, seed, duration, corpus="synth", lead_silence=0.1):
-    out = []
-    for c, label in enumerate(labels):
-        for i in range(per_class):
-            wave = speech_like(label, duration, seed=seed + 1000 * c + i, lead_silence=lead_silence)
-            out.append(Example(wave, c, corpus, f"s{i % 4}"))
-    return out
-
-
-def tiny_model(n_features, n_classes):
-    return ModelConfig(n_features=n_features, n_classes=n_classes, conv_channels=(4, 8, 8), lstm_hidden=16, attention_dim=16)
-
-
-SMALL_FEATURES = FeatureConfig(trim="none", n_mels=32)
-
-
-def small_trainer(out_dir, *, epochs=4, callback=None, should_stop=None, features=SMALL_FEATURES, **train_overrides) -> Trainer:
-    settings = {"batch_size": 4, "lr": 3e-3, "seed": 0, "device": "cpu", "patience": 0, "num_threads": 1, "progress_every": 1}
-    config = TrainConfig(epochs=epochs, **{**settings, **train_overrides})
-    return Trainer(
-        labels=LABELS2,
-        feature_config=features,
-        model_config=tiny_model(32, 2),
-        train_config=config,
-        out_dir=out_dir,
-        callback=callback,
-        should_stop=should_stop,
-    )
-
-
 def final_weights(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path).state_dict
-
-
-def assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
 
 
 def assert_resume_after_one_epoch_matches(out_dir, data, reference, **overrides) -> None:

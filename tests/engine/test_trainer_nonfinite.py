@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tests.engine.test_trainer import small_trainer
+from tests.engine.training_support import small_trainer
 from training.engine.trainer import NonFiniteLossError
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")]

@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from recognition.models import ModelVersion
-from tests.web.test_models_pages import LABELS, PROTOCOL, register, write_checkpoint
+from tests.web.registry_helpers import LABELS, PROTOCOL, register, write_checkpoint
 from training.models import Corpus, EpochMetric, TrainingRun, Utterance
 
 CHANGELIST = "admin:recognition_modelversion_changelist"

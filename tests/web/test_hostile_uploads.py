@@ -104,7 +104,7 @@ def test_api_answers_finite_probabilities_for_loud_float_audio(client, tmp_path,
 
 @pytest.mark.parametrize("kind", ["ffconcat", "hls", "sdp", "ffconcat-subfile-url"])
 def test_record_websocket_refuses_playlists_without_a_mime_type(transactional_db, redis_server, tmp_path, user, server_folder, kind):
-    from tests.web.test_record_consumer import communicator, expect_error, start
+    from tests.web.record_helpers import communicator, expect_error, start
 
     register_tiny(tmp_path, activate=True)
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
 
 import numpy as np
 import pytest
-from channels.testing import WebsocketCommunicator
 
 from recognition.engine.audio import decode_audio
 from tests.recorder import encode_chunks
 from tests.synth import continuous_voice, speech_like, speech_silence_speech, write_wav
 from tests.tiny_model import LABELS, tiny_checkpoint
-
-TIMEOUT = 30  # seconds a test waits for one message: generous, never an assertion on speed
+from tests.web.record_helpers import TIMEOUT, communicator, expect_error, start
 
 
 @pytest.fixture
@@ -33,38 +30,6 @@ def live(transactional_db, redis_server, tmp_path, user, one_thread):
 
 def run(coro):
     return asyncio.run(coro)
-
-
-def communicator(user) -> WebsocketCommunicator:
-    from recognition.consumers import RecordConsumer
-
-    comm = WebsocketCommunicator(RecordConsumer.as_asgi(), "/ws/record/")
-    comm.scope["user"] = user
-    return comm
-
-
-async def start(comm, mime="audio/webm;codecs=opus", model=None) -> dict:
-    connected, _ = await comm.connect(timeout=TIMEOUT)
-    assert connected
-    await comm.send_json_to({"type": "start", "mime": mime, "model": model})
-    return await comm.receive_json_from(timeout=TIMEOUT)
-
-
-async def expect_error(comm, code: str) -> dict:
-    """Read until the error message (checking its code), then the close; returns the message."""
-    while True:
-        out = await comm.receive_output(timeout=TIMEOUT)
-        if out["type"] == "websocket.send":
-            msg = json.loads(out["text"])
-            if msg["type"] == "error":
-                break
-    assert msg["code"] == code, msg
-    assert msg["message"]
-    closed = await comm.receive_output(timeout=TIMEOUT)
-    assert closed["type"] == "websocket.close"
-    assert closed["code"] >= 4000
-    await comm.disconnect(timeout=TIMEOUT)
-    return msg
 
 
 async def open_slots(user_id: int) -> int:

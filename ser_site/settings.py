@@ -212,9 +212,9 @@ SER_INFERENCE_THREADS = int(os.environ.get("SER_INFERENCE_THREADS", "2"))
 # 1009. Recorder chunks are a few kilobytes.
 SER_WS_MAX_MESSAGE_BYTES = int(os.environ.get("SER_WS_MAX_MESSAGE_BYTES", str(1024**2)))
 # Test-time augmentation: ask every model at every speed it was trained at (0.9, 1.0, 1.1 by
-# default) and average, while that stays within nine passes (ensembles of up to three models):
-# +0.3 to +2.0 points of RAVDESS UA (six folds, ten runs) for three models over one pass
-# each. Bigger ensembles, such as the default five, are asked once per model either way.
+# default) and average, while that stays within nine passes (ensembles of up to three models;
+# it raised RAVDESS UA over one pass each, bench/RESULTS.md). Bigger ensembles, such as the
+# default five, are asked once per model either way.
 # Off: one pass per model, for slow CPUs (README, Speed).
 SER_TEST_TIME_AUGMENTATION = env_bool("SER_TEST_TIME_AUGMENTATION", True)
 

@@ -122,8 +122,8 @@ def _open(source: AudioSource, head: bytes = b"") -> Iterator[av.container.Input
                 raise AudioError(f"The audio file cannot be read: {Path(source).name}") from exc
         # FFmpeg probes up to 5 MB by default, i.e. reads a whole short WAV twice; 64 KB holds
         # the stream parameters of every audio container we accept. A WAV's are all in its
-        # header, and probing 64 KB of it decodes two seconds of PCM for nothing (6 of a
-        # 3 s file's 9 ms decode on a slow CPU), so a RIFF/WAVE source gets 4 KB.
+        # header, and probing 64 KB of it decodes two seconds of PCM for nothing (most of a
+        # short file's decode time), so a RIFF/WAVE source gets 4 KB.
         probesize = "4096" if head[:4] == b"RIFF" and head[8:12] == b"WAVE" else "65536"
         container = open_input(source, options={"probesize": probesize})
         try:

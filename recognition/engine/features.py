@@ -48,7 +48,7 @@ MEAN_NORMS = ("none", "utterance", "speaker")
 _AMIN = 1e-10  # power floor before the log, as in librosa's power_to_db
 # On the CPU a batch is processed in slices of about this many frames: the STFT's buffers for
 # a whole batch (tens of MB) leave the cache and fresh pages are faulted in on every call,
-# which made a batch of 32 four-second clips about 3x slower than the same clips one by one.
+# which made a whole batch slower than the same clips one by one.
 _CPU_SLICE_FRAMES = 1536
 
 

@@ -89,7 +89,7 @@ def mel_bands(fb: np.ndarray, band: int = 8) -> list[tuple[int, int, int, int, T
 
 
 def log10_(x: Tensor) -> Tensor:
-    """``x.log10_()``; on the CPU through numpy, whose vectorised log is about five times faster.
+    """``x.log10_()``; on the CPU through numpy, whose vectorised log is faster than torch's.
 
     ``x`` is the contiguous Mel buffer of :meth:`.features.FeatureExtractor.raw`, which is never part of
     an autograd graph (its products write into ``out=``)."""

@@ -2,17 +2,15 @@
 
 Training resamples each utterance by a random factor from its speed set (tempo and pitch
 together). At inference a model can be asked the same question at each of those speeds and
-its answers averaged: the model has learned all of them, and their errors differ. On
-RAVDESS this raised speaker-independent UA by about 1 point over six folds (up to 4 on one; bench/RESULTS.md).
+its answers averaged: the model has learned all of them, and their errors differ, so on
+RAVDESS this raised speaker-independent UA (bench/RESULTS.md).
 
 A seed ensemble of up to three models asks every one of its models at every speed (models ×
-speeds passes, at most :data:`MAX_PASSES`): on RAVDESS six folds, three models trained up to
-80 epochs, UA 0.656, 0.653, 0.639, 0.631, 0.645 and 0.628 (three machines, five seeds) against
-0.638, 0.637, 0.636, 0.618, 0.640 and 0.612 with each model asked once at 1.0; it gained in
-all ten such runs measured. Spreading the models over the speeds (one speed each) gave less.
-Bigger ensembles ask each model once: five models once each scored 0.655 and 0.637 on two
-seeds, +1.0 and +0.9 points over three at every speed, and the same five at every speed
-−0.4 and +0.3 against once each, for three times the passes (bench/RESULTS.md, "How many models?").
+speeds passes, at most :data:`MAX_PASSES`): on RAVDESS it gained over asking each model once
+at 1.0 in every run measured; spreading the models over the speeds (one speed each) gained
+less. Bigger ensembles ask each model once: five models once each beat three at every speed,
+and asking the same five at every speed gained nothing for three times the passes
+(bench/RESULTS.md, "How many models?").
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ __all__ = ["change_speed", "tta_speeds", "inference_speeds", "MAX_PASSES"]
 
 # The most passes (models × speeds) the app asks of one recording: a three-model ensemble at
 # its three speeds, 9. Bigger ensembles ask each model once, at 1.0: on RAVDESS five models
-# once each beat the same five at every speed and cost a third of the passes (bench/RESULTS.md).
+# once each did as well as the same five at every speed, at a third of the passes (bench/RESULTS.md).
 MAX_PASSES = 9
 
 

@@ -25,7 +25,7 @@ class TrainConfig:
     """Optimisation hyperparameters. ``patience=0`` disables early stopping."""
 
     # 80, not 50: with 50 most models were still improving when the cosine schedule ended;
-    # RAVDESS six folds, seed 1, 0.614 -> 0.638 UA on one machine, 0.637 on another (bench/RESULTS.md).
+    # more epochs raised RAVDESS UA over six folds (bench/RESULTS.md).
     epochs: int = 80
     batch_size: int = 16
     lr: float = 3e-3
@@ -36,8 +36,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     # Speaker-normalised features only: this share of the training examples is centred on its
     # own mean instead of its speaker's, so the model also meets what a lone recording gets
-    # at inference (no speaker mean yet). On RAVDESS folds 1-2 0.3 raised UA with speaker
-    # means from 0.617 to 0.660 and for lone recordings from 0.516 to 0.607 (bench/RESULTS.md).
+    # at inference (no speaker mean yet). On RAVDESS it raised UA both with speaker means and
+    # for lone recordings (bench/RESULTS.md).
     own_centre_share: float = 0.3
     # Seed ensemble: train this many models one after another (seeds seed, seed + 1, ...) and
     # average their probabilities. Costs that many times the training time; the app asks

@@ -1,10 +1,13 @@
 """Latency from the worker's epoch end to the browser's chart update.
 
 The benchmark plays the Celery worker's part with the real reporting code
-(``training.services.execution._Reporter``: store the EpochMetric, then ``group_send`` to
+(``training.services.execution.RunReporter``: store the EpochMetric, then ``group_send`` to
 ``run-<id>`` through channels_redis), against a real web server process and real headless
-Chromium pages on the run page. Each page records, after Plotly has extended its charts,
-``now - sent_at`` (same machine, same clock). Scenarios: 1 browser, then 20 browsers
+Chromium pages on the run page. A script the benchmark adds to each page (the page itself
+carries no measuring code) wraps the run socket's message handler and records ``now - at``
+(``at``: when the worker ended the epoch; same machine, same clock) when a live epoch
+arrives, once the page's handler has extended the charts, and on the next animation frame,
+once the heatmap and recall bars are drawn too. Scenarios: 1 browser, then 20 browsers
 watching one run. Prints JSON; also writes var/bench/chart_latency.json.
 
     python bench/chart_latency.py [--epochs 30] [--interval 0.5] [--browsers 1 20]
@@ -32,6 +35,31 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows"]
 
 
+# Added to every page before its own scripts: the run page's socket, as the page uses it
+# (``ws.onmessage = ...``), gets a handler that times each live epoch around the page's own.
+PAGE_TIMER = """
+window.__bench = { arrivals: [], lines: [], full: [] };
+const NativeSocket = window.WebSocket;
+const onmessage = Object.getOwnPropertyDescriptor(NativeSocket.prototype, "onmessage");
+window.WebSocket = class extends NativeSocket {
+  set onmessage(handler) {
+    onmessage.set.call(this, (event) => {
+      const m = JSON.parse(event.data);
+      const timed = m.type === "run.epoch" && !m.replay && m.at;
+      const since = () => Date.now() / 1000 - m.at;
+      if (timed) window.__bench.arrivals.push(since());
+      handler(event);
+      if (timed) {
+        window.__bench.lines.push(since());
+        requestAnimationFrame(() => window.__bench.full.push(since()));
+      }
+    });
+  }
+  get onmessage() { return onmessage.get.call(this); }
+};
+"""
+
+
 def fake_epoch(epoch: int, epochs: int, labels: list[str]) -> EpochReport:
     n = len(labels)
     confusion = [[(5 if i == j else 1) for j in range(n)] for i in range(n)]
@@ -44,7 +72,7 @@ def fake_epoch(epoch: int, epochs: int, labels: list[str]) -> EpochReport:
 
 class SocketWatchers:
     """``count`` plain websocket clients on the run page's socket (what a browser's socket
-    receives, without a renderer), recording ``now - sent_at`` for each live epoch."""
+    receives, without a renderer), recording ``now - at`` for each live epoch."""
 
     def __init__(self, stack: LiveStack, run_id: int, count: int) -> None:
         self.stack, self.run_id, self.count = stack, run_id, count
@@ -68,8 +96,8 @@ class SocketWatchers:
                 except TimeoutError:
                     continue
                 msg = json.loads(text)
-                if msg.get("type") == "run.epoch" and msg.get("sent_at") and not msg.get("replay"):
-                    self.samples.append(1000 * (time.time() - msg["sent_at"]))
+                if msg.get("type") == "run.epoch" and msg.get("at") and not msg.get("replay"):
+                    self.samples.append(1000 * (time.time() - msg["at"]))
 
     async def main(self) -> None:
         connected: list = []
@@ -88,7 +116,7 @@ class SocketWatchers:
 
 def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: float, sockets: int = 0) -> dict:
     from training.models import TrainingRun
-    from training.services.execution import _Reporter
+    from training.services.execution import RunReporter
 
     labels = ravdess_labels()
     run = TrainingRun.objects.create(name=f"latency x{browsers}", labels=labels, status="running",
@@ -97,11 +125,12 @@ def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: fl
     for _ in range(browsers):
         context = browser.new_context()
         context.add_cookies([{"name": "sessionid", "value": stack.session_cookie, "url": stack.url("/")}])
+        context.add_init_script(PAGE_TIMER)
         page = context.new_page()
         page.goto(stack.url(f"/runs/{run.pk}/"))
         page.wait_for_function("document.getElementById('live').textContent === 'live'", timeout=30000)
         pages.append(page)
-    reporter = _Reporter(run)
+    reporter = RunReporter(run)
     watchers = SocketWatchers(stack, run.pk, sockets) if sockets else None
     if watchers:
         watchers.__enter__()
@@ -123,11 +152,11 @@ def scenario(stack: LiveStack, browser, browsers: int, epochs: int, interval: fl
     arrivals: list[float] = []
     full: list[float] = []
     for page in pages:
-        while time.monotonic() < deadline and page.evaluate("window.__chartLatencies.length") < epochs:
+        while time.monotonic() < deadline and page.evaluate("window.__bench.full.length") < epochs:
             time.sleep(0.1)
-        samples.extend(1000 * s for s in page.evaluate("window.__chartLatencies"))
-        arrivals.extend(1000 * s for s in page.evaluate("window.__messageLatencies"))
-        full.extend(1000 * s for s in page.evaluate("window.__fullDrawLatencies"))
+        samples.extend(1000 * s for s in page.evaluate("window.__bench.lines"))
+        arrivals.extend(1000 * s for s in page.evaluate("window.__bench.arrivals"))
+        full.extend(1000 * s for s in page.evaluate("window.__bench.full"))
     points = [page.evaluate("document.getElementById('chart-acc').data[0].x.length") for page in pages]
     for page in pages:
         page.context.close()

@@ -14,10 +14,6 @@
   let last = [0, 0, 0]; // highest (fold, member, epoch) drawn
   let maxEpoch = 0; // for the ticks: epochs restart with every fold and model
   const traces = {}; // "chart|metric|fold|member" -> trace index
-  // Seconds from the worker's send to: the message here, the charts drawn (read by bench/).
-  const latencies = (window.__chartLatencies = []);
-  const arrivals = (window.__messageLatencies = []);
-  const fullDraws = (window.__fullDrawLatencies = []);
   const plotConfig = { displaylogo: false, responsive: true };
 
   const charts = {
@@ -64,7 +60,7 @@
   let detailsPending = null;
   let bestSeen = -1;
   let currentDtick = 1;
-  function drawEpochs(epochs, onLines, onDetails) {
+  function drawEpochs(epochs) {
     // Group the new points per trace so one Plotly call extends everything.
     for (const [chartKey, chart] of Object.entries(charts)) {
       const xs = {}, ys = {};
@@ -86,19 +82,17 @@
     }
     const best = Math.max(...epochs.map((e) => e.ua), bestSeen);
     if (best > bestSeen) { bestSeen = best; document.getElementById("run-best").textContent = fmt.score(best); }
-    if (onLines) onLines();
     // The heatmap and the recall bars only show the latest epoch: draw them on the next
     // frame, once, however many epochs arrived meanwhile, so the curves never wait for them.
     const latest = epochs[epochs.length - 1];
     const first = detailsPending === null;
-    detailsPending = { latest, callbacks: [...(detailsPending ? detailsPending.callbacks : []), onDetails].filter(Boolean) };
+    detailsPending = latest;
     if (first) {
       requestAnimationFrame(() => {
-        const { latest: e, callbacks } = detailsPending;
+        const e = detailsPending;
         detailsPending = null;
         drawConfusionOf(e);
         drawRecall(e);
-        callbacks.forEach((cb) => cb());
       });
     }
   }
@@ -142,7 +136,7 @@
 
   function logEpoch(e, note) {
     log(`epoch ${e.epoch}${seriesName(e) ? ` (${seriesName(e)})` : ""}: val UA ${fmt.score(e.ua)}, WA ${fmt.score(e.wa)}, ` +
-      `loss ${fmt.score(e.val_loss)}${e.is_best ? " ★ best" : ""}${note ? ` (${note})` : ""}`, e.at || e.sent_at);
+      `loss ${fmt.score(e.val_loss)}${e.is_best ? " ★ best" : ""}${note ? ` (${note})` : ""}`, e.at);
   }
 
   function setBar(id, fraction, label) {
@@ -186,10 +180,8 @@
     ws.onmessage = (msg) => {
       const m = JSON.parse(msg.data);
       if (m.type === "run.epoch") {
-        if (m.sent_at) arrivals.push(Date.now() / 1000 - m.sent_at);
         if (!accept(m)) return;
-        const since = () => Date.now() / 1000 - m.sent_at;
-        drawEpochs([m], m.sent_at ? () => latencies.push(since()) : null, m.sent_at ? () => fullDraws.push(since()) : null);
+        drawEpochs([m]);
         logEpoch(m, m.replay ? "caught up" : "");
         setBar("bar-epoch", 1, `epoch ${m.epoch}${m.epochs ? `/${m.epochs}` : ""} done`);
         if (m.progress !== undefined) setBar("bar-overall", m.progress, fmt.pct(m.progress));

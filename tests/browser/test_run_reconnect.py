@@ -12,7 +12,7 @@ from django.utils import timezone
 from tests.browser.conftest import DaphneServer
 from training.engine.events import EpochReport
 from training.models import TrainingRun
-from training.services.execution import _Reporter
+from training.services.execution import RunReporter
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,7 +27,7 @@ def epoch_event(epoch: int, **place: int) -> EpochReport:
     )
 
 
-def report(reporter: _Reporter, epochs: range) -> None:
+def report(reporter: RunReporter, epochs: range) -> None:
     # From a plain thread, as in a Celery worker (Playwright keeps an event loop in this one).
     thread = threading.Thread(target=lambda: [reporter(epoch_event(e)) for e in epochs])
     thread.start()
@@ -37,7 +37,7 @@ def report(reporter: _Reporter, epochs: range) -> None:
 def test_page_catches_up_after_a_server_restart(daphne_server, logged_in_page, screenshot):
     run = TrainingRun.objects.create(name="restart", labels=LABELS, status="running", heartbeat_at=timezone.now(),
                                      hyperparameters={"train": {"epochs": 10}})
-    reporter = _Reporter(run)
+    reporter = RunReporter(run)
     report(reporter, range(1, 3))  # stored before the page opens: drawn from the history
     page = logged_in_page
     page.goto(f"/runs/{run.pk}/")
@@ -72,7 +72,7 @@ def test_page_catches_up_after_a_server_restart(daphne_server, logged_in_page, s
 def test_a_seed_ensemble_draws_a_series_per_model(daphne_server, logged_in_page, screenshot):
     run = TrainingRun.objects.create(name="trio", labels=LABELS, status="running", heartbeat_at=timezone.now(),
                                      hyperparameters={"train": {"epochs": 10, "members": 2}})
-    reporter = _Reporter(run)
+    reporter = RunReporter(run)
 
     def report_member(member: int, epochs: range) -> None:
         events = [epoch_event(e, member=member, members=2) for e in epochs]

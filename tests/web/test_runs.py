@@ -312,7 +312,7 @@ def test_reporter_keeps_each_ensemble_models_epochs_apart(corpus, monkeypatch):
     sent = []
     monkeypatch.setattr(execution, "group_send", lambda group, message: sent.append(message))
     run = make_run(corpus, status="running", protocol="kfold", folds=2)
-    reporter = execution._Reporter(run)
+    reporter = execution.RunReporter(run)
     reporter(epoch_event(1, 0.4, fold=2, folds=2, member=1, members=3))
     reporter(epoch_event(1, 0.6, fold=2, folds=2, member=2, members=3))
     reporter(epoch_event(1, 0.7, fold=2, folds=2, member=2, members=3))  # a resumed model stores its epoch again
@@ -332,17 +332,17 @@ def test_reporter_keeps_each_ensemble_models_epochs_apart(corpus, monkeypatch):
     assert sent[-1]["progress"] == pytest.approx(run.progress)
 
     holdout = make_run(corpus, status="running")
-    execution._Reporter(holdout)(epoch_event(3, 0.5, member=2, members=3))
+    execution.RunReporter(holdout)(epoch_event(3, 0.5, member=2, members=3))
     holdout.refresh_from_db()
     assert holdout.phase == "training model 2/3"
     single = make_run(corpus, status="running")
-    execution._Reporter(single)(epoch_event(4, 0.5))  # one model
+    execution.RunReporter(single)(epoch_event(4, 0.5))  # one model
     single.refresh_from_db()
     assert single.phase == "training" and single.progress == 1.0
     assert list(EpochMetric.objects.filter(run=single).values_list("member", "epoch")) == [(1, 4)]
     # A distilled ensemble: the trainer counts the student as model 3 of 3; the phase names it.
     distilled = make_run(corpus, status="running", hyperparameters=services.recipe_build(members=2, distil=True).to_dict())
-    reporter = execution._Reporter(distilled)
+    reporter = execution.RunReporter(distilled)
     reporter(epoch_event(1, 0.5, member=2, members=3))
     distilled.refresh_from_db()
     assert distilled.phase == "training model 2/2"
@@ -367,8 +367,8 @@ def test_an_epoch_is_stored_sent_and_replayed_as_one_payload(corpus, monkeypatch
     monkeypatch.setattr(execution, "group_send", lambda group, message: sent.append(message))
     run = make_run(corpus, status="running", protocol="kfold", folds=3)
     report = epoch_event(2, 0.625, fold=2, folds=3, member=2, members=3)
-    execution._Reporter(run)(report)
-    live = {k: v for k, v in sent[-1].items() if k not in ("type", "replay", "sent_at", "phase")}
+    execution.RunReporter(run)(report)
+    live = {k: v for k, v in sent[-1].items() if k not in ("type", "replay", "at", "phase")}
     replayed = {k: v for k, v in selectors.run_history(run.pk)[0].items() if k != "at"}
     assert live == replayed == report.to_payload()
     assert EpochReport.from_payload(replayed) == report

@@ -36,7 +36,7 @@ from .runs import recipe_of, run_dir, run_notify_status, summary_for
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_execute", "RunCancelled"]
+__all__ = ["run_execute", "RunCancelled", "RunReporter"]
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress messages: smooth bar, little traffic
 
@@ -93,7 +93,7 @@ def _finish(run_id: int, status: str, **fields: object) -> str:
     return status
 
 
-class _Reporter:
+class RunReporter:
     """Turns trainer events into rows, run fields and group messages. Each event says where it
     is in the run (fold, model) and how far the run has come; nothing here rescales it."""
 
@@ -128,7 +128,7 @@ class _Reporter:
                 if self._store(report, overwrite=False):
                     group_send(self.group, {"type": "run.epoch", "replay": False, **report.to_payload()})
         elif isinstance(event, EpochReport):
-            ended_at = time.time()  # the latency benchmark measures from here to the drawn chart
+            ended_at = time.time()  # "at": the page's log shows when the epoch ended, as for stored ones
             self._store(event, overwrite=True)
             TrainingRun.objects.filter(pk=self.run.pk).update(
                 progress=event.progress, current_fold=event.fold, current_epoch=event.epoch,
@@ -137,7 +137,7 @@ class _Reporter:
             )
             # The phase rides along: the page's bars move with every epoch, not only with batch
             # messages (which a fast epoch may not send at all).
-            group_send(self.group, {"type": "run.epoch", "replay": False, "sent_at": ended_at, "phase": phase,
+            group_send(self.group, {"type": "run.epoch", "replay": False, "at": ended_at, "phase": phase,
                                     **event.to_payload()})
 
     def _store(self, report: EpochReport, *, overwrite: bool) -> bool:
@@ -161,7 +161,7 @@ def _train(run: TrainingRun, cancel: threading.Event) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     cache = WaveformCache(recipe.features, settings.SER_FEATURE_CACHE_DIR)
     folds = run.folds if run.protocol == TrainingRun.Protocol.KFOLD else 1
-    reporter = _Reporter(run)
+    reporter = RunReporter(run)
     resume = run.resume_requested
 
     step, current = 0, ""

@@ -1,8 +1,9 @@
 """Latency of live recognition over ws/record/: from the end of a speech segment to its result.
 
 Runs against a real stack (bench.stack.LiveStack: a private data folder, the embedded Redis,
-a web server subprocess, a logged-in user's session cookie) with a checkpoint of the DEFAULT
-(medium) architecture and random weights, so the inference cost is the real one. Each
+a web server subprocess, a logged-in user's session cookie) with the shipped starter model
+(the default recipe: Whisper-base encoder and the BLSTM + attention head), so the inference
+cost is the real one. Each
 client is a ``websockets`` connection that plays a MediaRecorder: synthetic speech (voiced
 syllables in utterances of 0.8-2.4 s separated by 0.9-1.5 s pauses) encoded as WebM/Opus,
 sent in 250 ms chunks at the pace of audio (chunk k leaves at start + 0.25 (k + 1) s,
@@ -44,14 +45,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, latency_stats, machine, ravdess_labels  # noqa: E402
+from bench.common import ROOT, latency_stats, machine  # noqa: E402
 from bench.stack import LiveStack  # noqa: E402
+
+STARTER_PATH = ROOT / "recognition" / "starter" / "starter.pt"
 
 SR = 16000
 CHUNK = 0.25
 PAD = 0.15  # VadConfig.padding_ms
 PAUSE = 0.3  # VadConfig.min_silence_ms
-LABELS = ravdess_labels()
 TARGETS = {"one_stream_p95_ms": 300, "twenty_streams_p95_ms": 800}
 
 
@@ -78,38 +80,6 @@ def synth_stream(seconds: float, seed: int) -> tuple[np.ndarray, list[tuple[floa
     wave = np.concatenate(pieces)
     wave += rng.normal(0, 0.003, wave.size).astype(np.float32)
     return np.clip(wave, -1, 1).astype(np.float32), truth
-
-
-def make_checkpoint(path: Path) -> Path:
-    """Default (medium) EmotionNet and features, random weights, statistics from synthetic speech."""
-    import torch
-
-    from recognition.engine.checkpoint import Checkpoint, save_checkpoint
-    from recognition.engine.features import (
-        FeatureConfig,
-        FeatureExtractor,
-        FeatureStats,
-        prepare_waveform,
-    )
-    from recognition.engine.model import EmotionNet, ModelConfig
-    from tests.synth import speech_like
-    from training.engine.experiment import Recipe
-
-    torch.manual_seed(0)
-    config, features = ModelConfig(n_features=64, n_classes=len(LABELS)), FeatureConfig()
-    extractor = FeatureExtractor(features)
-    with torch.inference_mode():
-        feats = [extractor.extract(prepare_waveform(speech_like(label, seed=i), features), normalise=False)
-                 for i, label in enumerate(["neutral", "happy", "sad", "angry", "fearful"] * 2)]
-    # The default recipe's training settings, as a trained model stores them, and as many
-    # models as its seed ensemble has: the app then classifies each segment as it would in use
-    # (five models, each asked once: five passes).
-    train = Recipe().train
-    states = [EmotionNet(config).state_dict() for _ in range(train.members)]
-    ckpt = Checkpoint(model_config=config, feature_config=features, labels=LABELS,
-                      stats=FeatureStats.accumulate(feats), state_dict=states[0], member_states=states[1:],
-                      extra={"train_config": train.to_dict()})
-    return save_checkpoint(path, ckpt)
 
 
 def session_cookies(count: int) -> list[str]:
@@ -238,8 +208,7 @@ def main() -> None:
     with LiveStack(daphne_log=str(out / "streaming-daphne.log")) as stack:
         from recognition.services import model_version_register
 
-        model_version_register(name="bench-medium", checkpoint_path=make_checkpoint(stack.dir / "medium.pt"),
-                               activate=True)
+        model_version_register(name="starter", checkpoint_path=STARTER_PATH, activate=True)
         cookies = session_cookies(max(options.streams))
         asyncio.run(scenario(stack, cookies, 1, 6.0))  # warm-up: the server loads the model once
         results = [asyncio.run(scenario(stack, cookies, n, options.seconds)) for n in options.streams]
@@ -259,7 +228,7 @@ def main() -> None:
             "end time) -> segment message received; includes the 300 ms pause and the chunking wait",
             "stop_to_final": "stop message sent -> final result (verdict from the segments + spectrogram) received",
         },
-        "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "the default recipe's shape with random weights: a seed ensemble of five medium EmotionNets, default features (per-speaker means), each model asked once (five passes)",
+        "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "the shipped starter (Whisper-base encoder, BLSTM + attention head; per-speaker means of the speech so far)",
                   "container": "WebM/Opus", "server": "one web server process (uvicorn), SER_INFERENCE_THREADS default"},
         "machine": machine(),
         "scenarios": results,

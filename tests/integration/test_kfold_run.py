@@ -90,7 +90,7 @@ def test_resume_stores_the_epoch_a_killed_worker_had_checkpointed_but_not_stored
 def test_a_run_with_speed_augmentation_records_and_shows_the_scores_as_the_app_classifies(kfold_run, auth_client):
     from django.urls import reverse
 
-    recipe = services.recipe_build(model_size="small", epochs=1, batch_size=8, augment=True, patience=0, members=1)
+    recipe = services.recipe_build(features="logmel", model_size="small", epochs=1, batch_size=8, augment=True, patience=0, members=1)
     TrainingRun.objects.filter(pk=kfold_run.pk).update(hyperparameters=recipe.to_dict())
     assert execution.run_execute(kfold_run.pk) == "succeeded"
     run = TrainingRun.objects.get(pk=kfold_run.pk)

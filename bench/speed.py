@@ -32,7 +32,6 @@ from common import ROOT, corpora_dir, machine  # adds the repo to sys.path
 from recognition.engine.audio import decode_audio
 from recognition.engine.predictor import Predictor
 from recognition.engine.whisper.encoder import get_encoder
-from recognition.services.starter import STARTER_PATH
 from training.engine.corpora import scan_corpus
 from training.engine.data import WaveformCache
 from training.engine.events import EpochReport
@@ -42,6 +41,7 @@ from training.engine.state_cache import StateCache
 from training.engine.trainer import Trainer
 
 TARGETS = {"classify_3s_median_ms_max": 50.0, "train_epoch_s_max": 5.0}
+STARTER_PATH = ROOT / "recognition" / "starter" / "starter.pt"
 SR = 16000
 
 

@@ -27,7 +27,13 @@ from recognition.engine.predictor import SegmentPrediction
 from recognition.engine.stream import container_for_mime
 
 from .services.classify import model_info, segment_dict
-from .services.inference import NoModelError, model_version_resolve, predictor_load, run_inference
+from .services.inference import (
+    NoModelError,
+    inference_busy,
+    model_version_resolve,
+    predictor_load,
+    run_inference,
+)
 from .services.stream_limits import SLOT_REFRESH_SECONDS, StreamError, StreamLimits, StreamSlots
 from .services.streaming import ProvisionalJob, SegmentJob, StreamSession
 
@@ -157,8 +163,9 @@ class RecordConsumer(AsyncWebsocketConsumer):
             return
         self._schedule(jobs)
         provisional = session.provisional_job()
-        if provisional is not None and (self.provisional_task is None or self.provisional_task.done()):
-            # Skipped while the previous one still runs: provisional results never queue up.
+        if provisional is not None and (self.provisional_task is None or self.provisional_task.done()) and not inference_busy():
+            # Skipped while the previous one still runs, or while every inference thread is busy:
+            # provisional results never queue up, nor delay any stream's segment results.
             self.provisional_task = self._track(asyncio.create_task(self._provisional(provisional)))
         second = int(session.seconds)
         if second > self.progress_second:

@@ -15,7 +15,6 @@ every other connection and the other threads keep classifying.
 from __future__ import annotations
 
 import asyncio
-import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -168,11 +167,38 @@ def inference_executor() -> ThreadPoolExecutor:
         return _executor
 
 
+_in_flight = 0  # jobs given to the pool and not finished yet, over the whole process
+_in_flight_lock = threading.Lock()
+
+
+def inference_busy() -> bool:
+    """Whether every thread of the pool has work. Optional jobs (provisional results) are
+    skipped then, so under load the segments' own results never queue behind them."""
+    return _in_flight >= max(1, int(settings.SER_INFERENCE_THREADS))
+
+
 async def run_inference(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run ``fn(*args, **kwargs)`` in :func:`inference_executor` and await its result.
 
     If the awaiting task is cancelled (the client went away) the call still finishes in
     its thread, but nobody waits for it and its result is dropped.
     """
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(inference_executor(), functools.partial(fn, *args, **kwargs))
+    global _in_flight
+
+    def counted() -> T:
+        global _in_flight
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with _in_flight_lock:
+                _in_flight -= 1
+
+    with _in_flight_lock:
+        _in_flight += 1
+    try:
+        future = asyncio.get_running_loop().run_in_executor(inference_executor(), counted)
+    except BaseException:  # never submitted: nothing will count it down
+        with _in_flight_lock:
+            _in_flight -= 1
+        raise
+    return await future  # cancelled or not, the job runs to its end and counts itself down

@@ -266,6 +266,37 @@ def test_continuous_speech_gets_segments_and_provisional_results_while_it_goes_o
     assert messages[-1]["result"]["verdict"]["segments"] == len(segments) >= 3
 
 
+def test_provisional_results_give_way_when_every_inference_thread_is_busy(live, user, monkeypatch):
+    """Under load (every thread of the pool has work) no provisional job is started: the
+    segments' own results must not queue behind courtesies. The segments still all come."""
+    import recognition.consumers as consumers
+    from recognition.services import inference
+
+    chunks = encode_chunks(continuous_voice(6.0))
+    monkeypatch.setattr(consumers, "inference_busy", lambda: True)
+
+    async def scenario():
+        comm = communicator(user)
+        assert (await start(comm))["type"] == "ready"
+        messages = []
+        for chunk in chunks:
+            await comm.send_to(bytes_data=chunk)
+            while not await comm.receive_nothing(timeout=0.2):
+                messages.append(await comm.receive_json_from(timeout=TIMEOUT))
+        await comm.send_json_to({"type": "stop"})
+        while not messages or messages[-1]["type"] != "final":
+            messages.append(await comm.receive_json_from(timeout=TIMEOUT))
+        await comm.disconnect(timeout=TIMEOUT)
+        return messages
+
+    messages = run(scenario())
+    assert not [m for m in messages if m["type"] == "provisional"]
+    assert len([m for m in messages if m["type"] == "segment"]) >= 2
+    assert inference._in_flight == 0  # every job counted itself down
+    monkeypatch.undo()
+    assert not inference.inference_busy()
+
+
 @pytest.mark.parametrize("when", ["after_start", "mid_stream", "during_stop"])
 def test_client_vanishing_releases_everything(live, user, when):
     from recognition.services.inference import inference_executor

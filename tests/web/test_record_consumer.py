@@ -227,10 +227,9 @@ def test_no_active_model(transactional_db, redis_server, user):
     run(scenario())
 
 
-def test_continuous_speech_gets_segments_and_provisional_results_while_it_goes_on(live, user):
-    """Nine seconds of voice without a pause: segments are cut at the maximum length before
-    the stop, and a provisional result for the segment in progress comes in between."""
-    chunks = encode_chunks(continuous_voice(9.0))
+def _stream_live(user, chunks: list[bytes]) -> tuple[list[dict], int]:
+    """Send ``chunks`` one at a time (each fully handled before the next), then stop: every
+    message received, and how many came before the stop."""
 
     async def scenario():
         comm = communicator(user)
@@ -243,12 +242,18 @@ def test_continuous_speech_gets_segments_and_provisional_results_while_it_goes_o
                 messages.append(await comm.receive_json_from(timeout=TIMEOUT))
         before_stop = len(messages)
         await comm.send_json_to({"type": "stop"})
-        while messages[-1]["type"] != "final":
+        while not messages or messages[-1]["type"] != "final":
             messages.append(await comm.receive_json_from(timeout=TIMEOUT))
         await comm.disconnect(timeout=TIMEOUT)
         return messages, before_stop
 
-    messages, before_stop = run(scenario())
+    return run(scenario())
+
+
+def test_continuous_speech_gets_segments_and_provisional_results_while_it_goes_on(live, user):
+    """Nine seconds of voice without a pause: segments are cut at the maximum length before
+    the stop, and a provisional result for the segment in progress comes in between."""
+    messages, before_stop = _stream_live(user, encode_chunks(continuous_voice(9.0)))
     live_segments = [m for m in messages[:before_stop] if m["type"] == "segment"]
     assert len(live_segments) >= 2, "speech longer than the maximum is cut while it goes on"
     provisional = [m for m in messages if m["type"] == "provisional"]
@@ -272,24 +277,8 @@ def test_provisional_results_give_way_when_every_inference_thread_is_busy(live, 
     import recognition.consumers as consumers
     from recognition.services import inference
 
-    chunks = encode_chunks(continuous_voice(6.0))
     monkeypatch.setattr(consumers, "inference_busy", lambda: True)
-
-    async def scenario():
-        comm = communicator(user)
-        assert (await start(comm))["type"] == "ready"
-        messages = []
-        for chunk in chunks:
-            await comm.send_to(bytes_data=chunk)
-            while not await comm.receive_nothing(timeout=0.2):
-                messages.append(await comm.receive_json_from(timeout=TIMEOUT))
-        await comm.send_json_to({"type": "stop"})
-        while not messages or messages[-1]["type"] != "final":
-            messages.append(await comm.receive_json_from(timeout=TIMEOUT))
-        await comm.disconnect(timeout=TIMEOUT)
-        return messages
-
-    messages = run(scenario())
+    messages, _ = _stream_live(user, encode_chunks(continuous_voice(6.0)))
     assert not [m for m in messages if m["type"] == "provisional"]
     assert len([m for m in messages if m["type"] == "segment"]) >= 2
     assert inference._in_flight == 0  # every job counted itself down

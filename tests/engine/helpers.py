@@ -68,3 +68,16 @@ def _iemocap(root: Path) -> Path:
         "Session1/dialog/wav/Ses01F_impro01.wav",  # whole dialog: not part of the corpus
     )
     return root
+
+
+def layout(root: Path, fmt: str, files: dict[str, list[str]]) -> None:
+    """A tiny corpus of format ``fmt`` under ``root``: IEMOCAP's tree, a CSV manifest with its
+    audio, or the silent files ``files[fmt]`` names."""
+    if fmt == "iemocap":
+        _iemocap(root)
+    elif fmt == "csv":
+        wav(root, "angry/1.wav", "Actor_01/03-01-05-01-01-01-01.wav")
+        (root / "labels.csv").write_text("path,label\nangry/1.wav,angry\n")
+    else:
+        wav(root, *files[fmt])
+

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.helpers import CORPORA, _iemocap, ogg, parsed, wav
+from tests.engine.helpers import CORPORA, layout, ogg, parsed, wav
 from training.engine.corpora import (
     CorpusError,
     CorpusScan,
@@ -238,13 +238,7 @@ OTHERS = {
 
 @pytest.mark.parametrize("fmt", [*OTHERS, "iemocap", "csv"])
 def test_nemo_does_not_claim_other_corpora_even_beside_a_nemo_table(tmp_path: Path, fmt: str) -> None:
-    if fmt == "iemocap":
-        _iemocap(tmp_path)
-    elif fmt == "csv":
-        wav(tmp_path, "angry/1.wav", "Actor_01/03-01-05-01-01-01-01.wav")
-        (tmp_path / "labels.csv").write_text("path,label\nangry/1.wav,angry\n")
-    else:
-        wav(tmp_path, *OTHERS[fmt])
+    layout(tmp_path, fmt, OTHERS)
     assert detection_scores(tmp_path)["nemo"] == 0.0
     table(tmp_path, ("EB0_anger_1.wav", "anger", "EB0"))  # a stray nEMO table lists none of these files
     assert detection_scores(tmp_path)["nemo"] == 0.0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.helpers import CORPORA, _iemocap, only_reason, parsed, wav
+from tests.engine.helpers import CORPORA, layout, only_reason, parsed, wav
 from training.engine.corpora import (
     FORMATS,
     CorpusError,
@@ -194,13 +194,8 @@ BUILDERS = {
 
 @pytest.mark.parametrize("fmt", [*BUILDERS, "iemocap", "csv"])
 def test_detect_each_format(tmp_path: Path, fmt: str) -> None:
-    if fmt == "iemocap":
-        _iemocap(tmp_path)
-    elif fmt == "csv":
-        wav(tmp_path, "angry/1.wav", "Actor_01/03-01-05-01-01-01-01.wav")
-        (tmp_path / "labels.csv").write_text("path,label\nangry/1.wav,angry\n")
-    else:
-        wav(tmp_path, *BUILDERS[fmt])
+    layout(tmp_path, fmt, BUILDERS)
+    if fmt not in ("iemocap", "csv"):
         (tmp_path / "README.md").write_text("not audio")
     assert detect_format(tmp_path) == fmt
     assert scan_corpus(tmp_path, probe_durations=False).format == fmt

@@ -171,7 +171,7 @@ def check_whisper(device: torch.device) -> dict:
 def _with_states(examples: list[Example], device: torch.device, features: FeatureConfig) -> float:
     """Encode ``examples`` once on ``device`` (as a run does before its first epoch); seconds taken."""
     started = time.perf_counter()
-    for example, states in zip(examples, StateCache(get_encoder(device, "float32")).states([e.waveform for e in examples]), strict=True):
+    for example, states in zip(examples, StateCache(get_encoder(device, "float32"), pool=features.state_pool).states([e.waveform for e in examples]), strict=True):
         example.states = states
     seconds = time.perf_counter() - started
     assign_speaker_centres(examples, features)

@@ -119,7 +119,7 @@ def bench_encode(limit: int | None) -> dict:
     recipe = Recipe()
     paths = [u.path for u in ds.utterances][:limit]
     waves = WaveformCache(recipe.features, ROOT / "var" / "cache" / "bench").load_many(paths)
-    cache = StateCache(get_encoder("cpu", "float32"), None)  # in memory only: every utterance is encoded
+    cache = StateCache(get_encoder("cpu", "float32"), None, recipe.features.state_pool)  # in memory only: every utterance is encoded
     started = time.perf_counter()
     cache.states(waves)
     seconds = time.perf_counter() - started

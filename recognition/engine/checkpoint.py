@@ -117,6 +117,18 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     return checkpoint_from_payload(payload, source=path.name)
 
 
+def _moved_pool(model: Any, features: Any) -> tuple[Any, Any]:
+    """The (model, feature) settings of checkpoints written before frame pooling moved from
+    the model to the features (``frame_pool`` → ``FeatureConfig.state_pool``): the same
+    averaging, done before the layer mix instead of after it (they commute). Anything else
+    is returned as it is."""
+    if isinstance(model, dict) and isinstance(features, dict) and features.get("kind") == "whisper":
+        pool = model.get("frame_pool", 1)
+        if pool != 1 and features.get("state_pool", 1) == 1:
+            return {k: v for k, v in model.items() if k != "frame_pool"}, {**features, "state_pool": pool}
+    return model, features
+
+
 def checkpoint_from_payload(payload: Any, *, source: str = "checkpoint") -> Checkpoint:
     """Validate a loaded payload dict and turn it into a :class:`Checkpoint`."""
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
@@ -128,8 +140,9 @@ def checkpoint_from_payload(payload: Any, *, source: str = "checkpoint") -> Chec
     if version.split(".")[0] != ENGINE_VERSION.split(".")[0]:
         raise CheckpointError(f"{source} was written by engine {version}; this engine ({ENGINE_VERSION}) cannot read it.")
     try:
-        model_config = ModelConfig.from_dict(payload["model_config"])
-        feature_config = FeatureConfig.from_dict(payload["feature_config"])
+        model_settings, feature_settings = _moved_pool(payload["model_config"], payload["feature_config"])
+        model_config = ModelConfig.from_dict(model_settings)
+        feature_config = FeatureConfig.from_dict(feature_settings)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source} has an invalid configuration: {exc}") from exc
     labels = payload["labels"]

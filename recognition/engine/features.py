@@ -21,7 +21,7 @@ from .config import known_fields
 from .feature_stats import FeatureStats, SpeakerCentre, time_mask
 from .mel import dct_matrix, hz_to_mel, log10_, mel_bands, mel_filterbank, mel_points, mel_to_hz
 from .trim import TRIM_METHODS, trim_bounds
-from .whisper import get_encoder, state_frames
+from .whisper import get_encoder, pool_states, pooled_frames, state_frames
 
 __all__ = [
     "FeatureConfig",
@@ -74,6 +74,9 @@ class FeatureConfig:
     speaker_cmn: bool = False
     trim: str = "energy"
     trim_top_db: float = 35.0
+    # Whisper front end: encoder states averaged per feature frame (they come every 20 ms;
+    # prosody changes more slowly, and every later step, the cache included, costs per frame).
+    state_pool: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -81,9 +84,13 @@ class FeatureConfig:
         if self.kind == "whisper":
             if self.sample_rate != SAMPLE_RATE:
                 raise ValueError(f"the Whisper front end needs {SAMPLE_RATE} Hz audio")
-            # The encoder's own framing: a 25 ms window, one state per 20 ms.
+            if not isinstance(self.state_pool, int) or isinstance(self.state_pool, bool) or not 1 <= self.state_pool <= 16:
+                raise ValueError("state_pool must be an integer from 1 to 16")
+            # The encoder's own framing: a 25 ms window, one state per 20 ms, averaged in groups.
             object.__setattr__(self, "win_ms", 25.0)
-            object.__setattr__(self, "hop_ms", 20.0)
+            object.__setattr__(self, "hop_ms", 20.0 * self.state_pool)
+        elif self.state_pool != 1:
+            raise ValueError("state_pool applies to the Whisper front end only")
         if self.trim not in TRIM_METHODS:
             raise ValueError(f"trim must be one of {TRIM_METHODS}, not {self.trim!r}")
         if self.win_ms <= 0 or self.hop_ms <= 0 or self.hop_length < 1:
@@ -146,7 +153,7 @@ class FeatureConfig:
 def frame_count(samples: int | Tensor, config: FeatureConfig) -> int | Tensor:
     """Number of frames for a signal of ``samples`` samples (signals shorter than n_fft give one)."""
     if config.kind == "whisper":
-        return state_frames(samples)
+        return pooled_frames(state_frames(samples), config.state_pool)
     if isinstance(samples, Tensor):
         return torch.div(samples - config.n_fft, config.hop_length, rounding_mode="floor").add_(1).clamp_(min=1)
     return max(1, (samples - config.n_fft) // config.hop_length + 1)
@@ -209,22 +216,28 @@ class FeatureExtractor(nn.Module):
         """
         return self.centred(*self.uncentred(waveforms, lengths), centres)
 
-    def centred(self, feats: Tensor, frame_lengths: Tensor, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def centred(self, feats: Tensor, frame_lengths: Tensor, centres: Tensor | None = None, *, scale: bool = False) -> tuple[Tensor, Tensor]:
         """:meth:`raw` from un-centred features ``(batch, frames, n_features)`` (for example
-        cached encoder states) and their frame lengths ``(batch,)``."""
+        cached encoder states) and their frame lengths ``(batch,)``; with ``scale`` also scaled
+        by the training-set statistics, in one pass over the features (``feats`` itself is never changed)."""
         cfg = self.config
         centring = cfg.utterance_cmn or cfg.speaker_cmn
-        if not centring and int(frame_lengths.min()) == feats.shape[1]:
+        if not centring and not scale and int(frame_lengths.min()) == feats.shape[1]:
             return feats, frame_lengths  # no padded frames to zero (the common single-utterance case)
-        mask = time_mask(frame_lengths, feats.shape[1])
+        mask = time_mask(frame_lengths, feats.shape[1]).to(feats.dtype)  # (batch, frames)
+        offset = self.mean.to(feats.dtype)[None, :] if scale else feats.new_zeros(1, feats.shape[2])  # (1 or batch, n_features)
         if centring:
-            denom = frame_lengths.clamp(min=1).to(feats.dtype)[:, None]
-            centre = (feats * mask[..., None]).sum(1) / denom  # (batch, n_features)
+            # Each row's own mean over its valid frames, as one batched product (no masked copy).
+            own = torch.bmm(mask[:, None, :], feats)[:, 0] / frame_lengths.clamp(min=1).to(feats.dtype)[:, None]
+            centre = own
             if cfg.speaker_cmn and centres is not None:
                 centres = centres.to(device=feats.device, dtype=feats.dtype)
-                centre = torch.where(torch.isfinite(centres).all(1, keepdim=True), centres, centre)
-            feats = feats - centre[:, None, :]
-        return feats * mask[..., None], frame_lengths
+                centre = torch.where(torch.isfinite(centres).all(1, keepdim=True), centres, own)
+            offset = offset + centre
+        out = feats - offset[:, None, :]
+        if scale:
+            out.div_(self.std.to(feats.dtype))
+        return out.mul_(mask[..., None]), frame_lengths
 
     def uncentred(self, waveforms: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Log-Mel (or MFCC) features ``(batch, frames, n_features)`` before any mean removal;
@@ -239,7 +252,7 @@ class FeatureExtractor(nn.Module):
                 raise ValueError(f"precomputed features have {waveforms.shape[2]} values per frame, the config makes {self.config.n_features}")
             return waveforms, lengths.to(waveforms.device)
         if self.config.kind == "whisper":
-            return get_encoder(waveforms.device)(waveforms, lengths)
+            return pool_states(*get_encoder(waveforms.device)(waveforms, lengths), self.config.state_pool)
         rows = max(1, _CPU_SLICE_FRAMES // int(frame_count(waveforms.shape[1], self.config)))
         if waveforms.device.type != "cpu" or waveforms.shape[0] <= rows:
             return self._uncentred(waveforms, lengths)
@@ -278,13 +291,7 @@ class FeatureExtractor(nn.Module):
         return feats, frame_lengths
 
     def forward(self, waveforms: Tensor, lengths: Tensor, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.normalised(*self.raw(waveforms, lengths, centres))
-
-    def normalised(self, feats: Tensor, frame_lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """Centred features ``(batch, frames, n_features)`` scaled by the training-set
-        statistics, padded frames set to 0."""
-        feats = (feats - self.mean) / self.std
-        return feats * time_mask(frame_lengths, feats.shape[1])[..., None], frame_lengths
+        return self.centred(*self.uncentred(waveforms, lengths), centres, scale=True)
 
     def extract(self, waveform: np.ndarray | Tensor, *, normalise: bool = True, centre: Tensor | None = None) -> Tensor:
         """One utterance ``(samples,)`` → features ``(frames, n_features)`` on the module's device.

@@ -2,8 +2,8 @@
 
 Two front ends: CNN blocks over the log-Mel image ("from scratch", the thesis
 architecture), or, when ``encoder_layers`` is set, a learned softmax weighting of a
-pretrained encoder's layers (their states arrive side by side in each feature vector),
-then average pooling over ``frame_pool`` frames.
+pretrained encoder's layers (their states arrive side by side in each feature vector,
+already averaged over time by the features' ``state_pool``).
 
 Padding never changes an utterance's output: after every CNN block the padded frames are
 zeroed again (so they look exactly like the convolution's own zero padding), the BLSTM
@@ -49,20 +49,15 @@ class ModelConfig:
     # Encoder front end (0 = the CNN over log-Mel): each feature vector holds this many
     # layers' states side by side, mixed by learned softmax weights; no CNN blocks then.
     encoder_layers: int = 0
-    # Encoder front end: frames averaged per BLSTM step (states come every 20 ms; prosody
-    # changes more slowly, and the recurrence costs per step).
-    frame_pool: int = 1
 
     def __post_init__(self) -> None:
-        if self.encoder_layers < 0 or self.frame_pool < 1:
-            raise ValueError("encoder_layers must be >= 0 and frame_pool >= 1")
+        if self.encoder_layers < 0:
+            raise ValueError("encoder_layers must be >= 0")
         if self.encoder_layers:
             if self.conv_channels or self.pools:
                 raise ValueError("an encoder front end has no CNN blocks (conv_channels and pools must be empty)")
             if self.n_features % self.encoder_layers:
                 raise ValueError("n_features must be a multiple of encoder_layers")
-        elif self.frame_pool != 1:
-            raise ValueError("frame_pool applies to an encoder front end only")
         if len(self.conv_channels) != len(self.pools):
             raise ValueError("conv_channels and pools need one entry per CNN block")
         if self.n_classes < 2:
@@ -75,7 +70,7 @@ class ModelConfig:
     @property
     def time_stride(self) -> int:
         """Input frames per output (attention) frame."""
-        stride = self.frame_pool
+        stride = 1
         for _, t in self.pools:
             stride *= t
         return stride
@@ -97,7 +92,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
-        data = known_fields(cls, data, "model settings")
+        # Frame pooling moved to the features (FeatureConfig.state_pool); see checkpoint.py.
+        data = known_fields(cls, data, "model settings", retired={"frame_pool": 1})
         if "conv_channels" in data:
             data["conv_channels"] = tuple(data["conv_channels"])
         if "pools" in data:
@@ -213,7 +209,7 @@ class EmotionNet(nn.Module):
     def output_lengths(self, lengths: Tensor) -> Tensor:
         """Attention steps for input frame lengths ``(batch,)``."""
         if self.config.encoder_layers:
-            return torch.div(lengths, self.config.frame_pool, rounding_mode="floor").clamp(min=1)
+            return lengths.clamp(min=1)
         for block in self.blocks:
             lengths = torch.div(lengths, block.time_pool, rounding_mode="floor")
         return lengths.clamp(min=1)
@@ -258,19 +254,13 @@ class EmotionNet(nn.Module):
     def _embed_encoder(self, features: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`embed` for the encoder front end; features ``(batch, frames, layers * width)``."""
         cfg = self.config
-        frames, width = features.shape[1], cfg.freq_out
-        # Padded frames need no zeroing here: a frame's mix reads that frame only, pooling groups
-        # whole valid frames, and the projection's output is masked per step.
+        width = cfg.freq_out
+        # Padded frames need no zeroing here: a frame's mix reads that frame only, and the
+        # projection's output is masked per step.
         weights = self.layer_weights()
         x = features[..., :width] * weights[0]
         for layer in range(1, cfg.encoder_layers):  # slices: no copy of the (batch, frames, layers, width) view
             x = x + features[..., layer * width : (layer + 1) * width] * weights[layer]  # (batch, frames, width)
-        pool = cfg.frame_pool
-        if pool > 1:
-            # Whole groups of valid frames only: a group never mixes in another utterance's padding.
-            if frames < pool:
-                x = nn.functional.pad(x, (0, 0, 0, pool - frames))
-            x = nn.functional.avg_pool1d(x.transpose(1, 2), pool).transpose(1, 2)  # (batch, frames // pool, width)
         steps = self.output_lengths(lengths)
         x = self.project(x) * mask(steps, x.shape[1])[..., None]  # (batch, steps, lstm_input)
         x = self.dropout(x)

@@ -100,9 +100,9 @@ def test_predict_speech_with_the_whisper_front_end_runs_the_encoder_once_per_seg
     from recognition.engine.model import EmotionNet, ModelConfig
 
     torch.manual_seed(0)
-    features = FeatureConfig(kind="whisper", speaker_cmn=True)
+    features = FeatureConfig(kind="whisper", speaker_cmn=True, state_pool=2)
     config = ModelConfig(n_features=features.n_features, n_classes=len(LABELS), conv_channels=(), pools=(),
-                         encoder_layers=features.encoder_layers, frame_pool=2, lstm_hidden=16, attention_dim=16)
+                         encoder_layers=features.encoder_layers, lstm_hidden=16, attention_dim=16)
     extractor = FeatureExtractor(features)
     with torch.inference_mode():
         feats = [extractor.extract(prepare_waveform(speech_like(label, seed=i), features), normalise=False)

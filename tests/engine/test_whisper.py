@@ -166,3 +166,17 @@ def test_state_frames_counts(encoder):
         assert state_frames(n) == int(state_frames(torch.tensor([n]))[0])
     assert state_frames(16000) == 50
     assert state_frames(MAX_SAMPLES) == 1500
+
+
+def test_encoder_precision_setting(monkeypatch):
+    from recognition.engine.whisper import encoder as enc
+
+    monkeypatch.delenv("SER_ENCODER_PRECISION", raising=False)
+    native = enc.native_bfloat16("cpu")
+    assert enc.encoder_precision("cpu") == ("bfloat16" if native else "float32")  # auto by default
+    for value in ("float32", "bfloat16"):
+        monkeypatch.setenv("SER_ENCODER_PRECISION", value)
+        assert enc.encoder_precision("cpu") == value
+    monkeypatch.setenv("SER_ENCODER_PRECISION", "int4")
+    with pytest.raises(ValueError, match="SER_ENCODER_PRECISION"):
+        enc.encoder_precision("cpu")

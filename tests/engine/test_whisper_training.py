@@ -10,7 +10,7 @@ import torch
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.engine.features import FeatureConfig
 from recognition.engine.predictor import Predictor
-from recognition.engine.whisper import get_encoder, state_frames
+from recognition.engine.whisper import get_encoder, pool_states, pooled_frames, state_frames
 from tests.synth import speech_like
 from training.engine.data import AugmentConfig, Example, assign_speaker_centres
 from training.engine.evaluation import example_probabilities
@@ -21,7 +21,7 @@ from training.engine.trainer import TrainConfig, Trainer
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 LABELS = ["neutral", "angry"]
-FEATURES = FeatureConfig(kind="whisper", speaker_cmn=True, trim="none")
+FEATURES = FeatureConfig(kind="whisper", speaker_cmn=True, trim="none", state_pool=4)
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +83,44 @@ def test_trainer_refuses_waveform_augmentation_on_cached_states(tmp_path):
                 train_config=TrainConfig(augment=AugmentConfig()), out_dir=tmp_path)
 
 
+def test_pooling_averages_whole_groups_of_valid_states_only():
+    torch.manual_seed(0)
+    states = torch.randn(3, 11, 6)
+    steps = torch.tensor([11, 6, 2])
+    for row, n in enumerate(steps.tolist()):
+        states[row, n:] = 0  # the encoder zeroes padded states
+    pooled, out_steps = pool_states(states, steps, 4)
+    assert pooled.shape == (3, 2, 6) and out_steps.tolist() == [2, 1, 1] == [pooled_frames(n, 4) for n in (11, 6, 2)]
+    torch.testing.assert_close(pooled[0, 1], states[0, 4:8].mean(0))  # frames 8-10, not a whole group, are dropped
+    torch.testing.assert_close(pooled[1, 0], states[1, :4].mean(0))
+    assert not pooled[1, 1].any()  # a group reaching into padding is zeroed, never averaged with it
+    torch.testing.assert_close(pooled[2, 0], states[2, :2].mean(0))  # shorter than a group: the mean of what there is
+    # Each row is what it would be alone.
+    for row, n in enumerate(steps.tolist()):
+        alone, alone_steps = pool_states(states[row : row + 1, :n], steps[row : row + 1], 4)
+        torch.testing.assert_close(alone[0, : int(alone_steps[0])], pooled[row, : int(out_steps[row])])
+    assert pool_states(states, steps, 1)[0] is states
+
+
+def test_pooled_states_are_cached_apart_and_match_the_extractor(tmp_path, encoder):
+    from recognition.engine.features import FeatureExtractor
+
+    wave = speech_like("angry", 1.3, seed=4)
+    raw = StateCache(encoder, tmp_path).states([wave])[0]
+    pooled = StateCache(encoder, tmp_path, pool=4).states([wave])[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [encoder.encoder_id, f"{encoder.encoder_id}-pool4"]
+    assert pooled.shape == (pooled_frames(raw.shape[0], 4), encoder.n_features)
+    np.testing.assert_allclose(pooled[0].astype(np.float32), raw[:4].astype(np.float32).mean(0), atol=2e-2)
+    # The live path (the extractor on a waveform) gives what training reads from the cache.
+    with torch.inference_mode():
+        live = FeatureExtractor(FEATURES).extract(wave, normalise=False)
+    own = torch.from_numpy(pooled.astype(np.float32))
+    torch.testing.assert_close(live, own - own.mean(0), atol=1e-2, rtol=2e-3)  # float16 rounding
+
+
 def test_whisper_model_trains_on_cached_states_and_round_trips(tmp_path, encoder):
     train, valid = _examples(6, 0), _examples(2, 500)
-    cache = StateCache(encoder, tmp_path / "cache")
+    cache = StateCache(encoder, tmp_path / "cache", pool=FEATURES.state_pool)
     for examples in (train, valid):
         for example, states in zip(examples, cache.states([e.waveform for e in examples]), strict=True):
             example.states = states
@@ -121,3 +156,26 @@ def test_recipe_defaults_and_stored_recipes():
     assert Recipe.from_dict({"features": {"speaker_cmn": True}}).features.kind == "logmel"
     assert Recipe.from_dict(Recipe().to_dict()) == Recipe()
 
+
+
+def test_checkpoints_and_recipes_from_before_pooling_moved_to_the_features(tmp_path):
+    from recognition.engine.checkpoint import Checkpoint, save_checkpoint
+    from recognition.engine.feature_stats import FeatureStats
+    from recognition.engine.model import EmotionNet
+
+    plain = FeatureConfig(kind="whisper", speaker_cmn=True)
+    config = Recipe().model_config(2)
+    path = save_checkpoint(tmp_path / "old.pt", Checkpoint(
+        model_config=config, feature_config=plain, labels=LABELS, stats=FeatureStats.identity(plain.n_features),
+        state_dict=EmotionNet(config).state_dict(), metrics={}, extra={}))
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"]["frame_pool"] = 4  # as the previous release wrote a Whisper model
+    torch.save(payload, path)
+    ck = load_checkpoint(path)
+    assert ck.feature_config.state_pool == 4 and ck.feature_config.hop_ms == 80 and ck.model_config == config
+    # A run's stored Whisper recipe without the field gets the pooling it trained with.
+    stored = Recipe().to_dict()
+    del stored["features"]["state_pool"]
+    assert Recipe.from_dict(stored).features.state_pool == 4
+    with pytest.raises(ValueError, match="state_pool applies"):
+        FeatureConfig(kind="logmel", state_pool=4)

@@ -218,7 +218,7 @@ def collate(waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
     lengths = torch.tensor([w.shape[0] for w in waves], dtype=torch.int64)
     out = torch.zeros(len(waves), int(lengths.max()), *waves[0].shape[1:], dtype=torch.float32)
     for i, w in enumerate(waves):
-        out[i, : w.shape[0]] = torch.from_numpy(np.ascontiguousarray(w, dtype=np.float32))
+        out[i, : w.shape[0]] = torch.from_numpy(np.ascontiguousarray(w))  # float16 states widen in the copy
     return out, lengths
 
 

@@ -75,7 +75,8 @@ class Dataset:
         ]
         if cache.feature_config.kind == "whisper":
             # Training always encodes in full precision; SER_ENCODER_PRECISION applies to inference.
-            states = StateCache(get_encoder(pick_device(device), "float32"), cache.cache_dir).states(
+            encoder = get_encoder(pick_device(device), "float32")
+            states = StateCache(encoder, cache.cache_dir, cache.feature_config.state_pool).states(
                 waves, progress and (lambda d, t: progress(d, t, "encoding"))
             )
             for example, state in zip(examples, states, strict=True):

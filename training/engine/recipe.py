@@ -19,8 +19,7 @@ __all__ = ["Recipe", "FRONT_ENDS", "WHISPER_AUGMENT", "WHISPER_MODEL"]
 # augmentation would need the encoder on every epoch.
 WHISPER_AUGMENT = AugmentConfig(speed=(1.0,), gain_db=0.0, noise_prob=0.0, freq_masks=1, freq_mask_width=64,
                                 time_masks=1, time_mask_fraction=0.15)
-# Encoder states come every 20 ms; four are averaged per BLSTM step (80 ms, the CNN's stride).
-WHISPER_MODEL = {"conv_channels": (), "pools": (), "frame_pool": 4, "dropout": 0.2}
+WHISPER_MODEL = {"conv_channels": (), "pools": (), "dropout": 0.2}
 FRONT_ENDS = {"whisper": "Whisper-base encoder states (pretrained, frozen)", "logmel": "log-Mel CNN (from scratch)",
               "mfcc": "MFCC CNN (from scratch)"}
 
@@ -33,7 +32,9 @@ class Recipe:
 
     # Per-speaker mean normalisation: removes the speaker's and the channel's colouring but
     # keeps each utterance's loudness and brightness relative to the speaker.
-    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(kind="whisper", speaker_cmn=True))
+    # Encoder states come every 20 ms; four are averaged per BLSTM step (80 ms, the CNN's
+    # stride), once, before they are cached.
+    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(kind="whisper", speaker_cmn=True, state_pool=4))
     model_size: str = "medium"
     model_overrides: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=1e-3, patience=8, augment=WHISPER_AUGMENT))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from recognition.engine.whisper import WhisperEncoder
+from recognition.engine.whisper import WhisperEncoder, pool_states
 
 __all__ = ["StateCache", "audio_key"]
 
@@ -31,16 +31,20 @@ def audio_key(waveform: np.ndarray) -> str:
 
 
 class StateCache:
-    """Every block's encoder states ``(frames, n_features)`` float16 for each utterance.
+    """Every block's encoder states ``(frames, n_features)`` float16 for each utterance,
+    averaged over groups of ``pool`` (:func:`~recognition.engine.whisper.pool_states`).
 
     Args:
         encoder: the frozen encoder (its ``encoder_id`` is part of every key).
         cache_dir: where ``.npy`` files are kept across runs; None keeps states in memory only.
+        pool: states averaged per cached frame (part of every key too).
     """
 
-    def __init__(self, encoder: WhisperEncoder, cache_dir: str | os.PathLike | None = None) -> None:
+    def __init__(self, encoder: WhisperEncoder, cache_dir: str | os.PathLike | None = None, pool: int = 1) -> None:
         self.encoder = encoder
-        self.cache_dir = Path(cache_dir) / encoder.encoder_id if cache_dir else None
+        self.pool = pool
+        folder = encoder.encoder_id if pool == 1 else f"{encoder.encoder_id}-pool{pool}"
+        self.cache_dir = Path(cache_dir) / folder if cache_dir else None
         self._memory: dict[str, np.ndarray] = {}
         self.hits = 0
         self.misses = 0
@@ -92,7 +96,7 @@ class StateCache:
             for row, i in enumerate(chunk):
                 batch[row, : waveforms[i].size] = torch.from_numpy(np.ascontiguousarray(waveforms[i], dtype=np.float32))
             with torch.inference_mode():
-                states, steps = self.encoder(batch.to(device), lengths.to(device))
+                states, steps = pool_states(*self.encoder(batch.to(device), lengths.to(device)), self.pool)
             states = states.to("cpu", torch.float16).numpy()
             for row, i in enumerate(chunk):
                 entry = np.ascontiguousarray(states[row, : int(steps[row])])

@@ -15,6 +15,7 @@ per 20 ms.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import threading
 
@@ -25,7 +26,10 @@ from torch.nn import functional as F
 
 from .weights import BASE_SHAPES, EncoderWeights, load_encoder_weights
 
-__all__ = ["WhisperEncoder", "get_encoder", "encoder_precision", "PRECISIONS", "state_frames", "SAMPLES_PER_STATE", "MAX_SAMPLES", "N_FFT", "HOP"]
+__all__ = [
+    "WhisperEncoder", "get_encoder", "encoder_precision", "native_bfloat16", "PRECISIONS", "state_frames", "pool_states", "pooled_frames",
+    "SAMPLES_PER_STATE", "MAX_SAMPLES", "N_FFT", "HOP",
+]
 
 N_FFT = 400
 HOP = 160
@@ -44,6 +48,48 @@ def state_frames(samples: int | Tensor) -> int | Tensor:
     n = max(int(samples), N_FFT)
     full, rest = divmod(n, MAX_SAMPLES)
     return full * BASE_SHAPES["positions"] + ((max(rest, N_FFT) // HOP + 1) // 2 if rest else 0)
+
+
+def pooled_frames(frames: int | Tensor, pool: int) -> int | Tensor:
+    """States left after averaging groups of ``pool``: whole groups only, at least one."""
+    if isinstance(frames, Tensor):
+        return torch.div(frames, pool, rounding_mode="floor").clamp(min=1)
+    return max(1, int(frames) // pool)
+
+
+def pool_states(states: Tensor, steps: Tensor, pool: int) -> tuple[Tensor, Tensor]:
+    """Average each run of ``pool`` states: ``(batch, frames, n)`` → ``(batch, frames // pool, n)``
+    and steps ``(batch,)`` → :func:`pooled_frames`.
+
+    A group never mixes in padding: only whole groups of valid states are kept (an utterance
+    shorter than one group keeps the mean of what it has). Averaging commutes with the
+    per-frame layer mix and with subtracting a mean, so it can run once, before caching.
+    """
+    if pool == 1:
+        return states, steps
+    batch, frames, width = states.shape
+    out_steps = pooled_frames(steps, pool)
+    groups = max(1, frames // pool)
+    if frames < pool:
+        states = F.pad(states, (0, 0, 0, pool - frames))
+    pooled = states[:, : groups * pool].reshape(batch, groups, pool, width).mean(2)
+    short = (steps < pool).nonzero().flatten().tolist()
+    for row in short:
+        n = max(1, int(steps[row]))
+        pooled[row, 0] = states[row, :n].mean(0)
+    keep = torch.arange(groups, device=states.device)[None, :] < out_steps[:, None]
+    return pooled * keep[..., None], out_steps
+
+
+# Each block's modules and their names in the CTranslate2 file.
+_BLOCK_PARAMETERS = (
+    ("attn_norm", "self_attention/layer_norm"),
+    ("qkv", "self_attention/linear_0"),
+    ("out", "self_attention/linear_1"),
+    ("mlp_norm", "ffn/layer_norm"),
+    ("fc1", "ffn/linear_0"),
+    ("fc2", "ffn/linear_1"),
+)
 
 
 class _Block(nn.Module):
@@ -113,19 +159,11 @@ class WhisperEncoder(nn.Module):
         put(self.final_norm.weight, "encoder/layer_norm/gamma")
         put(self.final_norm.bias, "encoder/layer_norm/beta")
         for i, block in enumerate(self.blocks):
-            p = f"encoder/layer_{i}"
-            put(block.attn_norm.weight, f"{p}/self_attention/layer_norm/gamma")
-            put(block.attn_norm.bias, f"{p}/self_attention/layer_norm/beta")
-            put(block.qkv.weight, f"{p}/self_attention/linear_0/weight")
-            put(block.qkv.bias, f"{p}/self_attention/linear_0/bias")
-            put(block.out.weight, f"{p}/self_attention/linear_1/weight")
-            put(block.out.bias, f"{p}/self_attention/linear_1/bias")
-            put(block.mlp_norm.weight, f"{p}/ffn/layer_norm/gamma")
-            put(block.mlp_norm.bias, f"{p}/ffn/layer_norm/beta")
-            put(block.fc1.weight, f"{p}/ffn/linear_0/weight")
-            put(block.fc1.bias, f"{p}/ffn/linear_0/bias")
-            put(block.fc2.weight, f"{p}/ffn/linear_1/weight")
-            put(block.fc2.bias, f"{p}/ffn/linear_1/bias")
+            for module, name in _BLOCK_PARAMETERS:
+                prefix = f"encoder/layer_{i}/{name}"
+                norm = name.endswith("layer_norm")
+                put(getattr(block, module).weight, f"{prefix}/{'gamma' if norm else 'weight'}")
+                put(getattr(block, module).bias, f"{prefix}/{'beta' if norm else 'bias'}")
         # Whisper scales queries and keys by head_dim ** -0.25 each; scaled_dot_product_attention
         # scales their product by head_dim ** -0.5 itself, which is the same.
 
@@ -199,12 +237,34 @@ _LOCK = threading.Lock()
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
-def encoder_precision() -> str:
-    """``SER_ENCODER_PRECISION``: ``float32`` (default) or ``bfloat16`` (the encoder's weights and
-    activations; the Mel front end and the states handed on stay float32)."""
-    value = os.environ.get("SER_ENCODER_PRECISION", "float32").strip().lower() or "float32"
+def native_bfloat16(device: str | torch.device = "cpu") -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CUDA GPU that supports it, or a CPU
+    with AMX or AVX-512 BF16 instructions (elsewhere bfloat16 is emulated, and slower)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return _cpu_bfloat16()
+
+
+@functools.cache
+def _cpu_bfloat16() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def encoder_precision(device: str | torch.device = "cpu") -> str:
+    """``SER_ENCODER_PRECISION`` for inference: ``auto`` (default: ``bfloat16`` where
+    :func:`native_bfloat16`, else ``float32``), ``float32`` or ``bfloat16`` (the encoder's
+    weights and activations; the Mel front end and the states handed on stay float32)."""
+    value = os.environ.get("SER_ENCODER_PRECISION", "auto").strip().lower() or "auto"
+    if value == "auto":
+        return "bfloat16" if native_bfloat16(device) else "float32"
     if value not in PRECISIONS:
-        raise ValueError(f"SER_ENCODER_PRECISION must be one of {sorted(PRECISIONS)}, not {value!r}")
+        raise ValueError(f"SER_ENCODER_PRECISION must be auto or one of {sorted(PRECISIONS)}, not {value!r}")
     return value
 
 
@@ -218,7 +278,7 @@ def get_encoder(device: str | torch.device = "cpu", precision: str | None = None
     Raises:
         WhisperWeightsError: the weights are missing or wrong (the message says how to fix it).
     """
-    precision = precision or encoder_precision()
+    precision = precision or encoder_precision(device)
     key = (str(torch.device(device)), precision)
     with _LOCK:
         if key not in _ENCODERS:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -66,6 +67,7 @@ class SpeakerCentre:
         self._speeds = tuple(float(s) for s in speeds)
         self._total = torch.zeros(len(self._speeds), extractor.config.n_features, dtype=torch.float64)
         self._frames = [0] * len(self._speeds)
+        self._lock = threading.Lock()  # a live session's segments add from several pool threads
 
     @property
     def frames(self) -> int:
@@ -80,6 +82,10 @@ class SpeakerCentre:
     def value(self) -> Tensor | None:
         """The mean ``(n_features,)`` float32 on the CPU, or ``(n_speeds, n_features)`` when
         kept for several speeds; None before any audio."""
+        with self._lock:
+            return self._value()
+
+    def _value(self) -> Tensor | None:
         if not all(self._frames):
             return None
         mean = (self._total / torch.tensor(self._frames, dtype=torch.float64)[:, None]).float()
@@ -89,10 +95,19 @@ class SpeakerCentre:
     def add(self, waveforms: Sequence[np.ndarray], batch_size: int = 64) -> None:
         """Add utterances (each ``(samples,)`` float, already trimmed as the features expect,
         or precomputed features ``(frames, n_features)``, at speed 1.0 only)."""
-        for row, speed in enumerate(self._speeds):
-            total, frames = self._sum([w if speed == 1.0 else change_speed(w, speed) for w in waveforms], batch_size)
-            self._total[row] += total
-            self._frames[row] += frames
+        sums = [self._sum([w if speed == 1.0 else change_speed(w, speed) for w in waveforms], batch_size) for speed in self._speeds]
+        self.add_totals(torch.stack([total for total, _ in sums]), torch.tensor([frames for _, frames in sums]))
+
+    def add_totals(self, totals: Tensor, frames: Tensor) -> Tensor | None:
+        """Add features already summed: ``totals`` ``(n_speeds, n_features)`` over ``frames``
+        ``(n_speeds,)`` frames. Returns the new :attr:`value` (read in the same step, so
+        threads adding at once each get a mean that includes their own audio)."""
+        if totals.shape != self._total.shape or frames.shape != (len(self._speeds),):
+            raise ValueError(f"totals {tuple(totals.shape)} and frames {tuple(frames.shape)} do not fit this running mean")
+        with self._lock:
+            self._total += totals.double()
+            self._frames = [a + int(b) for a, b in zip(self._frames, frames.tolist(), strict=True)]
+            return self._value()
 
     def _sum(self, waveforms: Sequence[np.ndarray], batch_size: int) -> tuple[Tensor, int]:
         """(sum of the un-centred feature vectors ``(n_features,)`` float64, frame count)."""

@@ -295,6 +295,7 @@ class Predictor:
         *,
         vad_config: VadConfig | None = None,
         centre: Tensor | None = None,
+        running: SpeakerCentre | None = None,
         batch_size: int = 32,
     ) -> tuple[list[SegmentPrediction], Tensor | None]:
         """Classify the speech of one speaker's ``waveform`` ``(samples,)`` with one front-end
@@ -302,7 +303,9 @@ class Predictor:
         end)`` samples, say where it is), each span is trimmed once and its features at every
         speed are computed once. A speaker-normalised model without ``centre`` is centred on the
         mean of those same features, the value :meth:`speaker_centre` of the spans gives. The
-        results equal :meth:`predict_segments`'.
+        results equal :meth:`predict_segments`'. ``running`` (from :meth:`speaker_centre`, for
+        a live speaker): those features are added to it and the model is centred on its new
+        value, so one front-end pass serves both.
 
         Returns:
             One :class:`SegmentPrediction` per span, in order, and the centre used.
@@ -311,6 +314,8 @@ class Predictor:
             ValueError: invalid waveform, an empty or out-of-range span, a VAD rate that
                 differs from :attr:`sample_rate`, or batch_size < 1.
         """
+        if running is not None and (centre is not None or running.speeds != self._speeds):
+            raise ValueError("give a running speaker mean of this predictor's speeds, or a centre, not both")
         x = self._validate(waveform)
         if spans is None:
             spans = self._speech_spans(x, vad_config)
@@ -347,8 +352,11 @@ class Predictor:
                     budget -= feats.numel() * feats.element_size()
                     if budget >= 0:  # beyond the budget (hours of encoder states) they are computed again
                         kept[b] = (feats, frame_lengths)
-                mean = (sums / counts[:, None]).float()  # (V, F)
-                centre = mean[0] if len(speeds) == 1 else mean
+                if running is not None:
+                    centre = running.add_totals(sums, counts)
+                else:
+                    mean = (sums / counts[:, None]).float()  # (V, F)
+                    centre = mean[0] if len(speeds) == 1 else mean
             results: list[SegmentPrediction | None] = [None] * len(pieces)
             sr, at_one = self.sample_rate, speeds.index(1.0)
             for b, chunk in enumerate(batches):
@@ -356,7 +364,7 @@ class Predictor:
                 feats, frame_lengths = kept[b] or front_end(chunk)
                 kept[b] = None
                 rows = self._centre_rows(centre, n) if self.speaker_normalised and centre is not None else None
-                feats, frame_lengths = extractor.normalised(*extractor.centred(feats, frame_lengths, rows))
+                feats, frame_lengths = extractor.centred(feats, frame_lengths, rows, scale=True)
                 logits, weights = self._model(feats, frame_lengths)  # (V*B, C), (V*B, steps)
                 probs = torch.softmax(logits.double(), dim=1).reshape(len(speeds), n, -1).mean(0).cpu().numpy()  # (B, C)
                 plain = slice(at_one * n, (at_one + 1) * n)  # the speed-1.0 rows: the input's time axis

@@ -52,8 +52,6 @@ class SegmentJob:
     index: int
     segment: Segment
     samples: np.ndarray
-    # The speaker mean over all speech so far, this segment included (speaker-normalised models).
-    centre: Tensor | None = None
 
 
 @dataclass
@@ -168,8 +166,12 @@ class StreamSession:
 
     def classify(self, job: SegmentJob) -> SegmentPrediction:
         """Classify one ended segment (blocking: run it in the inference pool). Its attention is
-        placed on the recording's time axis, as the engine places a recording's segments."""
-        prediction = self.predictor.predict(job.samples, job.centre)
+        placed on the recording's time axis, as the engine places a recording's segments.
+
+        A speaker-normalised model adds the segment to the speaker's running mean and is
+        centred on it (all speech so far, this segment included), from one encoder pass."""
+        [result], _ = self.predictor.predict_speech(job.samples, [(0, job.samples.size)], running=self.speaker)
+        prediction = result.prediction
         prediction = dataclasses.replace(prediction, attention_offset=prediction.attention_offset + job.segment.start)
         return SegmentPrediction(job.segment.start, job.segment.end, prediction)
 
@@ -205,9 +207,6 @@ class StreamSession:
             samples = segment.slice(audio, self.sample_rate)
             if not samples.size:
                 continue
-            centre = None
-            if self.speaker is not None:
-                centre = self.predictor.speaker_centre([samples], self.speaker).value
-            jobs.append(SegmentJob(self._segments, segment, samples.copy(), centre))
+            jobs.append(SegmentJob(self._segments, segment, samples.copy()))
             self._segments += 1
         return jobs

@@ -41,8 +41,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT  # noqa: E402
 from bench.stack import free_port  # noqa: E402
 from bench.upload_memory import post, rss_mb  # noqa: E402
-from tests.hostile_audio import PLAYLIST_NAMES, float_wav_bytes, huge_sine, playlists, secret_file  # noqa: E402
-from tests.synth import speech_like, write_wav  # noqa: E402
+from devsupport.hostile_audio import (  # noqa: E402
+    PLAYLIST_NAMES,
+    float_wav_bytes,
+    huge_sine,
+    playlists,
+    secret_file,
+)
+from devsupport.synth import speech_like, write_wav  # noqa: E402
 
 BOMB_LIMIT = 50 * 2**20  # SER_MAX_UNZIPPED_BYTES for the run: a bomb needs only to pass it
 
@@ -361,7 +367,7 @@ def main() -> None:
         secret_file(secret_dir)  # a server file the playlists name (absolute path)
         token = target.shell(
             "from pathlib import Path; from django.contrib.auth import get_user_model; from recognition.services.tokens import api_token_create; "
-            "from tests.tiny_model import register_tiny; from training.models import Corpus, TrainingRun; "
+            "from devsupport.tiny_model import register_tiny; from training.models import Corpus, TrainingRun; "
             f"register_tiny(Path('{data}'), activate=True); U = get_user_model(); admin = U.objects.get(username='admin'); "
             "U.objects.create_user('victim', password='victim-password-123'); "
             "TrainingRun.objects.create(name='target', created_by=admin, status='succeeded'); Corpus.objects.create(name='target', status='ready'); "

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from devsupport.recorder import encode_chunks
+from devsupport.synth import speech_silence_speech
+from devsupport.tiny_model import tiny_checkpoint
 from recognition.engine.predictor import Predictor
-from tests.recorder import encode_chunks
-from tests.synth import speech_silence_speech
-from tests.tiny_model import tiny_checkpoint
 
 
 @pytest.fixture(params=[None, "tta"], ids=["one_speed", "tta"])

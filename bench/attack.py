@@ -41,10 +41,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import ROOT  # noqa: E402
 from bench.stack import free_port  # noqa: E402
 from bench.upload_memory import post, rss_mb  # noqa: E402
-from tests.hostile_audio import PLAYLIST_NAMES, float_wav_bytes, huge_sine, playlists, secret_file  # noqa: E402
-from tests.synth import speech_like, write_wav  # noqa: E402
+from devsupport.hostile_audio import (  # noqa: E402
+    PLAYLIST_NAMES,
+    float_wav_bytes,
+    huge_sine,
+    playlists,
+    secret_file,
+)
+from devsupport.synth import speech_like, write_wav  # noqa: E402
 
 BOMB_LIMIT = 50 * 2**20  # SER_MAX_UNZIPPED_BYTES for the run: a bomb needs only to pass it
+CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 
 class Target:
@@ -113,31 +120,37 @@ def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tu
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
+def sign_in(target: Target, username: str, password: str) -> tuple[int, str, str]:
+    """Post the sign-in form as a browser does (its CSRF cookie and token first).
+
+    Returns the answer's status, its ``Set-Cookie`` header ("" when none) and the CSRF cookie sent."""
+    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
+    host = {"Host": f"127.0.0.1:{target.port}"}
+    conn.request("GET", "/accounts/login/", headers=host)
+    first = conn.getresponse()
+    page = first.read().decode()
+    cookie = re.search(r"csrftoken=([^;]+)", first.getheader("Set-Cookie")).group(1)
+    token = CSRF_FIELD.search(page).group(1)
+    body = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token}).encode()
+    conn.request("POST", "/accounts/login/", body=body, headers={**host, "Content-Type": "application/x-www-form-urlencoded",
+                                                                 "Cookie": f"csrftoken={cookie}", "Origin": f"http://127.0.0.1:{target.port}"})
+    answer = conn.getresponse()
+    answer.read()
+    conn.close()
+    return answer.status, answer.getheader("Set-Cookie") or "", cookie
+
+
 class Session:
     """A logged-in browser: session cookie and CSRF token."""
 
     def __init__(self, target: Target, username: str, password: str) -> None:
         self.target = target
-        host = {"Host": f"127.0.0.1:{target.port}"}
-        conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
-        conn.request("GET", "/accounts/login/", headers=host)
-        first = conn.getresponse()
-        page = first.read().decode()
-        cookie = re.search(r"csrftoken=([^;]+)", first.getheader("Set-Cookie")).group(1)
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-        body = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token}).encode()
-        conn.request("POST", "/accounts/login/", body=body, headers={
-            **host, "Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={cookie}",
-            "Origin": f"http://127.0.0.1:{target.port}"})
-        answer = conn.getresponse()
-        answer.read()
-        conn.close()
-        cookies = answer.getheader("Set-Cookie") or ""
+        _, cookies, cookie = sign_in(target, username, password)
         self.session = re.search(r"sessionid=([^;]+)", cookies).group(1)
         self.csrf_cookie = re.search(r"csrftoken=([^;]+)", cookies).group(1) if "csrftoken=" in cookies else cookie
         self.csrf = ""
         page = target.request("GET", "/classify/", headers=self.headers())[1]
-        self.csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        self.csrf = CSRF_FIELD.search(page).group(1)
 
     def headers(self) -> dict[str, str]:
         return {"Cookie": f"sessionid={self.session}; csrftoken={self.csrf_cookie}",
@@ -270,7 +283,7 @@ def run_attacks(target: Target, admin: Session, token: str, ids: dict[str, int],
     record("missing page (debug page?)", status == 404 and "Page not found" in text and "URLconf" not in text, status)
     statuses = []
     for _ in range(12):
-        statuses.append(_try_login(target, "victim", "wrong-password"))
+        statuses.append(sign_in(target, "victim", "wrong-password")[0])
     record("12 wrong passwords for one account", statuses[-1] == 429 and statuses.count(429) == 2, statuses[-3:])
 
     # Corpus uploads: traversal, bomb, playlists and unusable audio inside an otherwise good corpus.
@@ -302,24 +315,6 @@ def run_attacks(target: Target, admin: Session, token: str, ids: dict[str, int],
 def _form_error(html: str) -> str:
     match = re.search(r'class="[^"]*error[^"]*"[^>]*>([^<]+)<', html)
     return match.group(1).strip() if match else ""
-
-
-def _try_login(target: Target, username: str, password: str) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
-    host = {"Host": f"127.0.0.1:{target.port}"}
-    conn.request("GET", "/accounts/login/", headers=host)
-    first = conn.getresponse()
-    page = first.read().decode()
-    cookie = re.search(r"csrftoken=([^;]+)", first.getheader("Set-Cookie")).group(1)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    body = urllib.parse.urlencode({"username": username, "password": password, "csrfmiddlewaretoken": token}).encode()
-    conn.request("POST", "/accounts/login/", body=body, headers={**host, "Content-Type": "application/x-www-form-urlencoded",
-                                                                 "Cookie": f"csrftoken={cookie}", "Origin": f"http://127.0.0.1:{target.port}"})
-    answer = conn.getresponse()
-    answer.read()
-    conn.close()
-    return answer.status
-
 
 
 def leftovers(target: Target) -> dict:
@@ -361,7 +356,7 @@ def main() -> None:
         secret_file(secret_dir)  # a server file the playlists name (absolute path)
         token = target.shell(
             "from pathlib import Path; from django.contrib.auth import get_user_model; from recognition.services.tokens import api_token_create; "
-            "from tests.tiny_model import register_tiny; from training.models import Corpus, TrainingRun; "
+            "from devsupport.tiny_model import register_tiny; from training.models import Corpus, TrainingRun; "
             f"register_tiny(Path('{data}'), activate=True); U = get_user_model(); admin = U.objects.get(username='admin'); "
             "U.objects.create_user('victim', password='victim-password-123'); "
             "TrainingRun.objects.create(name='target', created_by=admin, status='succeeded'); Corpus.objects.create(name='target', status='ready'); "

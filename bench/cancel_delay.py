@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--heartbeat", type=float, default=10.0, help="SER_HEARTBEAT_SECONDS of the worker")
     args = parser.parse_args()
     with LiveStack(extra_env={"SER_HEARTBEAT_SECONDS": str(args.heartbeat), "SER_TRAIN_THREADS": "1"}) as stack:
-        from tests.web.factories import ready_corpus
+        from devsupport.factories import ready_corpus
         from training.models import TrainingRun
         from training.services import runs
 

@@ -46,9 +46,9 @@ def main() -> None:
 
     from bench.common import machine
     from bench.streaming import synth_stream
+    from devsupport.synth import write_wav
     from recognition.engine.features import FeatureExtractor
     from recognition.engine.predictor import Predictor
-    from tests.synth import write_wav
 
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="classify-path-"))
@@ -112,10 +112,10 @@ def _checkpoint(path: Path, front_end: str) -> Path:
     (a tree before ``Recipe.for_front_end``: its one default recipe), random weights."""
     import torch
 
+    from devsupport.synth import speech_like
     from recognition.engine.checkpoint import Checkpoint, save_checkpoint
     from recognition.engine.features import FeatureExtractor, FeatureStats, prepare_waveform
     from recognition.engine.model import EmotionNet, ModelConfig
-    from tests.synth import speech_like
     from training.engine.experiment import Recipe
 
     torch.manual_seed(0)

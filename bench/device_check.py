@@ -2,7 +2,7 @@
 
     python bench/device_check.py [--device auto|cuda|cpu] [--quick]
 
-Everything runs on synthetic speech-like audio (``tests/synth.py``), so no corpus has to
+Everything runs on synthetic speech-like audio (``devsupport/synth.py``), so no corpus has to
 travel to the GPU machine. Checks, each ``{"ok": bool, ...}`` with the measured figures:
 
 - ``features``: the log-Mel front end on the device against the CPU (a padded batch,
@@ -43,12 +43,12 @@ import numpy as np
 import torch
 from common import machine  # adds the repo to sys.path
 
+from devsupport.synth import CLASS_STYLES, speech_like
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.engine.features import FeatureConfig, FeatureExtractor
 from recognition.engine.model import EmotionNet, ModelConfig
 from recognition.engine.predictor import Predictor
 from recognition.engine.whisper import get_encoder
-from tests.synth import CLASS_STYLES, speech_like
 from training.engine.data import AugmentConfig, Example, assign_speaker_centres, collate
 from training.engine.events import EpochReport
 from training.engine.experiment import Recipe

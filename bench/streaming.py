@@ -59,7 +59,7 @@ TARGETS = {"one_stream_p95_ms": 300, "twenty_streams_p95_ms": 800}
 
 def synth_stream(seconds: float, seed: int) -> tuple[np.ndarray, list[tuple[float, float]]]:
     """Utterances of voiced syllables between pauses; returns the waveform and each utterance's (start, end)."""
-    from tests.synth import CLASS_STYLES, voiced_burst
+    from devsupport.synth import CLASS_STYLES, voiced_burst
 
     rng = np.random.default_rng(seed)
     pieces, truth, t = [np.zeros(int(0.6 * SR), np.float32)], [], 0.6
@@ -100,8 +100,8 @@ async def one_stream(stack: LiveStack, cookie: str, wave: np.ndarray, truth: lis
     from websockets.asyncio.client import connect
     from websockets.exceptions import ConnectionClosed
 
+    from devsupport.recorder import encode_chunks
     from recognition.engine.stream import StreamDecoder
-    from tests.recorder import encode_chunks
 
     chunks = encode_chunks(wave, container="webm", timeslice=CHUNK)
     # Audio seconds the server can decode once chunk k is in (the codec's delay makes it a

@@ -1,5 +1,5 @@
 """Writes the example clips of the classify page (static/examples/) with the project's own
-speech-like synthesiser (tests/synth.py): voiced tones whose pitch contour, loudness and
+speech-like synthesiser (devsupport/synth.py): voiced tones whose pitch contour, loudness and
 tempo follow the training tests' emotion styles. They are not recordings of people, so a
 model trained on real speech may hear anything in them; they let the page be tried with no
 file at hand, and they are small (16 kHz mono 16-bit, about 1.5 s, two phrases each).
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.synth import SR, speech_like, write_wav
+from devsupport.synth import SR, speech_like, write_wav
 
 FOLDER = Path(__file__).resolve().parent.parent / "static" / "examples"
 # (file stem, synthesiser style, seed): seeds fixed so the files are the same every time.

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from tests.synth import make_folder_corpus, speech_silence_speech, write_wav
+from devsupport.synth import make_folder_corpus, speech_silence_speech, write_wav
 from training.engine.experiment import Recipe
 
 LABELS = ["neutral", "happy", "sad", "angry"]
@@ -117,7 +117,7 @@ def test_classify_text_and_json(trained, tmp_path):
 
 
 def test_classify_says_no_speech_for_silence_and_the_whole_file_only_when_asked(tmp_path):
-    from tests.tiny_model import tiny_checkpoint
+    from devsupport.tiny_model import tiny_checkpoint
 
     model = tiny_checkpoint(tmp_path / "tiny.pt")
     silence = write_wav(tmp_path / "silence.wav", np.zeros(5 * 16000, np.float32))
@@ -210,7 +210,7 @@ def test_bad_recipe_option_is_a_clear_error(corpus, tmp_path):
 
 @pytest.mark.django_db
 def test_classify_uses_the_active_model_version(tmp_path, monkeypatch):
-    from tests.tiny_model import register_tiny
+    from devsupport.tiny_model import register_tiny
 
     monkeypatch.delenv("SER_MODEL", raising=False)
     wave, _ = speech_silence_speech("sad")
@@ -232,9 +232,9 @@ def test_classify_uses_the_active_model_version(tmp_path, monkeypatch):
 
 
 def test_classify_one_speaker_centres_a_speaker_normalised_model_on_all_files(tmp_path):
+    from devsupport.tiny_model import tiny_checkpoint
     from recognition.engine.audio import decode_audio
     from recognition.engine.predictor import Predictor
-    from tests.tiny_model import tiny_checkpoint
 
     model = tiny_checkpoint(tmp_path / "spk.pt", speaker_cmn=True)
     files = [str(write_wav(tmp_path / f"{lab}.wav", speech_silence_speech(lab, seed=i)[0])) for i, lab in enumerate(["sad", "angry"])]
@@ -265,9 +265,9 @@ def duration_weighted(segments) -> dict[str, float]:
 
 @pytest.mark.parametrize("members", [1, 3])  # every model at its three speeds, or each once at 1.0
 def test_classify_asks_at_the_trained_speeds_unless_told_not_to(tmp_path, members):
+    from devsupport.tiny_model import tiny_checkpoint
     from recognition.engine.audio import decode_audio
     from recognition.engine.predictor import Predictor
-    from tests.tiny_model import tiny_checkpoint
     from training.engine.trainer import TrainConfig
 
     model = tiny_checkpoint(tmp_path / "tta.pt", train_config=TrainConfig(members=members).to_dict(), members=members)

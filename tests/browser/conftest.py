@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devsupport.synth import SR, continuous_voice, speech_like, write_wav
 from ser_site.launcher import web_server_argv
 from tests.conftest import ROOT, worker_env
-from tests.synth import SR, continuous_voice, speech_like, write_wav
 
 CHROMIUM = Path(os.environ.get("SER_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = ROOT / "var" / "screenshots"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from tests.tiny_model import register_tiny
+from devsupport.tiny_model import register_tiny
 from tests.web.corpora_helpers import ravdess_folder
 
 LABELS = ["neutral", "happy", "sad", "angry"]

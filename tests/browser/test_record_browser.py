@@ -16,9 +16,9 @@ import re
 import numpy as np
 import pytest
 
+from devsupport.synth import speech_silence_speech, write_wav
+from devsupport.tiny_model import LABELS, register_tiny
 from tests.browser.conftest import launch_chromium, open_logged_in_page
-from tests.synth import speech_silence_speech, write_wav
-from tests.tiny_model import LABELS, register_tiny
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from devsupport.synth import make_folder_corpus
 from tests.engine.training_support import LABELS2, synthetic_examples
-from tests.synth import make_folder_corpus
 from training.engine.corpora import scan_corpus
 
 

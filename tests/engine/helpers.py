@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.synth import write_ogg, write_wav
+from devsupport.synth import write_ogg, write_wav
 from training.engine.corpora import CorpusScan
 
 TINY = (0.1 * np.sin(np.linspace(0, 200, 800))).astype(np.float32)  # 0.05 s at 16 kHz

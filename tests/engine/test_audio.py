@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 
+from devsupport.synth import SR, write_wav
 from recognition.engine.audio import DEFAULT_MAX_SECONDS, AudioError, decode_audio, probe_duration
-from tests.synth import SR, write_wav
 
 TONE_HZ = 600.0
 TONE_AMP = 0.5

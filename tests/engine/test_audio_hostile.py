@@ -8,6 +8,14 @@ import io
 import numpy as np
 import pytest
 
+from devsupport.hostile_audio import (
+    PLAYLIST_NAMES,
+    float_wav_bytes,
+    huge_sine,
+    playlists,
+    secret_file,
+)
+from devsupport.synth import SR
 from recognition.engine.audio import (
     ALLOWED_DEMUXERS,
     MAX_SAMPLE_MAGNITUDE,
@@ -18,8 +26,6 @@ from recognition.engine.audio import (
     probe_duration,
 )
 from recognition.engine.stream import StreamDecoder
-from tests.hostile_audio import PLAYLIST_NAMES, float_wav_bytes, huge_sine, playlists, secret_file
-from tests.synth import SR
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.synth import speech_like
+from devsupport.synth import speech_like
 from training.engine.data import (
     AugmentConfig,
     augment_waveform,

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from devsupport.synth import speech_like
 from recognition.engine import ENGINE_VERSION
 from recognition.engine.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -20,7 +21,6 @@ from recognition.engine.checkpoint import (
 )
 from recognition.engine.features import FeatureConfig, FeatureStats
 from recognition.engine.model import EmotionNet, ModelConfig
-from tests.synth import speech_like
 
 LABELS = ["neutral", "happy", "sad"]
 FEATURES = FeatureConfig(n_mels=16, trim="none")

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devsupport.synth import SR, speech_like, speech_silence_speech
+from devsupport.tiny_model import LABELS, tiny_checkpoint
 from recognition.engine.classify import classify_recording, speech_verdict
 from recognition.engine.predictor import Prediction, Predictor, SegmentPrediction
 from recognition.engine.spectrogram import MAX_COLUMNS
 from recognition.engine.vad import VadConfig, segment_speech
-from tests.synth import SR, speech_like, speech_silence_speech
-from tests.tiny_model import LABELS, tiny_checkpoint
 
 
 def _recording() -> np.ndarray:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from devsupport.synth import speech_like
 from recognition.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from recognition.engine.model import EmotionNet, EnsembleNet, ModelConfig
 from recognition.engine.predictor import Predictor
 from recognition.engine.tta import MAX_PASSES, inference_speeds, tta_speeds
 from tests.engine.training_support import LABELS2, assert_same_weights, small_trainer, tiny_recipe
-from tests.synth import speech_like
 from training.cli import summary_line
 from training.engine.data import AugmentConfig, Example
 from training.engine.evaluation import example_probabilities

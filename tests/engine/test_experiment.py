@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
+from devsupport.synth import make_folder_corpus
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.engine.features import FeatureConfig, FeatureExtractor
 from tests.engine.training_support import tiny_recipe
-from tests.synth import make_folder_corpus
 from training.engine.corpora import scan_corpus
 from training.engine.data import AugmentConfig, WaveformCache
 from training.engine.events import EpochReport

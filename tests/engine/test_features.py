@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from devsupport.synth import SR, speech_like
 from recognition.engine.features import (
     FeatureConfig,
     FeatureExtractor,
@@ -17,7 +18,6 @@ from recognition.engine.features import (
     mel_to_hz,
     prepare_waveform,
 )
-from tests.synth import SR, speech_like
 
 librosa = pytest.importorskip("librosa")
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from devsupport.synth import SR, speech_like, speech_silence_speech, voiced_burst, write_wav
 from recognition.engine.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -28,7 +29,6 @@ from recognition.engine.model import EmotionNet, ModelConfig
 from recognition.engine.predictor import Prediction, Predictor, SegmentPrediction
 from recognition.engine.trim import trim_bounds
 from recognition.engine.vad import VadConfig
-from tests.synth import SR, speech_like, speech_silence_speech, voiced_burst, write_wav
 
 LABELS = ["neutral", "happy", "angry"]
 

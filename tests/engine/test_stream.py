@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from devsupport.recorder import encode_chunks
+from devsupport.synth import SR, speech_like, speech_silence_speech, write_wav
 from recognition.engine.audio import AudioError, decode_audio
 from recognition.engine.stream import StreamDecoder, container_for_mime
 from recognition.engine.vad import StreamingVad, segment_speech
-from tests.recorder import encode_chunks
-from tests.synth import SR, speech_like, speech_silence_speech, write_wav
 
 MIMES = {"webm": "audio/webm;codecs=opus", "ogg": "audio/ogg;codecs=opus", "mp4": "audio/mp4"}
 

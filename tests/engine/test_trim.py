@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from devsupport.synth import SR, speech_like, voiced_burst
 from recognition.engine.trim import TRIM_METHODS, trim_bounds, trim_silence
-from tests.synth import SR, speech_like, voiced_burst
 
 
 def _padded_utterance(

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from devsupport.synth import speech_like
+from devsupport.tiny_model import tiny_checkpoint
 from recognition.engine.checkpoint import Checkpoint
 from recognition.engine.features import FeatureExtractor, prepare_waveform
 from recognition.engine.predictor import Predictor
 from recognition.engine.tta import change_speed, tta_speeds
-from tests.synth import speech_like
-from tests.tiny_model import tiny_checkpoint
 from training.engine.data import AugmentConfig, Example, assign_speaker_centres, augment_waveform
 from training.engine.evaluation import evaluate_examples, example_probabilities
 from training.engine.trainer import TrainConfig

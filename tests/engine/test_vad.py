@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from devsupport.synth import SR, continuous_voice, speech_silence_speech, voiced_burst
 from recognition.engine.vad import Segment, StreamingVad, VadConfig, segment_speech
-from tests.synth import SR, continuous_voice, speech_silence_speech, voiced_burst
 
 PAD = VadConfig().padding_ms / 1000
 

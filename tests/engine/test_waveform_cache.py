@@ -7,9 +7,9 @@ import os
 
 import numpy as np
 
+from devsupport.synth import speech_like, write_wav
 from recognition.engine.audio import decode_audio
 from recognition.engine.features import FeatureConfig, prepare_waveform
-from tests.synth import speech_like, write_wav
 from training.engine.data import WaveformCache
 
 CONFIG = FeatureConfig(trim="energy")

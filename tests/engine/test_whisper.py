@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from devsupport.synth import speech_like
 from recognition.engine.whisper import (
     MAX_SAMPLES,
     WhisperWeightsError,
@@ -18,7 +19,6 @@ from recognition.engine.whisper import (
     state_frames,
 )
 from recognition.engine.whisper import weights as weights_module
-from tests.synth import speech_like
 
 
 @pytest.fixture(scope="module")

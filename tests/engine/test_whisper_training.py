@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from devsupport.synth import speech_like
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.engine.features import FeatureConfig
 from recognition.engine.predictor import Predictor
 from recognition.engine.whisper import get_encoder, pool_states, pooled_frames, state_frames
-from tests.synth import speech_like
 from training.engine.data import AugmentConfig, Example, assign_speaker_centres
 from training.engine.evaluation import example_probabilities
 from training.engine.recipe import WHISPER_AUGMENT, Recipe

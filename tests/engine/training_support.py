@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from devsupport.synth import speech_like
 from recognition.engine.features import FeatureConfig
 from recognition.engine.model import ModelConfig
-from tests.synth import speech_like
 from training.engine.data import AugmentConfig, Example
 from training.engine.recipe import Recipe
 from training.engine.trainer import TrainConfig, Trainer

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
+from devsupport.factories import ready_corpus
 from recognition.models import ModelVersion
-from tests.web.factories import ready_corpus
 from training.models import EpochMetric, TrainingRun
 from training.selectors.runs import epoch_payload
 from training.services import execution

@@ -18,10 +18,10 @@ from celery import Celery
 from django.conf import settings
 from django.utils import timezone
 
+from devsupport.factories import ready_corpus
 from ser_site.redis_server import EmbeddedRedis
 from tests.conftest import WorkerProcess, worker_env
 from tests.web.corpora_helpers import ravdess_folder, zip_bytes
-from tests.web.factories import ready_corpus
 from training.engine.labels import resolve_label_set
 from training.models import Corpus, EpochMetric, TrainingRun
 from training.services import runs as run_services

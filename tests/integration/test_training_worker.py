@@ -14,10 +14,10 @@ from channels.testing import WebsocketCommunicator
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import transaction
 
+from devsupport.factories import ready_corpus
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.models import ModelVersion
 from tests.web.corpora_helpers import ravdess_folder, zip_bytes
-from tests.web.factories import ready_corpus
 from training.models import Corpus, EpochMetric, TrainingRun
 from training.routing import websocket_urlpatterns
 from training.selectors.run_details import run_per_speaker, run_split, speakers_of

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.synth import speech_like, write_ogg, write_wav
+from devsupport.synth import speech_like, write_ogg, write_wav
 
 # RAVDESS emotion codes used here and the labels they map to.
 EMOTIONS = {"01": "neutral", "03": "happy", "04": "sad", "05": "angry"}

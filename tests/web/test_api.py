@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from django.test import Client
 
+from devsupport.synth import speech_silence_speech, write_wav
+from devsupport.tiny_model import LABELS, register_tiny
 from recognition.services.tokens import api_token_create, api_token_revoke
-from tests.synth import speech_silence_speech, write_wav
-from tests.tiny_model import LABELS, register_tiny
 
 URL = "/api/classify"
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from devsupport.synth import SR, speech_like, speech_silence_speech, write_wav
+from devsupport.tiny_model import LABELS, tiny_checkpoint
 from recognition.engine.audio import AudioError
 from recognition.engine.spectrogram import MAX_COLUMNS, spectrogram
 from recognition.engine.vad import segment_speech
-from tests.synth import SR, speech_like, speech_silence_speech, write_wav
-from tests.tiny_model import LABELS, tiny_checkpoint
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.synth import speech_like, write_wav
+from devsupport.synth import speech_like, write_wav
 from tests.web.corpora_helpers import (  # noqa: F401
     EMOTIONS,
     NEMO_EMOTIONS,

@@ -9,8 +9,8 @@ import re
 import pytest
 from django.urls import reverse
 
+from devsupport.tiny_model import register_tiny
 from recognition.formatting import format_duration, format_pct, format_score, format_when
-from tests.tiny_model import register_tiny
 
 
 def test_scores_round_half_up_on_the_decimal_value():

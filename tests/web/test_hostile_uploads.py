@@ -15,10 +15,16 @@ import math
 import numpy as np
 import pytest
 
+from devsupport.hostile_audio import (
+    PLAYLIST_NAMES,
+    float_wav_bytes,
+    huge_sine,
+    playlists,
+    secret_file,
+)
+from devsupport.synth import SR
+from devsupport.tiny_model import register_tiny
 from recognition.services.tokens import api_token_create
-from tests.hostile_audio import PLAYLIST_NAMES, float_wav_bytes, huge_sine, playlists, secret_file
-from tests.synth import SR
-from tests.tiny_model import register_tiny
 from tests.web.corpora_helpers import leftovers, ravdess_folder, storage, upload, zip_bytes  # noqa: F401
 from training.models import Corpus
 from training.services.corpora import corpus_upload_create

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
+from devsupport.recorder import encode_chunks
+from devsupport.synth import continuous_voice, speech_like, speech_silence_speech, write_wav
+from devsupport.tiny_model import LABELS, tiny_checkpoint
 from recognition.engine.audio import decode_audio
-from tests.recorder import encode_chunks
-from tests.synth import continuous_voice, speech_like, speech_silence_speech, write_wav
-from tests.tiny_model import LABELS, tiny_checkpoint
 from tests.web.record_helpers import TIMEOUT, communicator, expect_error, start
 
 

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from tests.synth import speech_silence_speech, write_wav
-from tests.tiny_model import LABELS, register_tiny
+from devsupport.synth import speech_silence_speech, write_wav
+from devsupport.tiny_model import LABELS, register_tiny
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,9 +9,9 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
+from devsupport.factories import ready_corpus
 from ser_site.asgi import application
 from ser_site.channels_util import group_send
-from tests.web.factories import ready_corpus
 from training.models import EpochMetric, TrainingRun
 from training.routing import websocket_urlpatterns
 

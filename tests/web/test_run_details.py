@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.web.factories import ready_corpus
+from devsupport.factories import ready_corpus
 from training.engine.experiment import build_dataset
 from training.engine.splits import holdout_split
 from training.models import EpochMetric, TrainingRun

@@ -9,9 +9,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from devsupport.factories import ready_corpus
+from devsupport.tiny_model import register_tiny
 from tests.make_examples import FOLDER, write_examples
-from tests.tiny_model import register_tiny
-from tests.web.factories import ready_corpus
 from training.models import Corpus, EpochMetric, TrainingRun
 from training.selectors.run_search import run_list_search, run_tags
 from training.selectors.runs import run_compare_data

@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.web.factories import ready_corpus
+from devsupport.factories import ready_corpus
 from training import selectors
 from training.engine.events import BatchProgress, EpochReport
 from training.models import Corpus, EpochMetric, TrainingRun

@@ -96,7 +96,7 @@ def test_missing_page_is_the_sites_own_404_without_url_list(client, auth_client)
 
 @pytest.mark.django_db
 def test_forbidden_and_csrf_pages(auth_client, user, tmp_path):
-    from tests.tiny_model import register_tiny
+    from devsupport.tiny_model import register_tiny
 
     version = register_tiny(tmp_path)
     response = auth_client.post(f"/models/{version.pk}/activate/")  # staff only
@@ -180,7 +180,7 @@ def site_logging(settings):
 
 @pytest.mark.django_db
 def test_a_403_is_logged_in_one_line_without_a_traceback(auth_client, tmp_path, site_logging):
-    from tests.tiny_model import register_tiny
+    from devsupport.tiny_model import register_tiny
 
     version = register_tiny(tmp_path)
     assert auth_client.post(f"/models/{version.pk}/activate/").status_code == 403

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from devsupport.synth import speech_silence_speech, write_wav
 from recognition.engine.checkpoint import load_checkpoint
 from recognition.engine.predictor import Predictor
 from recognition.models import ModelVersion
 from recognition.services.starter import STARTER_DIR, STARTER_PATH, model_version_register_starter
 from tests.conftest import ROOT, worker_env
-from tests.synth import speech_silence_speech, write_wav
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,16 +6,19 @@ import numpy as np
 import pytest
 import torch
 
+from devsupport.recorder import encode_chunks
+from devsupport.synth import speech_silence_speech
+from devsupport.tiny_model import tiny_checkpoint
 from recognition.engine.predictor import Predictor
-from tests.recorder import encode_chunks
-from tests.synth import speech_silence_speech
-from tests.tiny_model import tiny_checkpoint
 
 
 @pytest.fixture(params=[None, "tta"], ids=["one_speed", "tta"])
-def session_parts(request, db, tmp_path, one_thread):
-    """A speaker-normalised model, without and with trained speeds (one speaker mean per speed)."""
+def live(request, db, tmp_path, one_thread):
+    """A stream session over a speaker-normalised model, without and with trained speeds (one
+    speaker mean per speed), and that model's predictor."""
     from recognition.services import model_version_register
+    from recognition.services.stream_limits import StreamLimits
+    from recognition.services.streaming import StreamSession
     from training.engine.trainer import TrainConfig
 
     train_config = TrainConfig().to_dict() if request.param else None
@@ -23,18 +26,15 @@ def session_parts(request, db, tmp_path, one_thread):
     version = model_version_register(name="spk", checkpoint_path=path, activate=True)
     predictor = Predictor.from_checkpoint(path, device="cpu")
     assert len(predictor.speeds) == (3 if request.param else 1)
-    return version, predictor
-
-
-def test_segments_are_centred_on_the_running_speaker_mean_and_the_result_uses_all_speech(session_parts):
-    from recognition.services.stream_limits import StreamLimits
-    from recognition.services.streaming import StreamSession
-
-    version, predictor = session_parts
     session = StreamSession(
         version=version, predictor=predictor, mime="audio/webm;codecs=opus",
         limits=StreamLimits(max_seconds=60, max_bytes_per_second=10**7, max_streams=2),
     )
+    return session, predictor
+
+
+def test_segments_are_centred_on_the_running_speaker_mean_and_the_result_uses_all_speech(live):
+    session, predictor = live
     wave, _ = speech_silence_speech("angry", speech=1.0, silence=1.0)
     jobs = []
     for chunk in encode_chunks(wave, container="webm"):
@@ -73,15 +73,10 @@ def test_segments_are_centred_on_the_running_speaker_mean_and_the_result_uses_al
     assert result["whole"] is None
 
 
-def test_provisional_jobs_preview_the_segment_in_progress_about_once_a_second(session_parts):
-    from recognition.services.stream_limits import StreamLimits
-    from recognition.services.streaming import PROVISIONAL_EVERY_SECONDS, StreamSession
+def test_provisional_jobs_preview_the_segment_in_progress_about_once_a_second(live):
+    from recognition.services.streaming import PROVISIONAL_EVERY_SECONDS
 
-    version, predictor = session_parts
-    session = StreamSession(
-        version=version, predictor=predictor, mime="audio/webm;codecs=opus",
-        limits=StreamLimits(max_seconds=60, max_bytes_per_second=10**7, max_streams=2),
-    )
+    session, predictor = live
     wave, truth = speech_silence_speech("angry", speech=2.5, silence=1.0)
     previews, ended = [], []
     for chunk in encode_chunks(wave, container="webm"):

@@ -1,6 +1,6 @@
 """Uploads that are not audio but make FFmpeg read something else, and audio whose samples
-are not a recording. Shared by the engine tests and the web tests (API, page, websocket,
-corpus import).
+are not a recording. Shared by the engine tests, the web tests (API, page, websocket,
+corpus import) and bench/attack.py.
 
 Each playlist names ``secret.wav`` relative to the working directory (the tests ``chdir``
 into a folder that holds one) and by absolute path: what an attacker would try.
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.synth import SR, speech_like, write_wav
+from devsupport.synth import SR, speech_like, write_wav
 
 SECRET = "secret.wav"
 PLAYLIST_NAMES = (

@@ -1,4 +1,5 @@
-"""Tiny real checkpoints registered as ModelVersions, for the web, API and browser tests.
+"""Tiny real checkpoints registered as ModelVersions, for the web, API and browser tests
+and bench/attack.py.
 
 The model is randomly initialised (so its verdicts are arbitrary) but complete: the real
 engine loads it, the registry validates it and the predictor runs it.
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from devsupport.synth import CLASS_STYLES, speech_like
 from recognition.engine.checkpoint import Checkpoint, save_checkpoint
 from recognition.engine.features import (
     FeatureConfig,
@@ -18,7 +20,6 @@ from recognition.engine.features import (
     prepare_waveform,
 )
 from recognition.engine.model import EmotionNet, ModelConfig
-from tests.synth import CLASS_STYLES, speech_like
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 

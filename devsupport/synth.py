@@ -1,4 +1,4 @@
-"""Synthetic, labelled, speech-like audio for tests (no corpus needed).
+"""Synthetic, labelled, speech-like audio for tests and benchmarks (no corpus needed).
 
 Each class is a family of voiced tones whose pitch contour, loudness and syllable tempo
 depend on the class, with per-utterance jitter and noise, so a small model can learn

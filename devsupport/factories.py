@@ -1,10 +1,10 @@
-"""Database objects for the run tests, built from real synthetic audio files."""
+"""Database objects for the run tests and bench/cancel_delay.py, built from real synthetic audio files."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from tests.synth import make_folder_corpus
+from devsupport.synth import make_folder_corpus
 from training.engine.corpora import scan_corpus
 from training.models import Corpus, Utterance
 

@@ -62,8 +62,8 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--patience", type=int, default=None, help=f"early stopping on validation UA (0 = off; {per_front_end('patience')})")
     g.add_argument("--label-smoothing", type=float, default=t.label_smoothing)
     g.add_argument("--own-centre-share", type=float, default=t.own_centre_share, metavar="SHARE",
-                   help="with --mean-norm speaker: share of training examples centred on their own mean, "
-                   f"as a lone recording is at inference (default {t.own_centre_share})")
+                   help="with --mean-norm speaker: share of training examples centred as a recording of an "
+                   f"unknown speaker is at inference (default {t.own_centre_share})")
     g.add_argument("--members", type=int, default=None, metavar="N",
                    help="train a seed ensemble of N models (seeds SEED..SEED+N-1) and average them; "
                    f"N times the training time; classifying takes one pass per model and speed ({per_front_end('members')})")

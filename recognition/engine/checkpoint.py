@@ -74,6 +74,7 @@ class Checkpoint:
             "labels": list(self.labels),
             "feature_mean": self.stats.mean.detach().cpu().float(),
             "feature_std": self.stats.std.detach().cpu().float(),
+            **({"feature_centre": self.stats.centre.detach().cpu().float()} if self.stats.centre is not None else {}),
             "state_dict": _cpu(self.state_dict),
             "metrics": self.metrics,
             "extra": self.extra,
@@ -155,8 +156,8 @@ def checkpoint_from_payload(payload: Any, *, source: str = "checkpoint") -> Chec
         raise CheckpointError(f"{source} has labels that do not match its classifier ({model_config.n_classes} classes).")
     if model_config.n_features != feature_config.n_features:
         raise CheckpointError(f"{source}: the model expects {model_config.n_features} features, the feature config makes {feature_config.n_features}.")
-    mean, std = payload["feature_mean"], payload["feature_std"]
-    for name, t in (("mean", mean), ("std", std)):
+    mean, std, centre = payload["feature_mean"], payload["feature_std"], payload.get("feature_centre")
+    for name, t in (("mean", mean), ("std", std), *((("population centre", centre),) if centre is not None else ())):
         if (
             not isinstance(t, torch.Tensor)
             or not t.is_floating_point()
@@ -180,7 +181,7 @@ def checkpoint_from_payload(payload: Any, *, source: str = "checkpoint") -> Chec
         model_config=model_config,
         feature_config=feature_config,
         labels=list(labels),
-        stats=FeatureStats(mean.float(), std.float()),
+        stats=FeatureStats(mean.float(), std.float(), None if centre is None else centre.float()),
         state_dict=state,
         metrics=metrics,
         extra=extra,

@@ -22,10 +22,15 @@ __all__ = ["FeatureStats", "SpeakerCentre", "time_mask"]
 
 @dataclass
 class FeatureStats:
-    """Per-feature mean and standard deviation over the training set, shapes ``(n_features,)``."""
+    """Per-feature mean and standard deviation over the training set, shapes ``(n_features,)``.
+
+    ``centre``: the population's speaker mean ``(n_features,)`` (the mean of the training
+    examples' speaker means), for audio whose speaker is unknown; None where the features
+    centre such audio on itself (FeatureConfig.unknown_speaker)."""
 
     mean: Tensor
     std: Tensor
+    centre: Tensor | None = None
 
     @classmethod
     def identity(cls, n_features: int) -> FeatureStats:
@@ -88,7 +93,7 @@ class SpeakerCentre:
     def _value(self) -> Tensor | None:
         if not all(self._frames):
             return None
-        mean = (self._total / torch.tensor(self._frames, dtype=torch.float64)[:, None]).float()
+        mean = self._extractor.speaker_estimate(self._total, torch.tensor(self._frames, dtype=torch.float64))
         return mean[0] if len(self._speeds) == 1 else mean
 
     @torch.inference_mode()

@@ -37,6 +37,7 @@ __all__ = [
     "frame_count",
     "FEATURE_KINDS",
     "MEAN_NORMS",
+    "UNKNOWN_SPEAKER",
 ]
 
 # "whisper": every block's output of the frozen Whisper-base encoder, one vector per 20 ms.
@@ -45,6 +46,7 @@ _WHISPER_LAYERS, _WHISPER_WIDTH = 6, 512
 # Mean normalisation of each band before the training-set statistics: none, per utterance
 # (``utterance_cmn``) or per speaker (``speaker_cmn``).
 MEAN_NORMS = ("none", "utterance", "speaker")
+UNKNOWN_SPEAKER = ("own", "population")
 _AMIN = 1e-10  # power floor before the log, as in librosa's power_to_db
 # On the CPU a batch is processed in slices of about this many frames: the STFT's buffers for
 # a whole batch (tens of MB) leave the cache and fresh pages are faulted in on every call,
@@ -74,6 +76,12 @@ class FeatureConfig:
     speaker_cmn: bool = False
     trim: str = "energy"
     trim_top_db: float = 35.0
+    # With speaker_cmn, audio of an unknown speaker (a lone recording) is centred on itself
+    # ("own") or on the training population's speaker mean ("population"); a speaker heard
+    # for a while is centred on their mean shrunk towards the population's, which counts as
+    # ``centre_prior_s`` seconds of their speech.
+    unknown_speaker: str = "own"
+    centre_prior_s: float = 0.0
     # Whisper front end: encoder states averaged per feature frame (they come every 20 ms;
     # prosody changes more slowly, and every later step, the cache included, costs per frame).
     state_pool: int = 1
@@ -108,6 +116,12 @@ class FeatureConfig:
             raise ValueError("need 1 <= n_mfcc <= n_mels")
         if self.utterance_cmn and self.speaker_cmn:
             raise ValueError("choose per-utterance or per-speaker mean normalisation, not both")
+        if self.unknown_speaker not in UNKNOWN_SPEAKER:
+            raise ValueError(f"unknown_speaker must be one of {UNKNOWN_SPEAKER}, not {self.unknown_speaker!r}")
+        if self.unknown_speaker == "population" and not self.speaker_cmn:
+            raise ValueError("a population centre needs per-speaker mean normalisation (speaker_cmn)")
+        if not 0 <= self.centre_prior_s <= 3600 or (self.centre_prior_s and self.unknown_speaker != "population"):
+            raise ValueError("centre_prior_s must be 0-3600 seconds, and needs unknown_speaker='population'")
 
     @property
     def win_length(self) -> int:
@@ -198,21 +212,45 @@ class FeatureExtractor(nn.Module):
         stats = stats or FeatureStats.identity(config.n_features)
         self.register_buffer("mean", stats.mean.clone().float())
         self.register_buffer("std", stats.std.clone().float())
+        # The population's speaker mean; NaN when there is none (unknown speakers centre on themselves).
+        self.register_buffer("population", torch.full((config.n_features,), float("nan")))
+        self.set_stats(stats)
 
     def set_stats(self, stats: FeatureStats) -> None:
         self.mean.copy_(stats.mean)
         self.std.copy_(stats.std)
+        self.population.fill_(float("nan"))
+        if stats.centre is not None and self.config.unknown_speaker == "population":
+            self.population.copy_(stats.centre)
 
     @property
     def stats(self) -> FeatureStats:
-        return FeatureStats(self.mean.detach().cpu().clone(), self.std.detach().cpu().clone())
+        centre = self.population.detach().cpu().clone() if self.has_population else None
+        return FeatureStats(self.mean.detach().cpu().clone(), self.std.detach().cpu().clone(), centre)
+
+    @property
+    def has_population(self) -> bool:
+        """Whether unknown speakers are centred on the population's speaker mean."""
+        return bool(torch.isfinite(self.population).all())
+
+    def speaker_estimate(self, totals: Tensor, frames: Tensor) -> Tensor:
+        """A speaker's mean ``(rows, n_features)`` float32 on the CPU from their feature sums
+        ``totals`` ``(rows, n_features)`` over ``frames`` ``(rows,)``: shrunk towards the
+        population's mean by ``centre_prior_s`` seconds' worth of frames when there is one."""
+        totals, frames = totals.double().cpu(), frames.double().cpu()
+        if self.has_population and self.config.centre_prior_s > 0:
+            prior = self.config.centre_prior_s * 1000.0 / self.config.hop_ms
+            totals = totals + prior * self.population.double().cpu()[None]
+            frames = frames + prior
+        return (totals / frames.clamp(min=1e-9)[:, None]).float()
 
     def raw(self, waveforms: Tensor, lengths: Tensor, centres: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Features before the training-set statistics: ``(batch, frames, n_features)``, frame lengths ``(batch,)``.
 
         With ``utterance_cmn`` each row's own mean is subtracted. With ``speaker_cmn`` the row's
         speaker mean from ``centres`` ``(batch, n_features)`` is; a row of NaN (speaker mean
-        unknown) or no ``centres`` falls back to the row's own mean.
+        unknown) or no ``centres`` falls back to the row's own mean, or to the population's
+        speaker mean when the features have one (``unknown_speaker="population"``).
         """
         return self.centred(*self.uncentred(waveforms, lengths), centres)
 
@@ -227,12 +265,15 @@ class FeatureExtractor(nn.Module):
         mask = time_mask(frame_lengths, feats.shape[1]).to(feats.dtype)  # (batch, frames)
         offset = self.mean.to(feats.dtype)[None, :] if scale else feats.new_zeros(1, feats.shape[2])  # (1 or batch, n_features)
         if centring:
-            # Each row's own mean over its valid frames, as one batched product (no masked copy).
-            own = torch.bmm(mask[:, None, :], feats)[:, 0] / frame_lengths.clamp(min=1).to(feats.dtype)[:, None]
-            centre = own
+            if cfg.speaker_cmn and self.has_population:
+                fallback = self.population.to(feats.dtype)[None].expand(feats.shape[0], -1)
+            else:
+                # Each row's own mean over its valid frames, as one batched product (no masked copy).
+                fallback = torch.bmm(mask[:, None, :], feats)[:, 0] / frame_lengths.clamp(min=1).to(feats.dtype)[:, None]
+            centre = fallback
             if cfg.speaker_cmn and centres is not None:
                 centres = centres.to(device=feats.device, dtype=feats.dtype)
-                centre = torch.where(torch.isfinite(centres).all(1, keepdim=True), centres, own)
+                centre = torch.where(torch.isfinite(centres).all(1, keepdim=True), centres, fallback)
             offset = offset + centre
         out = feats - offset[:, None, :]
         if scale:

@@ -49,6 +49,9 @@ class ModelConfig:
     # Encoder front end (0 = the CNN over log-Mel): each feature vector holds this many
     # layers' states side by side, mixed by learned softmax weights; no CNN blocks then.
     encoder_layers: int = 0
+    # Encoder front end: "softmax" mixes the layers by one learned weight each; "concat" lets
+    # the projection read every layer's states side by side (its own weights per layer).
+    layer_mix: str = "softmax"
 
     def __post_init__(self) -> None:
         if self.encoder_layers < 0:
@@ -58,6 +61,8 @@ class ModelConfig:
                 raise ValueError("an encoder front end has no CNN blocks (conv_channels and pools must be empty)")
             if self.n_features % self.encoder_layers:
                 raise ValueError("n_features must be a multiple of encoder_layers")
+        if self.layer_mix not in ("softmax", "concat"):
+            raise ValueError("layer_mix must be softmax or concat")
         if len(self.conv_channels) != len(self.pools):
             raise ValueError("conv_channels and pools need one entry per CNN block")
         if self.n_classes < 2:
@@ -78,7 +83,7 @@ class ModelConfig:
     @property
     def freq_out(self) -> int:
         if self.encoder_layers:
-            return self.n_features // self.encoder_layers
+            return self.n_features if self.layer_mix == "concat" else self.n_features // self.encoder_layers
         size = self.n_features
         for f, _ in self.pools:
             size //= f
@@ -172,7 +177,8 @@ class EmotionNet(nn.Module):
             c_in = c_out
         self.blocks = nn.ModuleList(blocks).to(memory_format=torch.channels_last)
         # Encoder front end: equal weights to start with; the softmax keeps them a mixture.
-        self.layer_logits = nn.Parameter(torch.zeros(config.encoder_layers)) if config.encoder_layers else None
+        mixing = config.encoder_layers and config.layer_mix == "softmax"
+        self.layer_logits = nn.Parameter(torch.zeros(config.encoder_layers)) if mixing else None
         lstm_in = c_in * config.freq_out
         if config.lstm_input:
             self.project = nn.Sequential(nn.Linear(lstm_in, config.lstm_input), nn.LayerNorm(config.lstm_input))
@@ -258,9 +264,11 @@ class EmotionNet(nn.Module):
         # Padded frames need no zeroing here: a frame's mix reads that frame only, and the
         # projection's output is masked per step.
         weights = self.layer_weights()
-        x = features[..., :width] * weights[0]
-        for layer in range(1, cfg.encoder_layers):  # slices: no copy of the (batch, frames, layers, width) view
-            x = x + features[..., layer * width : (layer + 1) * width] * weights[layer]  # (batch, frames, width)
+        x = features
+        if weights is not None:
+            x = features[..., :width] * weights[0]
+            for layer in range(1, cfg.encoder_layers):  # slices: no copy of the (batch, frames, layers, width) view
+                x = x + features[..., layer * width : (layer + 1) * width] * weights[layer]  # (batch, frames, width)
         steps = self.output_lengths(lengths)
         x = self.project(x) * mask(steps, x.shape[1])[..., None]  # (batch, steps, lstm_input)
         x = self.dropout(x)

@@ -355,7 +355,7 @@ class Predictor:
                 if running is not None:
                     centre = running.add_totals(sums, counts)
                 else:
-                    mean = (sums / counts[:, None]).float()  # (V, F)
+                    mean = extractor.speaker_estimate(sums, counts)  # (V, F)
                     centre = mean[0] if len(speeds) == 1 else mean
             results: list[SegmentPrediction | None] = [None] * len(pieces)
             sr, at_one = self.sample_rate, speeds.index(1.0)

@@ -21,7 +21,8 @@ from training.engine.trainer import TrainConfig, Trainer
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 LABELS = ["neutral", "angry"]
-FEATURES = FeatureConfig(kind="whisper", speaker_cmn=True, trim="none", state_pool=4)
+FEATURES = FeatureConfig(kind="whisper", speaker_cmn=True, trim="none", state_pool=4, unknown_speaker="population",
+                         centre_prior_s=10.0)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +137,8 @@ def test_whisper_model_trains_on_cached_states_and_round_trips(tmp_path, encoder
 
     ck = load_checkpoint(result.best_path)
     assert ck.feature_config == FEATURES and ck.model_config == model_config
+    # The population's speaker mean: the training examples' speaker means, averaged.
+    np.testing.assert_allclose(ck.stats.centre.numpy(), np.mean([e.centre for e in train], axis=0), rtol=1e-4, atol=1e-4)
     model, extractor = ck.build_model(), ck.build_extractor()
     trained = example_probabilities(model, extractor, valid).numpy()  # from the cached float16 states
     # The predictor runs the encoder live (float32) on the same audio, centred on the same speaker means.

@@ -34,10 +34,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.02
     grad_clip: float = 5.0
     label_smoothing: float = 0.0
-    # Speaker-normalised features only: this share of the training examples is centred on its
-    # own mean instead of its speaker's, so the model also meets what a lone recording gets
-    # at inference (no speaker mean yet). On RAVDESS it raised UA both with speaker means and
-    # for lone recordings (bench/RESULTS.md).
+    # Speaker-normalised features only: this share of the training examples is centred as a
+    # recording of an unknown speaker is at inference (on itself, or on the population's
+    # speaker mean: FeatureConfig.unknown_speaker) instead of on its speaker's mean.
     own_centre_share: float = 0.3
     # Seed ensemble: train this many models one after another (seeds seed, seed + 1, ...) and
     # average their probabilities. Costs that many times the training time; the app asks

@@ -285,7 +285,8 @@ def epoch_order(examples: Sequence[Example], rng: np.random.Generator, *, balanc
 
 def feature_stats(extractor: FeatureExtractor, examples: Sequence[Example]) -> FeatureStats:
     """Per-feature mean and deviation over every frame of ``examples`` (centred as training
-    centres them), computed on the extractor's device."""
+    centres them), computed on the extractor's device; with ``unknown_speaker="population"``
+    also the population's speaker mean (:class:`FeatureStats` ``centre``)."""
     device = extractor.mean.device
 
     def frames() -> Iterator[Tensor]:
@@ -297,4 +298,9 @@ def feature_stats(extractor: FeatureExtractor, examples: Sequence[Example]) -> F
                 for b in range(feats.shape[0]):
                     yield feats[b, : flen[b]].cpu()
 
-    return FeatureStats.accumulate(frames())
+    stats = FeatureStats.accumulate(frames())
+    if extractor.config.unknown_speaker == "population":
+        known = [e.centre for e in examples if e.centre is not None]
+        if known:  # every training example's speaker mean, averaged: speakers weigh by their speech
+            stats.centre = torch.from_numpy(np.mean(known, axis=0, dtype=np.float64)).float()
+    return stats

@@ -19,7 +19,8 @@ __all__ = ["Recipe", "FRONT_ENDS", "WHISPER_AUGMENT", "WHISPER_MODEL"]
 # augmentation would need the encoder on every epoch.
 WHISPER_AUGMENT = AugmentConfig(speed=(1.0,), gain_db=0.0, noise_prob=0.0, freq_masks=1, freq_mask_width=64,
                                 time_masks=1, time_mask_fraction=0.15)
-WHISPER_MODEL = {"conv_channels": (), "pools": (), "dropout": 0.2}
+# The projection reads every layer's states (one learned weight per layer was measured worse).
+WHISPER_MODEL = {"conv_channels": (), "pools": (), "dropout": 0.2, "layer_mix": "concat"}
 FRONT_ENDS = {"whisper": "Whisper-base encoder states (pretrained, frozen)", "logmel": "log-Mel CNN (from scratch)",
               "mfcc": "MFCC CNN (from scratch)"}
 
@@ -33,8 +34,10 @@ class Recipe:
     # Per-speaker mean normalisation: removes the speaker's and the channel's colouring but
     # keeps each utterance's loudness and brightness relative to the speaker.
     # Encoder states come every 20 ms; four are averaged per BLSTM step (80 ms, the CNN's
-    # stride), once, before they are cached.
-    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(kind="whisper", speaker_cmn=True, state_pool=4))
+    # stride), once, before they are cached. A recording of an unknown speaker (and the
+    # training share that stands for one) is centred on the training population's speaker mean.
+    features: FeatureConfig = field(default_factory=lambda: FeatureConfig(
+        kind="whisper", speaker_cmn=True, state_pool=4, unknown_speaker="population", centre_prior_s=10.0))
     model_size: str = "medium"
     model_overrides: dict = field(default_factory=dict)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=1e-3, patience=8, augment=WHISPER_AUGMENT))

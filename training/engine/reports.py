@@ -25,7 +25,8 @@ def public_scores(metrics: dict) -> dict:
     return {k: metrics[k] for k in keys if k in metrics}
 
 
-ALONE_NOTE = "test recordings each centred on their own mean, as a lone recording is at inference (no speaker mean)"
+ALONE_NOTE = ("test recordings each scored alone, as a recording of an unknown speaker is at inference: centred on "
+              "the training population's speaker mean where the model keeps one, else on itself")
 MEMBERS_NOTE = "each model of the seed ensembles alone, one pass: the mean over all folds' members"
 TEACHER_NOTE = "the ensemble the saved model (its student) was distilled from, each of its models once, at 1.0"
 TTA_NOTE = (

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recognition.engine.checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from recognition.engine.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+)
 from recognition.engine.feature_stats import FeatureStats, SpeakerCentre
 from recognition.engine.features import FeatureConfig, FeatureExtractor
 from recognition.engine.model import EmotionNet, ModelConfig

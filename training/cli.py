@@ -61,9 +61,9 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, default=t.weight_decay)
     g.add_argument("--patience", type=int, default=None, help=f"early stopping on validation UA (0 = off; {per_front_end('patience')})")
     g.add_argument("--label-smoothing", type=float, default=t.label_smoothing)
-    g.add_argument("--own-centre-share", type=float, default=t.own_centre_share, metavar="SHARE",
+    g.add_argument("--own-centre-share", type=float, default=None, metavar="SHARE",
                    help="with --mean-norm speaker: share of training examples centred as a recording of an "
-                   f"unknown speaker is at inference (default {t.own_centre_share})")
+                   f"unknown speaker is at inference ({per_front_end('own_centre_share')})")
     g.add_argument("--members", type=int, default=None, metavar="N",
                    help="train a seed ensemble of N models (seeds SEED..SEED+N-1) and average them; "
                    f"N times the training time; classifying takes one pass per model and speed ({per_front_end('members')})")
@@ -87,12 +87,12 @@ def recipe_from_options(options: dict[str, Any]) -> Recipe:
         base = Recipe.for_front_end(options["features"])
         features = replace(base.features, trim=options["trim"], **FeatureConfig.mean_norm_fields(options["mean_norm"]),
                            **({} if base.features.kind == "whisper" else {"n_mels": options["n_mels"]}))
-        chosen = {key: options[key] for key in ("epochs", "lr", "patience", "members") if options.get(key) is not None}
+        chosen = {key: options[key] for key in ("epochs", "lr", "patience", "members", "own_centre_share") if options.get(key) is not None}
         train = replace(
             base.train, batch_size=options["batch_size"], weight_decay=options["weight_decay"],
             class_weighting=not options["no_class_weights"], balanced_sampling=options["balanced"],
             seed=options["seed"], device=options["device"], num_threads=options["threads"],
-            label_smoothing=options["label_smoothing"], own_centre_share=options["own_centre_share"],
+            label_smoothing=options["label_smoothing"],
             distil_weight=options["distil"], distil_temperature=options["distil_temperature"],
             augment=replace(base.train.augment, enabled=not options["no_augment"]), **chosen,
         )

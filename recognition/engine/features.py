@@ -137,11 +137,13 @@ class FeatureConfig:
         return "speaker" if self.speaker_cmn else "utterance" if self.utterance_cmn else "none"
 
     @staticmethod
-    def mean_norm_fields(name: str) -> dict[str, bool]:
-        """The ``utterance_cmn``/``speaker_cmn`` fields for one of :data:`MEAN_NORMS`."""
+    def mean_norm_fields(name: str) -> dict:
+        """The ``utterance_cmn``/``speaker_cmn`` fields for one of :data:`MEAN_NORMS`; any but the
+        speaker's also drops the population centre, which only speaker means use."""
         if name not in MEAN_NORMS:
             raise ValueError(f"mean normalisation must be one of {MEAN_NORMS}, not {name!r}")
-        return {"utterance_cmn": name == "utterance", "speaker_cmn": name == "speaker"}
+        fields = {"utterance_cmn": name == "utterance", "speaker_cmn": name == "speaker"}
+        return fields if name == "speaker" else {**fields, "unknown_speaker": "own", "centre_prior_s": 0.0}
 
     @property
     def encoder_layers(self) -> int:

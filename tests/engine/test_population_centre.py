@@ -102,3 +102,16 @@ def test_an_encoder_head_reads_every_layer_or_mixes_them():
 def test_population_settings_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FeatureConfig(kind="whisper", **kwargs)
+
+
+def test_choosing_another_mean_normalisation_drops_the_population_centre():
+    from dataclasses import replace
+
+    from training.engine.recipe import Recipe
+
+    base = Recipe().features
+    assert base.unknown_speaker == "population"
+    for name in ("utterance", "none"):
+        changed = replace(base, **FeatureConfig.mean_norm_fields(name))
+        assert changed.unknown_speaker == "own" and changed.centre_prior_s == 0
+    assert replace(base, **FeatureConfig.mean_norm_fields("speaker")) == base

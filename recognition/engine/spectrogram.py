@@ -35,7 +35,9 @@ def _logmel_extractor(config: FeatureConfig) -> FeatureExtractor:
 
     Only read after construction (buffers, no state), so sharing it between threads is safe.
     """
-    plain = dataclasses.replace(config, kind="logmel", utterance_cmn=False, speaker_cmn=False)
+    # A Whisper model's frames are averaged states; the picture keeps the encoder's 20 ms steps.
+    plain = dataclasses.replace(config, kind="logmel", state_pool=1, hop_ms=config.hop_ms / config.state_pool,
+                                **FeatureConfig.mean_norm_fields("none"))
     return FeatureExtractor(plain).eval()
 
 
@@ -53,7 +55,7 @@ def spectrogram(waveform: np.ndarray, config: FeatureConfig, max_columns: int = 
     if x.size == 0:
         return None
     extractor = _logmel_extractor(config)
-    hop, n_fft = config.hop_length, config.n_fft
+    hop, n_fft = extractor.config.hop_length, extractor.config.n_fft
     frames = max(1, (x.size - n_fft) // hop + 1) if x.size >= n_fft else 1
     pool = max(1, math.ceil(frames / max_columns))
     block = max(pool, _FRAMES_PER_BLOCK - _FRAMES_PER_BLOCK % pool)  # whole pools per block

@@ -115,3 +115,14 @@ def test_choosing_another_mean_normalisation_drops_the_population_centre():
         changed = replace(base, **FeatureConfig.mean_norm_fields(name))
         assert changed.unknown_speaker == "own" and changed.centre_prior_s == 0
     assert replace(base, **FeatureConfig.mean_norm_fields("speaker")) == base
+
+
+def test_the_spectrogram_of_a_whisper_model_keeps_the_encoders_20_ms_steps():
+    import numpy as np
+
+    from recognition.engine.spectrogram import spectrogram
+    from training.engine.recipe import Recipe
+
+    wave = np.random.default_rng(0).normal(0, 0.1, 32000).astype(np.float32)
+    picture = spectrogram(wave, Recipe().features)  # pooled states and a population centre: still a plain log-Mel
+    assert picture is not None and picture["hop"] == pytest.approx(0.02)

@@ -1,4 +1,4 @@
-"""python manage.py build_starter [--corpora DIR] [--out recognition/starter/starter.pt] [--skip-evaluation]
+"""python manage.py build_starter [--corpora DIR] [--out recognition/starter/starter.pt] [--cross-validate | --evaluate-only]
 
 Rebuilds the starter model that ships with the project: the default recipe (Whisper-base
 front end) on every speaker of RAVDESS and nEMO, seven classes (calm merged into neutral).

@@ -162,7 +162,8 @@ SER_REDIS_URL = REDIS_URL or socket_url(EMBEDDED_REDIS_SOCKET)
 CHANNEL_LAYER_SOCKET_TIMEOUT = 30.0
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        # channels_redis's layer; its receive ends when cancelled even on Python 3.11 (see the module).
+        "BACKEND": "ser_site.channel_layer.RedisChannelLayer",
         "CONFIG": {"hosts": [{"address": SER_REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}]},
     }
 }

@@ -202,36 +202,34 @@
       name: "log-Mel",
     }];
     // The attention of each segment (or of the whole recording, when it was asked for) on the
-    // recording's time axis; a gap between segments.
+    // recording's time axis: one trace per segment, since Plotly's fill would bridge a gap.
     const whole = result.whole && result.whole.attention && result.whole.attention.length ? result.whole : null;
     const sources = whole ? [whole] : (result.segments || []).filter((s) => s.attention && s.attention.length);
-    const at = [];
     const weight = [];
-    for (const s of sources) {
-      if (at.length) { at.push(null); weight.push(null); }
-      s.attention.forEach((w, i) => { at.push(s.attention_offset + (i + 0.5) * s.attention_hop); weight.push(w); });
-    }
-    if (at.length) {
+    sources.forEach((s, k) => {
+      const x = s.attention.map((w, i) => s.attention_offset + (i + 0.5) * s.attention_hop);
+      weight.push(...s.attention);
       traces.push({
         type: "scatter",
         mode: "lines",
         name: "attention",
-        x: at,
-        y: weight,
-        connectgaps: false,
+        legendgroup: "attention",
+        showlegend: k === 0,
+        x: x,
+        y: s.attention,
         yaxis: "y2",
         line: { color: "#ff5a36", width: 2.5, shape: "spline", smoothing: 0.6 },
         fill: "tozeroy",
         fillcolor: "rgba(255,90,54,0.12)",
         hovertemplate: "%{x:.2f} s: attention %{y:.4f}<extra></extra>",
       });
-    }
+    });
     // The segments as a coloured strip above the spectrogram.
     const shapes = (result.segments || []).map((s) => ({
       type: "rect", xref: "x", yref: "paper", x0: s.start, x1: s.end, y0: 1.01, y1: 1.06,
       fillcolor: window.emotionColor(s.label), line: { width: 0 },
     }));
-    const maxAttention = weight.length ? Math.max(...weight.filter((w) => w !== null)) : 1;
+    const maxAttention = weight.length ? Math.max(...weight) : 1;
     const layout = {
       margin: { l: 48, r: 56, t: 22, b: 40 },
       font: FONT,
@@ -244,7 +242,7 @@
       shapes: shapes,
       showlegend: false,
     };
-    parts.specNote.textContent = "Log-Mel spectrogram (0–" + Math.round(spec.f_max) + " Hz)" + (at.length ?
+    parts.specNote.textContent = "Log-Mel spectrogram (0–" + Math.round(spec.f_max) + " Hz)" + (weight.length ?
       "; the orange line is the weight the model's attention gave each moment when it classified " +
       (whole ? "the whole recording" : "each speech segment") + "; the strip on top shows the speech segments." :
       ". No speech segment, so no attention to show.");

@@ -84,8 +84,10 @@ def test_record_live(logged_in_page, model, screenshot):
     timeline = plot_traces(page, "#result .rv-timeline")
     assert [t["name"] for t in timeline] == LABELS and all(t["n"] == rows for t in timeline)
     spec = plot_traces(page, "#result .rv-spec")
-    assert [t["type"] for t in spec] == ["heatmap", "scatter"]
-    assert spec[0]["n"] > 50 and spec[1]["name"] == "attention" and spec[1]["n"] > 10
+    assert spec[0]["type"] == "heatmap" and spec[0]["n"] > 50
+    attention = spec[1:]  # one trace per segment, so the filled area never bridges a pause
+    assert len(attention) == rows and all(t["type"] == "scatter" and t["name"] == "attention" for t in attention)
+    assert sum(t["n"] for t in attention) > 10
 
     # The recording is listed, playable from the chunks kept in the browser.
     item = page.locator("#recordings li")
@@ -213,7 +215,7 @@ def test_upload_page(logged_in_page, model, tmp_path, screenshot):
     assert good.locator("audio.file-audio").get_attribute("src").startswith("blob:")
     assert page.evaluate("document.querySelectorAll('.file-result audio')[1].duration") == pytest.approx(wave.size / 16000, abs=0.05)
     spec = plot_traces(page, "#file-result-1 .rv-spec")
-    assert [t["type"] for t in spec] == ["heatmap", "scatter"]
+    assert [t["type"] for t in spec] == ["heatmap", "scatter", "scatter"]  # the attention of each of the two segments
     assert "broken.mp3" in broken.locator(".file-error").text_content()
     assert broken.locator(".rv-current").count() == 0 and broken.locator(".file-state").text_content() == "failed"
     screenshot(page, "upload-result")

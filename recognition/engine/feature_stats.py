@@ -17,7 +17,7 @@ from .tta import change_speed
 if TYPE_CHECKING:
     from .features import FeatureExtractor
 
-__all__ = ["FeatureStats", "SpeakerCentre", "time_mask"]
+__all__ = ["FeatureStats", "SpeakerCentre", "pad_batch", "time_mask"]
 
 
 @dataclass
@@ -120,16 +120,22 @@ class SpeakerCentre:
         total, count = torch.zeros(self._extractor.config.n_features, dtype=torch.float64), 0
         order = sorted(range(len(waveforms)), key=lambda i: waveforms[i].shape[0])  # less padding
         for start in range(0, len(order), batch_size):
-            chunk = [waveforms[i] for i in order[start : start + batch_size]]
-            lengths = torch.tensor([w.shape[0] for w in chunk], dtype=torch.int64)
-            batch = torch.zeros(len(chunk), int(lengths.max()), *chunk[0].shape[1:], dtype=torch.float32)
-            for row, w in enumerate(chunk):
-                batch[row, : w.shape[0]] = torch.as_tensor(w, dtype=torch.float32)
+            batch, lengths = pad_batch([waveforms[i] for i in order[start : start + batch_size]])
             feats, flen = self._extractor.uncentred(batch.to(device), lengths.to(device))
             feats = feats * time_mask(flen, feats.shape[1])[..., None]
             total += feats.sum((0, 1)).double().cpu()
             count += int(flen.sum())
         return total, count
+
+
+def pad_batch(arrays: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
+    """Zero-pad waveforms ``(samples_i,)`` (or features ``(frames_i, n)``) into ``(batch,
+    longest)`` (or ``(batch, longest, n)``) float32, with lengths ``(batch,)``."""
+    lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.int64)
+    batch = torch.zeros(len(arrays), int(lengths.max()), *arrays[0].shape[1:], dtype=torch.float32)
+    for row, a in enumerate(arrays):
+        batch[row, : a.shape[0]] = torch.as_tensor(a, dtype=torch.float32)
+    return batch, lengths
 
 
 def time_mask(lengths: Tensor, frames: int) -> Tensor:

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from .audio import DEFAULT_MAX_SECONDS, decode_audio
 from .checkpoint import Checkpoint, load_checkpoint
+from .feature_stats import pad_batch
 from .features import FeatureConfig, FeatureExtractor, SpeakerCentre, trim_span
 from .model import EmotionNet, EnsembleNet, ModelConfig
 from .predictions import Prediction, SegmentPrediction
@@ -244,7 +245,7 @@ class Predictor:
         pieces = [w[s:e] for w, (s, e) in zip(waveforms, bounds, strict=True)]
         n, speeds = len(pieces), self._speeds
         # All speeds in one batch, speed-major: rows [k*n, (k+1)*n) hold speed k.
-        batch, lengths = _collate([change_speed(p, speed) for speed in speeds for p in pieces])
+        batch, lengths = pad_batch([change_speed(p, speed) for speed in speeds for p in pieces])
         with torch.inference_mode():
             batch = batch.to(self._device, non_blocking=True)
             lengths = lengths.to(self._device)
@@ -335,7 +336,7 @@ class Predictor:
 
         def front_end(chunk: list[int]) -> tuple[Tensor, Tensor]:
             # All speeds in one batch, speed-major: rows [k*n, (k+1)*n) hold speed k.
-            batch, lengths = _collate([change_speed(pieces[i], speed) for speed in speeds for i in chunk])
+            batch, lengths = pad_batch([change_speed(pieces[i], speed) for speed in speeds for i in chunk])
             return extractor.uncentred(batch.to(self._device), lengths.to(self._device))
 
         kept: list[tuple[Tensor, Tensor] | None] = [None] * len(batches)
@@ -392,15 +393,3 @@ class Predictor:
 # predict_speech keeps a recording's features between the speaker mean and the model up to this
 # size; past it (long recordings of encoder states) the front end runs again instead.
 _KEEP_BYTES = 256 * 1024 * 1024
-
-
-def _collate(waveforms: list[np.ndarray]) -> tuple[Tensor, Tensor]:
-    """Zero-pad ``(samples_i,)`` arrays into ``(batch, max_samples)`` float32 and lengths ``(batch,)``.
-
-    Kept private here because recognition must not import training's collate.
-    """
-    lengths = torch.tensor([w.size for w in waveforms], dtype=torch.int64)
-    batch = torch.zeros(len(waveforms), int(lengths.max()), dtype=torch.float32)
-    for row, w in enumerate(waveforms):
-        batch[row, : w.size] = torch.from_numpy(w)
-    return batch, lengths

@@ -45,11 +45,12 @@ from common import machine  # adds the repo to sys.path
 
 from devsupport.synth import CLASS_STYLES, speech_like
 from recognition.engine.checkpoint import load_checkpoint
+from recognition.engine.feature_stats import pad_batch
 from recognition.engine.features import FeatureConfig, FeatureExtractor
 from recognition.engine.model import EmotionNet, ModelConfig
 from recognition.engine.predictor import Predictor
 from recognition.engine.whisper import get_encoder
-from training.engine.data import AugmentConfig, Example, assign_speaker_centres, collate
+from training.engine.data import AugmentConfig, Example, assign_speaker_centres
 from training.engine.events import EpochReport
 from training.engine.experiment import Recipe
 from training.engine.state_cache import StateCache
@@ -72,7 +73,7 @@ def synthetic(per_class: int, seed: int, duration: float, speakers: int = 4) -> 
 def check_features(device: torch.device) -> dict:
     config = FeatureConfig()
     waves = [speech_like(label, 1.0 + 0.5 * i, seed=i) for i, label in enumerate(LABELS)]
-    x, lengths = collate(waves)
+    x, lengths = pad_batch(waves)
     cpu = FeatureExtractor(config)
     centres = cpu.speaker_mean(waves)[None].repeat(len(waves), 1)
     centres[1] = float("nan")  # one row centred on itself
@@ -159,7 +160,7 @@ def check_resume(device: torch.device, tmp: Path) -> dict:
 def check_whisper(device: torch.device) -> dict:
     """The encoder on the device against the CPU: every block's states of a padded batch."""
     waves = [speech_like(label, 0.8 + 0.6 * i, seed=i) for i, label in enumerate(LABELS)]
-    x, lengths = collate(waves)
+    x, lengths = pad_batch(waves)
     with torch.inference_mode():
         on_cpu, steps = get_encoder("cpu", "float32")(x, lengths)
         on_dev, dev_steps = get_encoder(device, "float32")(x.to(device), lengths.to(device))

@@ -134,7 +134,7 @@ def pad_batch(arrays: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
     lengths = torch.tensor([a.shape[0] for a in arrays], dtype=torch.int64)
     batch = torch.zeros(len(arrays), int(lengths.max()), *arrays[0].shape[1:], dtype=torch.float32)
     for row, a in enumerate(arrays):
-        batch[row, : a.shape[0]] = torch.as_tensor(a, dtype=torch.float32)
+        batch[row, : a.shape[0]] = torch.from_numpy(np.ascontiguousarray(a))  # float16 states widen in the copy
     return batch, lengths
 
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from devsupport.synth import speech_like
+from recognition.engine.feature_stats import pad_batch
 from training.engine.data import (
     AugmentConfig,
     augment_waveform,
     bucket_batches,
-    collate,
     spec_augment,
 )
 from training.engine.trainer import TrainConfig
@@ -79,9 +79,9 @@ def test_spec_augment_keeps_padding_zero():
     assert torch.all(out[changed] == 0)  # masks only zero values, never invent them
 
 
-def test_collate_pads_with_zeros():
+def test_pad_batch_pads_with_zeros():
     waves = [np.ones(5, np.float32), np.full(3, 2.0, np.float32)]
-    x, lengths = collate(waves)
+    x, lengths = pad_batch(waves)
     assert x.shape == (2, 5) and lengths.tolist() == [5, 3]
     assert x[1].tolist() == [2.0, 2.0, 2.0, 0.0, 0.0]
 

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from recognition.engine.checkpoint import load_checkpoint, save_checkpoint
+from recognition.engine.feature_stats import pad_batch
 from recognition.engine.features import FeatureConfig
 from recognition.engine.model import ModelConfig
 from tests.engine.training_support import (
@@ -28,7 +29,6 @@ from training.engine import trainer as trainer_module
 from training.engine.data import (
     AugmentConfig,
     assign_speaker_centres,
-    collate,
 )
 from training.engine.events import BatchProgress, EpochReport, Resumed
 from training.engine.trainer import TrainConfig, Trainer
@@ -126,7 +126,7 @@ def test_cancellation_keeps_a_usable_model(tmp_path, small_data):
     assert result.best_path.is_file() and result.last_path.is_file()
     ck = load_checkpoint(result.best_path)
     model, extractor = ck.build_model(), ck.build_extractor()
-    waves, lengths = collate([e.waveform for e in valid])
+    waves, lengths = pad_batch([e.waveform for e in valid])
     with torch.no_grad():
         logits, _ = model(*extractor(waves, lengths))
     assert logits.shape == (len(valid), 2) and torch.isfinite(logits).all()

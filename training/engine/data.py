@@ -17,6 +17,7 @@ from torch import Tensor
 
 from recognition.engine.audio import decode_audio
 from recognition.engine.config import known_fields
+from recognition.engine.feature_stats import pad_batch
 from recognition.engine.features import (
     FeatureConfig,
     FeatureExtractor,
@@ -30,7 +31,6 @@ __all__ = [
     "WaveformCache",
     "AugmentConfig",
     "bucket_batches",
-    "collate",
     "collate_centres",
     "assign_speaker_centres",
     "augment_waveform",
@@ -212,16 +212,6 @@ def bucket_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Gener
     return batches
 
 
-def collate(waves: Sequence[np.ndarray]) -> tuple[Tensor, Tensor]:
-    """Zero-pad waveforms into ``(batch, max_samples)`` with lengths ``(batch,)``; states
-    ``(frames_i, n_features)`` likewise into ``(batch, max_frames, n_features)``."""
-    lengths = torch.tensor([w.shape[0] for w in waves], dtype=torch.int64)
-    out = torch.zeros(len(waves), int(lengths.max()), *waves[0].shape[1:], dtype=torch.float32)
-    for i, w in enumerate(waves):
-        out[i, : w.shape[0]] = torch.from_numpy(np.ascontiguousarray(w))  # float16 states widen in the copy
-    return out, lengths
-
-
 def assign_speaker_centres(examples: Sequence[Example], feature_config: FeatureConfig) -> None:
     """Give every example with a known speaker its speaker's mean feature vector (``speaker_cmn``).
 
@@ -292,7 +282,7 @@ def feature_stats(extractor: FeatureExtractor, examples: Sequence[Example]) -> F
     def frames() -> Iterator[Tensor]:
         with torch.inference_mode():
             for idx in batches_of(examples, 64):
-                waves, lengths = collate([examples[i].inputs for i in idx])
+                waves, lengths = pad_batch([examples[i].inputs for i in idx])
                 centres = collate_centres([examples[i] for i in idx], extractor.config)
                 feats, flen = extractor.raw(waves.to(device), lengths.to(device), centres)
                 for b in range(feats.shape[0]):

@@ -8,11 +8,12 @@ from dataclasses import replace
 import torch
 from torch import nn
 
+from recognition.engine.feature_stats import pad_batch
 from recognition.engine.features import FeatureConfig, FeatureExtractor
 from recognition.engine.model import EmotionNet, EnsembleNet
 from recognition.engine.tta import change_speed
 
-from .data import Example, assign_speaker_centres, batches_of, collate, collate_centres
+from .data import Example, assign_speaker_centres, batches_of, collate_centres
 from .metrics import confusion_matrix, per_speaker_scores, scores
 
 __all__ = ["brief_metrics", "evaluate_examples", "example_probabilities", "score_probabilities"]
@@ -78,7 +79,7 @@ def example_probabilities(
     for speed in speeds:
         variant = _at_speed(examples, speed, extractor.config)
         for idx in batches_of(variant, batch_size):
-            waves, lengths = collate([variant[i].inputs for i in idx])
+            waves, lengths = pad_batch([variant[i].inputs for i in idx])
             centres = collate_centres([variant[i] for i in idx], extractor.config)
             feats, flen = extractor(waves.to(device), lengths.to(device), centres)
             logits, _ = model(feats, flen)

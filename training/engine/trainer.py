@@ -20,6 +20,7 @@ from torch import nn
 
 from recognition.engine import ENGINE_VERSION
 from recognition.engine.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from recognition.engine.feature_stats import pad_batch
 from recognition.engine.features import FeatureConfig, FeatureExtractor, FeatureStats
 from recognition.engine.model import EmotionNet, ModelConfig
 
@@ -29,7 +30,6 @@ from .data import (
     augment_waveform,
     bucket_batches,
     class_weights,
-    collate,
     collate_centres,
     epoch_order,
     feature_stats,
@@ -231,7 +231,7 @@ class Trainer:
                 return None
             for group in run.optimiser.param_groups:
                 group["lr"] = cfg.lr_at(run.step, steps_per_epoch)
-            x, lengths = collate([waves[i] for i in idx])
+            x, lengths = pad_batch([waves[i] for i in idx])
             y = torch.tensor([targets[i] for i in idx], device=self.device)
             centres = collate_centres([train[order[i]] for i in idx], self.feature_config)
             if centres is not None and cfg.own_centre_share > 0:

@@ -66,6 +66,9 @@ def test_upload_train_watch_cancel_activate(browser, live_server_url, celery_wor
         page.select_option("select[name=corpora]", label="tiny-ravdess")
         page.select_option("select[name=model_size]", "small")
         page.fill("input[name=epochs]", "300")
+        # No early stopping: the cancel flag reaches the worker with its next heartbeat (10 s), and
+        # a run that stops early on this tiny corpus could succeed before then.
+        page.fill("input[name=patience]", "0")
         page.click("button[type=submit]")
         page.wait_for_url("**/runs/*/")
         page.wait_for_selector("#run-status.running", timeout=60_000)

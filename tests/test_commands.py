@@ -82,7 +82,7 @@ def test_train_defaults_to_the_whisper_front_end(corpus, tmp_path):
                  "--epochs", "2", "--threads", "1", stdout=stdout)
     report = json.loads(report_path.read_text())
     assert report["front_end"].startswith("Whisper-base") and report["recipe"]["features"]["kind"] == "whisper"
-    assert report["recipe"]["train"]["members"] == 1 and report["recipe"]["train"]["augment"]["speed"] == [1.0]
+    assert report["recipe"]["train"]["members"] == 3 and report["recipe"]["train"]["augment"]["speed"] == [1.0]
     assert "epoch   2/2" in stdout.getvalue()
     assert any((tmp_path / "cache").rglob("whisper-base-*"))  # the states were cached for the next run
 

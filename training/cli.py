@@ -66,7 +66,8 @@ def add_recipe_arguments(parser: ArgumentParser) -> None:
                    f"unknown speaker is at inference ({per_front_end('own_centre_share')})")
     g.add_argument("--members", type=int, default=None, metavar="N",
                    help="train a seed ensemble of N models (seeds SEED..SEED+N-1) and average them; "
-                   f"N times the training time; classifying takes one pass per model and speed ({per_front_end('members')})")
+                   f"N times the training time; classifying takes one pass per model and speed, on one shared encoder pass for Whisper "
+                   f"({per_front_end('members')})")
     g.add_argument("--distil", type=float, default=t.distil_weight, metavar="WEIGHT",
                    help="seed ensembles: then train one model on the ensemble's class probabilities (this weight; the "
                    "labels the rest) and save it alone, one pass per speed to classify (e.g. 0.9; default 0 = off)")

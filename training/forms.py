@@ -70,7 +70,7 @@ class RunForm(forms.Form):
     members = forms.IntegerField(
         min_value=1, max_value=MAX_MEMBERS, initial=_defaults.members, label="Models in the ensemble",
         help_text="Each model trains from its own random start; predictions average them. N models take N times as "
-        "long to train and to classify.",
+        "long to train. To classify, N CNNs take N times as long; N Whisper heads share one encoder pass, which is most of the time.",
     )
     distil = forms.BooleanField(
         required=False, initial=False, label="Distil into one model",

@@ -41,7 +41,7 @@ def test_upload_train_watch_cancel_activate(browser, live_server_url, celery_wor
         page.uncheck("input[name=augment]")
         assert page.input_value("select[name=mean_norm]") == "speaker"  # the engine's default recipe
         assert page.input_value("select[name=features]") == "whisper"  # the default recipe: the Whisper front end
-        assert page.input_value("input[name=members]") == "1"  # one model on the encoder's states, left as it is
+        assert page.input_value("input[name=members]") == "3"  # three heads on the encoder's states, left as it is
         screenshot(page, "studio_run_form")
         page.click("button[type=submit]")
         page.wait_for_url("**/runs/*/")
@@ -57,8 +57,8 @@ def test_upload_train_watch_cancel_activate(browser, live_server_url, celery_wor
         screenshot(page, "studio_run_succeeded")
         run = TrainingRun.objects.get(name="browser run")
         assert run.status == "succeeded"
-        assert list(run.epochs.values_list("member", "epoch")) == [(1, e) for e in (1, 2, 3, 4)]
-        assert len(page.evaluate("document.getElementById('chart-acc').data")) == 3  # three curves for the one model
+        assert sorted(run.epochs.values_list("member", "epoch")) == [(m, e) for m in (1, 2, 3) for e in (1, 2, 3, 4)]
+        assert len(page.evaluate("document.getElementById('chart-acc').data")) == 9  # three curves for each model
 
         # 3. A second, long run: cancel it from its page while it runs.
         page.goto("/runs/new/")
@@ -80,7 +80,7 @@ def test_upload_train_watch_cancel_activate(browser, live_server_url, celery_wor
 
         # 4. Make the registered version active in the admin.
         version = ModelVersion.objects.get()
-        assert not version.is_active and version.inference["members"] == 1
+        assert not version.is_active and version.inference["members"] == 3
         page.goto("/admin/recognition/modelversion/")
         page.check(f"input[name=_selected_action][value='{version.pk}']")
         page.select_option("select[name=action]", "make_active")

@@ -152,7 +152,7 @@ def test_whisper_model_trains_on_cached_states_and_round_trips(tmp_path, encoder
 
 
 def test_recipe_defaults_and_stored_recipes():
-    assert Recipe().features.kind == "whisper" and Recipe().train.members == 1
+    assert Recipe().features.kind == "whisper" and Recipe().train.members == 3
     scratch = Recipe.for_front_end("logmel")
     assert scratch.train.members == 5 and scratch.model_config(8).encoder_layers == 0
     # A recipe stored before the Whisper front end (no kind) is still the CNN's.

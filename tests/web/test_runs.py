@@ -222,9 +222,9 @@ def test_run_form_offers_the_recipes_defaults_per_front_end(auth_client):
     form = RunForm()
     assert form.fields["features"].initial == "whisper"
     field = form.fields["members"]
-    assert field.initial == Recipe().train.members == 1 and (field.min_value, field.max_value) == (1, MAX_MEMBERS) == (1, 8)
+    assert field.initial == Recipe().train.members == 3 and (field.min_value, field.max_value) == (1, MAX_MEMBERS) == (1, 8)
     defaults = services.front_end_defaults()
-    assert defaults["whisper"]["members"] == 1 and defaults["logmel"]["members"] == 5
+    assert defaults["whisper"]["members"] == 3 and defaults["logmel"]["members"] == 5
     assert defaults["logmel"]["epochs"] == Recipe.for_front_end("logmel").train.epochs != defaults["whisper"]["epochs"]
     page = auth_client.get(reverse("runs:new"))
     assert b'id="front-end-defaults"' in page.content  # the page swaps them when the front end changes

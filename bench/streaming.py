@@ -228,7 +228,7 @@ def main() -> None:
             "end time) -> segment message received; includes the 300 ms pause and the chunking wait",
             "stop_to_final": "stop message sent -> final result (verdict from the segments + spectrogram) received",
         },
-        "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "the shipped starter (Whisper-base encoder, BLSTM + attention head; per-speaker means of the speech so far)",
+        "setup": {"chunk_s": CHUNK, "pacing": "real time", "model": "the shipped starter (Whisper-base encoder, BLSTM + attention heads; per-speaker means of the speech so far)",
                   "container": "WebM/Opus", "server": "one web server process (uvicorn), SER_INFERENCE_THREADS default"},
         "machine": machine(),
         "scenarios": results,

@@ -216,3 +216,18 @@ def test_reports_score_each_member_alone(tmp_path, scans):
     holdout = train_holdout(scans, tmp_path / "model.pt", recipe=recipe)
     assert len(holdout["members"]) == 2 and holdout["member_mean"]["n"] == 2
     assert "ensemble's models alone" in summary_line(holdout)
+
+
+def test_members_last_epochs_combine_into_one_ensemble(ensemble_run):
+    """What build_starter ships: each member's last epoch, saved together."""
+    from training.engine.ensemble import combine_checkpoints
+
+    result, _ = ensemble_run
+    lasts = [load_checkpoint(m.last_path) for m in result.members]
+    ck = combine_checkpoints([m.last_path for m in result.members])
+    assert ck.n_members == 2 and isinstance(ck.build_model(), EnsembleNet)
+    for weights, last in zip((ck.state_dict, *ck.member_states), lasts, strict=True):
+        assert_same_weights(weights, last.state_dict)
+    assert combine_checkpoints([result.members[0].last_path]).n_members == 1
+    with pytest.raises(ValueError, match="one-model"):
+        combine_checkpoints([result.best_path, result.members[0].last_path])

@@ -4,7 +4,8 @@ model (the student) trained on their averaged class probabilities and saved alon
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from .events import EpochReport
 if TYPE_CHECKING:
     from .trainer import Trainer  # the trainer imports this module; it only passes itself in
 
-__all__ = ["distillation_loss", "fit_ensemble", "teacher_targets", "trainees"]
+__all__ = ["combine_checkpoints", "distillation_loss", "fit_ensemble", "teacher_targets", "trainees"]
 
 SoftTargets = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -29,6 +30,20 @@ SoftTargets = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def trainees(members: int, distil_weight: float) -> int:
     """Models a run trains: the ensemble's, plus the student when it distils."""
     return members + (1 if members > 1 and distil_weight > 0 else 0)
+
+
+def combine_checkpoints(paths: Sequence[str | os.PathLike]) -> Checkpoint:
+    """The one-model checkpoints at ``paths``, members of one seed ensemble, as one checkpoint
+    (the first's settings, statistics and extras; one path gives that checkpoint as it is)."""
+    checkpoints = [load_checkpoint(p) for p in paths]
+    if any(ck.n_members != 1 for ck in checkpoints):
+        raise ValueError("an ensemble is combined from one-model checkpoints")
+    first = checkpoints[0]
+    # Every member normalises with statistics of the same training set: one set serves all.
+    for ck in checkpoints[1:]:
+        if not (torch.allclose(ck.stats.mean, first.stats.mean) and torch.allclose(ck.stats.std, first.stats.std)):
+            raise RuntimeError("the ensemble's members computed different feature statistics")
+    return replace(first, member_states=[ck.state_dict for ck in checkpoints[1:]]) if len(checkpoints) > 1 else first
 
 
 def fit_ensemble(trainer: Trainer, train: list[Example], valid: list[Example], resume: bool) -> TrainResult:
@@ -44,13 +59,7 @@ def fit_ensemble(trainer: Trainer, train: list[Example], valid: list[Example], r
         results.append(trainer.member(index, f"member{index + 1}").fit_model(train, valid, resume))
         if results[-1].stopped == "cancelled":
             break
-    checkpoints = [load_checkpoint(r.best_path) for r in results]
-    first = checkpoints[0]
-    # Every member normalises with statistics of the same training set: one set serves all.
-    for ck in checkpoints[1:]:
-        if not (torch.allclose(ck.stats.mean, first.stats.mean) and torch.allclose(ck.stats.std, first.stats.std)):
-            raise RuntimeError("the ensemble's members computed different feature statistics")
-    combined = replace(first, member_states=[ck.state_dict for ck in checkpoints[1:]])
+    combined = combine_checkpoints([r.best_path for r in results])
     model, extractor = combined.build_model(trainer.device), combined.build_extractor(trainer.device)
     metrics = evaluate_examples(model, extractor, valid, trainer.labels, batch_size=cfg.eval_batch_size)
     members = [{"seed": cfg.seed + i, "best_epoch": r.best_epoch, "epochs_run": len(r.history), "stopped": r.stopped,

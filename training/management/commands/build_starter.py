@@ -28,6 +28,7 @@ from training import cli
 from training.engine.corpora import CorpusError, scan_corpus
 from training.engine.data import WaveformCache
 from training.engine.experiment import Recipe, build_dataset, cross_validate, evaluate_checkpoint
+from training.engine.ensemble import combine_checkpoints
 from training.engine.trainer import Trainer
 
 STARTER_LABELS = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -88,8 +89,10 @@ class Command(BaseCommand):
                           metadata={"label_set": dataset.label_set.to_dict(), "corpora": [s.name for s in scans]})
         # Every speaker trains; a tenth of the utterances is scored each epoch only to show progress.
         result = trainer.fit(examples, examples[::10])
-        ck = load_checkpoint(result.last_path)  # the last epoch's weights (see the module docstring)
+        # Each model's last epoch (see the module docstring); a seed ensemble's saved together.
+        ck = combine_checkpoints([r.last_path for r in result.members or [result]])
         ck.extra.pop("trainer", None)  # optimiser and random states: resume-only, not shipped
+        ck.extra["train_config"] = final.to_dict()  # the run's, not its first model's
         ck.metrics = {"cross_validation": evaluation} if evaluation else {}
         out.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(out, ck)

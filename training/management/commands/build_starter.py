@@ -27,8 +27,8 @@ from recognition.services.starter import STARTER_PATH
 from training import cli
 from training.engine.corpora import CorpusError, scan_corpus
 from training.engine.data import WaveformCache
-from training.engine.experiment import Recipe, build_dataset, cross_validate, evaluate_checkpoint
 from training.engine.ensemble import combine_checkpoints
+from training.engine.experiment import Recipe, build_dataset, cross_validate, evaluate_checkpoint
 from training.engine.trainer import Trainer
 
 STARTER_LABELS = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from devsupport.synth import speech_silence_speech, write_wav
 from recognition.engine.checkpoint import load_checkpoint
@@ -108,3 +109,11 @@ def test_missing_encoder_weights_are_a_clear_503(auth_client, tmp_path, monkeypa
     assert response.status_code == 503
     assert "SER_WHISPER_DIR" in response.json()["error"]
     predictor_cache_clear()
+
+
+def test_shipped_starter_stores_float16_weights_and_stays_small():
+    assert STARTER_PATH.stat().st_size < 5_000_000  # a shipped model holds only its heads
+    ck = load_checkpoint(STARTER_PATH)
+    for weights in (ck.state_dict, *ck.member_states):
+        assert all(v.dtype == torch.float16 for v in weights.values() if v.is_floating_point())
+    assert ck.n_members == 3 and all(p.dtype == torch.float32 for p in ck.build_model().parameters())

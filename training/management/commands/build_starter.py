@@ -19,6 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -30,6 +31,12 @@ from training.engine.data import WaveformCache
 from training.engine.ensemble import combine_checkpoints
 from training.engine.experiment import Recipe, build_dataset, cross_validate, evaluate_checkpoint
 from training.engine.trainer import Trainer
+
+
+def half_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """One model's weights with every floating tensor as float16."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
 
 STARTER_LABELS = ["neutral", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
 CORPORA = ("ravdess", "nemo")  # TESS's licence (CC BY-NC-ND) forbids derived models
@@ -93,6 +100,8 @@ class Command(BaseCommand):
         ck = combine_checkpoints([r.last_path for r in result.members or [result]])
         ck.extra.pop("trainer", None)  # optimiser and random states: resume-only, not shipped
         ck.extra["train_config"] = final.to_dict()  # the run's, not its first model's
+        # Weights stored as float16 keep the shipped file small (loading widens them to float32).
+        ck.state_dict, ck.member_states = half_weights(ck.state_dict), [half_weights(w) for w in ck.member_states]
         ck.metrics = {"cross_validation": evaluation} if evaluation else {}
         out.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(out, ck)
